@@ -1,0 +1,31 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Both create (or reuse) .venv and install the project into it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-all lint clean-demo
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first: torchaudio exists here only for 2.9.1 and must match it.
+	$(PY) -m pip install -q torch==2.9.1 torchaudio==2.9.1
+	$(PY) -m pip install -q -e '.[demo,openai-whisper,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m recipes.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q --runslow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean-demo:
+	rm -rf data/mini_corpus results/demo
