@@ -1,0 +1,332 @@
+"""Manifests of MSP-Podcast for SpeechBrain's ``DynamicItemDataset``.
+
+One JSON file per split, keyed by utterance id (the file stem). Each entry:
+
+==============  ==========================================================
+key             meaning
+==============  ==========================================================
+``wav``         absolute path of the audio file
+``duration``    seconds (from the file header)
+``transcript``  human or Whisper transcript (absent when ``transcripts`` is None)
+``emotion``     one of ``A C D F H N S U`` (``X``/``O`` only in kept-all
+                splits; ``null`` when the label is hidden, as for Test3)
+``speaker``     ``SpkrID`` (``null`` when hidden)
+``gender``      ``Gender`` (``null`` when hidden)
+``split``       the corpus ``Split_Set`` the turn comes from
+``relabeled``   ``true`` for turns added by consensus relabeling (system E)
+==============  ==========================================================
+
+Run it as ``python -m data_prep.msp_prepare --data_folder DIR --save_folder OUT``
+or call :func:`prepare_msp_podcast` (``train.py`` does, through ``run_on_main``).
+The corpus is only read, never written.
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import soundfile
+
+from data_prep.msp_labels import read_consensus_labels
+from data_prep.msp_layout import (
+    CONSENSUS_CSV,
+    HIDDEN_TEST_SPLIT,
+    KNOWN_SPLITS,
+    audio_path,
+    check_layout,
+    list_hidden_test_audio,
+    transcript_path,
+)
+from ser.atomic_io import write_json_atomic
+from ser.emotions import EMOTIONS
+
+logger = logging.getLogger(__name__)
+
+#: Manifest name → corpus ``Split_Set`` (test = the challenge test set).
+DEFAULT_SPLITS = {"train": "Train", "valid": "Development", "test": "Test3"}
+OPTIONS_FILE = "prepare_options.json"
+
+
+class PreparationError(ValueError):
+    """A problem in the corpus that stops the preparation (names the file)."""
+
+
+def prepare_msp_podcast(
+    data_folder,
+    save_folder,
+    splits=None,
+    transcripts="human",
+    relabeled_csv=None,
+    keep_all_labels=("test",),
+    missing_transcript="error",
+    skip_prep=False,
+):
+    """Write one manifest per split; skip when done with the same options.
+
+    Parameters
+    ----------
+    data_folder : str or Path
+        Root of the MSP-Podcast release (``Audios/``, ``Labels/``, ``Transcripts/``).
+    save_folder : str or Path
+        Where ``<name>.json`` manifests and ``prepare_options.json`` go.
+        Must not be inside ``data_folder``.
+    splits : dict, optional
+        Manifest name → ``Split_Set`` (default :data:`DEFAULT_SPLITS`).
+    transcripts : None, "human" or path
+        ``None``: no transcript field (speech-only systems); ``"human"``:
+        ``Transcripts/<stem>.txt``; a path: a Whisper ``transcripts.csv``
+        (``FileName,Transcript``) written by ``data_prep.transcribe``.
+    relabeled_csv : path, optional
+        Output of ``data_prep.consensus``: its ``AddedToTrain`` turns are
+        added to the ``train`` manifest with their recomputed label (system E).
+    keep_all_labels : tuple of str
+        Manifests that keep every turn (labels X, O or hidden); the others
+        keep only turns labelled with one of the 8 classes.
+    missing_transcript : {"error", "empty"}
+        What to do when a turn has no transcript: stop with an error naming
+        the file, or use an empty string (logged with a count).
+    skip_prep : bool
+        Do nothing (the manifests are expected to exist).
+
+    Returns
+    -------
+    dict
+        Manifest name → path of its JSON file.
+    """
+    splits = dict(DEFAULT_SPLITS if splits is None else splits)
+    save_folder = Path(save_folder)
+    manifests = {name: save_folder / f"{name}.json" for name in splits}
+    if skip_prep:
+        return manifests
+
+    root = check_layout(data_folder)
+    _check_outside_corpus(root, save_folder)
+    _check_split_names(splits)
+    if missing_transcript not in ("error", "empty"):
+        raise ValueError(f"missing_transcript must be 'error' or 'empty', not {missing_transcript!r}")
+    options = _options_record(
+        root, splits, transcripts, relabeled_csv, keep_all_labels, missing_transcript
+    )
+    if _is_done(save_folder, manifests, options):
+        logger.info("Preparation already done with the same options in %s: skipped", save_folder)
+        return manifests
+
+    labels = read_consensus_labels(root)
+    transcript_lookup = _transcript_lookup(root, transcripts)
+    added = _relabeled_additions(relabeled_csv) if relabeled_csv else None
+    save_folder.mkdir(parents=True, exist_ok=True)
+    for name, split in splits.items():
+        turns = _split_turns(root, labels, split)
+        if name not in keep_all_labels:
+            turns = turns[turns["EmoClass"].isin(EMOTIONS)]
+        turns = turns.assign(relabeled=False)
+        if name == "train" and added is not None:
+            turns = pd.concat([turns, _added_turns(labels, added)], ignore_index=True)
+        entries = _manifest_entries(root, turns, transcript_lookup, missing_transcript)
+        write_json_atomic(manifests[name], entries)
+        logger.info("%s: %d turns from %s -> %s", name, len(entries), split, manifests[name])
+    # The options file goes last: its presence means every manifest is complete.
+    write_json_atomic(save_folder / OPTIONS_FILE, options)
+    return manifests
+
+
+def _check_outside_corpus(root, save_folder):
+    save = save_folder.expanduser().resolve()
+    if save == root or root in save.parents:
+        raise PreparationError(
+            f"{save_folder}: save_folder is inside the corpus {root}; the corpus is never written"
+        )
+
+
+def _check_split_names(splits):
+    for name, split in splits.items():
+        if split not in KNOWN_SPLITS:
+            raise PreparationError(
+                f"split {name!r}: unknown Split_Set {split!r}; expected one of {list(KNOWN_SPLITS)}"
+            )
+
+
+def _options_record(root, splits, transcripts, relabeled_csv, keep_all, missing):
+    def file_stamp(path):
+        # A changed transcripts/relabeling file must re-run the preparation.
+        path = Path(path).resolve()
+        stat = path.stat()
+        return {"path": str(path), "size": stat.st_size, "mtime": stat.st_mtime}
+
+    labels_file = root / CONSENSUS_CSV
+    return {
+        "data_folder": str(root),
+        "labels": file_stamp(labels_file) if labels_file.is_file() else None,
+        "splits": splits,
+        "transcripts": (
+            transcripts if transcripts in (None, "human") else file_stamp(transcripts)
+        ),
+        "relabeled_csv": file_stamp(relabeled_csv) if relabeled_csv else None,
+        "keep_all_labels": sorted(keep_all),
+        "missing_transcript": missing,
+    }
+
+
+def _is_done(save_folder, manifests, options):
+    options_path = save_folder / OPTIONS_FILE
+    if not options_path.is_file() or not all(path.is_file() for path in manifests.values()):
+        return False
+    try:
+        saved = json.loads(options_path.read_text())
+    except json.JSONDecodeError:
+        return False
+    return saved == json.loads(json.dumps(options))
+
+
+def _split_turns(root, labels, split):
+    turns = labels[labels["Split_Set"] == split]
+    if split == HIDDEN_TEST_SPLIT:
+        # Test3 is released as audio only: add the turns the labels do not list.
+        hidden = sorted(set(list_hidden_test_audio(root)) - set(turns["FileName"]))
+        turns = pd.concat(
+            [turns, pd.DataFrame({"FileName": hidden, "Split_Set": split})], ignore_index=True
+        )
+    return turns.sort_values("FileName", kind="stable").reset_index(drop=True)
+
+
+def _relabeled_additions(relabeled_csv):
+    path = Path(relabeled_csv)
+    if not path.is_file():
+        raise PreparationError(f"{path}: relabeled labels file not found (run data_prep.consensus)")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    needed = {"FileName", "EmoClass_Recomputed", "AddedToTrain"}
+    missing = needed - set(table.columns)
+    if missing:
+        raise PreparationError(f"{path}: missing column(s) {sorted(missing)}")
+    added = table[table["AddedToTrain"].str.lower() == "true"]
+    bad = added[~added["EmoClass_Recomputed"].isin(EMOTIONS)]
+    if len(bad):
+        line = bad.index[0] + 2  # header is line 1
+        raise PreparationError(
+            f"{path}:{line}: added turn {bad['FileName'].iloc[0]} has label "
+            f"{bad['EmoClass_Recomputed'].iloc[0]!r}, not one of {list(EMOTIONS)}"
+        )
+    return added.set_index("FileName")["EmoClass_Recomputed"]
+
+
+def _added_turns(labels, added):
+    known = labels.set_index("FileName")
+    unknown = [name for name in added.index if name not in known.index]
+    if unknown:
+        raise PreparationError(
+            f"relabeled turns not in {CONSENSUS_CSV}: {unknown[:5]} ({len(unknown)} in all)"
+        )
+    turns = known.loc[added.index].reset_index()
+    turns["EmoClass"] = added.to_numpy()
+    return turns.assign(relabeled=True)
+
+
+def _transcript_lookup(root, transcripts):
+    """A function FileName → transcript or None (missing)."""
+    if transcripts is None:
+        return None
+    if transcripts == "human":
+
+        def human(file_name):
+            path = transcript_path(root, file_name)
+            return path.read_text(encoding="utf-8").strip() if path.is_file() else None
+
+        return human
+    path = Path(transcripts)
+    if not path.is_file():
+        raise PreparationError(f"{path}: transcripts file not found (run data_prep.transcribe)")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not {"FileName", "Transcript"} <= set(table.columns):
+        raise PreparationError(f"{path}: expected columns FileName,Transcript")
+    whisper = dict(zip(table["FileName"], table["Transcript"].str.strip(), strict=True))
+    return whisper.get
+
+
+def _manifest_entries(root, turns, transcript_lookup, missing_transcript):
+    entries = {}
+    n_missing = 0
+    for row in turns.itertuples(index=False):
+        wav = audio_path(root, row.FileName)
+        entry = {
+            "wav": str(wav),
+            "duration": _duration(wav, row.Split_Set),
+            "emotion": _known(row, "EmoClass"),
+            "speaker": _known(row, "SpkrID"),
+            "gender": _known(row, "Gender"),
+            "split": row.Split_Set,
+            "relabeled": bool(row.relabeled),
+        }
+        if transcript_lookup is not None:
+            text = transcript_lookup(row.FileName)
+            if text is None:
+                if missing_transcript == "error":
+                    raise PreparationError(
+                        f"{transcript_path(root, row.FileName)}: transcript missing for "
+                        f"{row.FileName} ({row.Split_Set}); transcribe the corpus with "
+                        "data_prep.transcribe or set missing_transcript='empty'"
+                    )
+                n_missing += 1
+                text = ""
+            entry["transcript"] = text
+        entries[Path(row.FileName).stem] = entry
+    if n_missing:
+        logger.warning("%d turns have no transcript: empty strings used", n_missing)
+    return entries
+
+
+def _known(row, column):
+    value = getattr(row, column, None)
+    return None if value is None or pd.isna(value) or value == "" else value
+
+
+def _duration(wav, split):
+    if not wav.is_file():
+        raise PreparationError(f"{wav}: audio file missing (turn listed for split {split})")
+    try:
+        info = soundfile.info(str(wav))
+    except (RuntimeError, soundfile.LibsndfileError) as error:
+        raise PreparationError(f"{wav}: unreadable audio file ({error})") from error
+    if info.frames == 0:
+        raise PreparationError(f"{wav}: empty audio file (0 samples)")
+    return round(info.frames / info.samplerate, 4)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data_folder", required=True)
+    parser.add_argument("--save_folder", required=True)
+    parser.add_argument(
+        "--transcripts",
+        default="human",
+        help="'human', 'none', or the path of a Whisper transcripts.csv",
+    )
+    parser.add_argument("--relabeled_csv", default=None)
+    parser.add_argument("--missing_transcript", choices=("error", "empty"), default="error")
+    parser.add_argument(
+        "--split",
+        action="append",
+        metavar="NAME=Split_Set",
+        help="manifest name and corpus split, repeatable (default train=Train "
+        "valid=Development test=Test3)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    splits = dict(item.split("=", 1) for item in args.split) if args.split else None
+    transcripts = None if args.transcripts == "none" else args.transcripts
+    manifests = prepare_msp_podcast(
+        args.data_folder,
+        args.save_folder,
+        splits=splits,
+        transcripts=transcripts,
+        relabeled_csv=args.relabeled_csv,
+        missing_transcript=args.missing_transcript,
+    )
+    for name, path in manifests.items():
+        count = len(json.loads(Path(path).read_text()))
+        print(f"{name:>6}: {count:6d} turns  {path}")
+
+
+if __name__ == "__main__":
+    main()

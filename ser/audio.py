@@ -1,0 +1,102 @@
+"""Reading speech turns as 16 kHz mono waveforms, with length limits.
+
+Audio is read with soundfile (``torchaudio.load`` needs torchcodec, which this
+project does not depend on). Other sample rates are resampled and several
+channels are averaged, with a warning, so a stray 44.1 kHz stereo file is
+handled rather than silently mis-read.
+"""
+
+import logging
+import warnings
+
+import numpy as np
+import soundfile
+import torch
+import torchaudio.functional
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used (names the file and the problem)."""
+
+
+def load_waveform(path, sample_rate=SAMPLE_RATE):
+    """Read an audio file as a float32 mono tensor at ``sample_rate``.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any format soundfile reads (WAV PCM-16/24/32, float, FLAC, ...).
+    sample_rate : int
+        Target rate; other rates are resampled (with a warning).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(samples,)``, float32.
+
+    Raises
+    ------
+    AudioError
+        If the file is missing, unreadable or holds no samples.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "tone.wav")
+    >>> soundfile.write(path, np.zeros((4410, 2)), 44100)
+    >>> import warnings; warnings.simplefilter("ignore")
+    >>> load_waveform(path).shape
+    torch.Size([1600])
+    """
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError, OSError) as error:
+        raise AudioError(f"{path}: unreadable audio file ({error})") from error
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: empty audio file (0 samples)")
+    if data.shape[1] > 1:
+        warnings.warn(f"{path}: {data.shape[1]} channels, averaged to mono", stacklevel=2)
+        data = data.mean(axis=1, keepdims=True)
+    waveform = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
+    if rate != sample_rate:
+        warnings.warn(f"{path}: {rate} Hz, resampled to {sample_rate} Hz", stacklevel=2)
+        waveform = torchaudio.functional.resample(waveform, rate, sample_rate)
+    return waveform
+
+
+def crop_waveform(waveform, max_samples, mode="random", generator=None):
+    """Limit a waveform to ``max_samples`` samples.
+
+    Parameters
+    ----------
+    waveform : torch.Tensor
+        Shape ``(samples,)``.
+    max_samples : int or None
+        Longest length kept; ``None`` or a non-positive value keeps everything.
+    mode : {"random", "center", "start"}
+        Where the kept window lies: random (training: every epoch sees
+        another part of a long turn), center or start (evaluation: repeatable).
+    generator : torch.Generator, optional
+        For the random position.
+
+    Example
+    -------
+    >>> crop_waveform(torch.arange(10.0), 4, mode="center")
+    tensor([3., 4., 5., 6.])
+    """
+    if max_samples is None or max_samples <= 0 or waveform.shape[0] <= max_samples:
+        return waveform
+    excess = waveform.shape[0] - max_samples
+    if mode == "random":
+        start = int(torch.randint(0, excess + 1, (1,), generator=generator))
+    elif mode == "center":
+        start = excess // 2
+    elif mode == "start":
+        start = 0
+    else:
+        raise ValueError(f"unknown crop mode {mode!r}: expected random, center or start")
+    return waveform[start : start + max_samples]
