@@ -1,0 +1,91 @@
+"""The data stages one sub-system needs, driven by its hparams.
+
+``train.py`` calls :func:`prepare_system_data` (on the main process). In order:
+
+1. Whisper transcription of every turn — only for systems that read
+   transcripts (``transcripts: whisper``); cached per utterance and shared
+   by all systems through ``whisper_folder``, so D and E transcribe once;
+2. consensus relabeling — only when ``relabel_threshold`` is set (system E);
+3. the manifests (``data_prep.msp_prepare``), skipped when done with the
+   same options.
+"""
+
+import logging
+from pathlib import Path
+
+from data_prep.consensus import class_count_table, relabel, write_csv_atomically
+from data_prep.msp_labels import read_consensus_labels, read_detailed_labels
+from data_prep.msp_prepare import prepare_msp_podcast
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_system_data(hparams):
+    """Run the data stages a system's hparams ask for; return manifest paths.
+
+    Parameters
+    ----------
+    hparams : dict
+        Loaded system YAML. Keys read: ``data_folder``, ``manifest_folder``,
+        ``splits``, ``skip_prep``; for text systems ``transcripts``,
+        ``whisper_model``, ``whisper_backend``, ``whisper_folder``; for
+        relabeling ``relabel_threshold`` and ``relabel_classes``.
+
+    Returns
+    -------
+    dict
+        Manifest name (train/valid/test) → JSON path.
+    """
+    splits = dict(hparams["splits"])
+    if hparams["skip_prep"]:
+        return prepare_msp_podcast(None, hparams["manifest_folder"], splits=splits, skip_prep=True)
+    data_folder = hparams["data_folder"]
+    transcripts = _transcripts_source(hparams, splits)
+    relabeled_csv = None
+    if hparams.get("relabel_threshold") is not None:
+        relabeled_csv = _relabel(hparams)
+    return prepare_msp_podcast(
+        data_folder,
+        hparams["manifest_folder"],
+        splits=splits,
+        transcripts=transcripts,
+        relabeled_csv=relabeled_csv,
+    )
+
+
+def _transcripts_source(hparams, splits):
+    choice = hparams.get("transcripts")
+    if choice in (None, "human"):
+        return choice
+    if choice != "whisper":
+        raise ValueError(f"transcripts must be null, 'human' or 'whisper', not {choice!r}")
+    from data_prep.transcribe import transcribe_corpus
+
+    # Paper §5.4: Whisper transcripts for the whole corpus, so training and
+    # test text come from the same (automatic) source.
+    return transcribe_corpus(
+        data_folder=hparams["data_folder"],
+        splits=sorted(set(splits.values())),
+        model=hparams["whisper_model"],
+        out=hparams["whisper_folder"],
+        backend=hparams["whisper_backend"],
+    )
+
+
+def _relabel(hparams):
+    threshold = float(hparams["relabel_threshold"])
+    classes = "".join(hparams["relabel_classes"])
+    # The options are in the name, so changing K or the classes re-runs it.
+    out = Path(hparams["manifest_folder"]) / f"relabeled_K{threshold:g}_{classes}.csv"
+    if out.is_file():
+        return out
+    data_folder = hparams["data_folder"]
+    relabeled = relabel(
+        read_detailed_labels(data_folder),
+        read_consensus_labels(data_folder),
+        threshold=threshold,
+        addable=tuple(hparams["relabel_classes"]),
+    )
+    write_csv_atomically(relabeled, out)
+    logger.info("Consensus relabeling (K = %g):\n%s", threshold, class_count_table(relabeled))
+    return out

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Train and evaluate one sub-system (A–E) of the LIA MSP-Podcast SER system.
+
+Usage::
+
+    python train.py hparams/system_d.yaml --data_folder /path/to/MSP-PODCAST-1.11
+    python train.py hparams/system_a.yaml --profile hparams/profiles/demo.yaml   # mini corpus, tiny models
+    torchrun --nproc_per_node=4 train.py hparams/system_c.yaml --data_folder ...
+
+Runs the data stages (unless ``skip_prep``), trains with SpeechBrain (resumes
+by itself from the last checkpoint), keeps the checkpoint with the best dev
+macro-F1, then writes to the output folder:
+``posteriors/valid.csv``, ``posteriors/test.csv`` (``FileName`` + 8
+probabilities, class order A C D F H N S U) and ``metrics.json`` (dev).
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+
+from data_prep.system_prep import prepare_system_data
+from ser.brain import EmotionBrain
+from ser.data import make_dataset
+from ser.experiment import merge_overrides, pop_profile
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv):
+    profile, argv = pop_profile(argv)
+    hparams_file, run_opts, cli_overrides = sb.parse_arguments(argv)
+    overrides = merge_overrides(hparams_file, profile, cli_overrides)
+    with open(hparams_file) as stream:
+        hparams = load_hyperpyyaml(stream, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    manifests = {}
+    sb.utils.distributed.run_on_main(
+        lambda: manifests.update(prepare_system_data(hparams)),
+        post_func=lambda: manifests.update(prepare_system_data({**hparams, "skip_prep": True})),
+    )
+
+    with_text = hparams["model"].uses_text
+    limits = {"max_duration": hparams["max_duration"], "eval_max_duration": hparams["eval_max_duration"]}
+    datasets = {
+        name: make_dataset(path, train=(name == "train"), with_text=with_text, **limits)
+        for name, path in manifests.items()
+    }
+    brain = EmotionBrain(
+        modules=hparams["modules"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["test_dataloader_opts"],
+    )
+
+    output = Path(hparams["output_folder"])
+    for name in ("valid", "test"):
+        brain.posteriors_file = output / "posteriors" / f"{name}.csv"
+        brain.metrics_file = output / "metrics.json" if name == "valid" else None
+        brain.evaluate(datasets[name], max_key="macro_f1", test_loader_kwargs=hparams["test_dataloader_opts"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
