@@ -40,8 +40,12 @@ class SpeechBranch(torch.nn.Module):
         self.pooling = pooling
 
     def forward(self, wavs, wav_lens):
-        # Relative lengths describe the valid frames as well as the samples.
-        return self.pooling(self.encoder(wavs, wav_lens), wav_lens)
+        frames = self.encoder(wavs, wav_lens)
+        # The CNN's exact frame count of each turn when the encoder knows it;
+        # rounding relative lengths can count one padded frame too many.
+        if hasattr(self.encoder, "relative_frame_lengths"):
+            wav_lens = self.encoder.relative_frame_lengths(wav_lens, wavs.shape[1])
+        return self.pooling(frames, wav_lens)
 
 
 class TextBranch(torch.nn.Module):
