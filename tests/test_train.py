@@ -123,7 +123,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(mini_corpus, tiny_models, t
     command = train_command("a", mini_corpus, tmp_path, tiny_models, *extra)
     save = tmp_path / "system_a" / "1993" / "save"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, **quiet)
     deadline = time.time() + 300
     while time.time() < deadline and not list(save.glob("CKPT+*")):
         time.sleep(0.2)
