@@ -14,7 +14,9 @@ macro-F1, then writes to the output folder:
 probabilities, class order A C D F H N S U) and ``metrics.json`` (dev).
 """
 
+import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +34,23 @@ logger = logging.getLogger(__name__)
 def main(argv):
     profile, argv = pop_profile(argv)
     hparams_file, run_opts, cli_overrides = sb.parse_arguments(argv)
-    overrides = merge_overrides(hparams_file, profile, cli_overrides)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    if run_opts["debug"] and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # In debug mode each process would checkpoint to its own temporary folder, and the
+        # processes would then disagree on what to load: share the experiment's save folder.
+        run_opts = dataclasses.replace(
+            run_opts,
+            debug_persistently=True,
+            overridden_args=set(run_opts.overridden_args) | {"debug_persistently"},
+        )
+    # A profile may build models (cached): the main process first, then the others reuse them.
+    merged = {}
+
+    def resolve_overrides():
+        merged["overrides"] = merge_overrides(hparams_file, profile, cli_overrides)
+
+    sb.utils.distributed.run_on_main(resolve_overrides, post_func=resolve_overrides)
+    overrides = merged["overrides"]
     with open(hparams_file) as stream:
         hparams = load_hyperpyyaml(stream, overrides)
     sb.create_experiment_directory(
@@ -70,7 +88,7 @@ def main(argv):
     for name in ("valid", "test"):
         brain.posteriors_file = output / "posteriors" / f"{name}.csv"
         brain.metrics_file = output / "metrics.json" if name == "valid" else None
-        brain.evaluate(datasets[name], max_key="macro_f1", test_loader_kwargs=hparams["test_dataloader_opts"])
+        brain.evaluate(datasets[name], test_loader_kwargs=hparams["test_dataloader_opts"])
 
 
 if __name__ == "__main__":

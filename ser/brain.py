@@ -12,18 +12,36 @@ comes from the YAML; this class only wires it together:
 - evaluation writes the posteriors (8 probabilities per turn) and metrics.
 """
 
-import json
 import logging
 
 import speechbrain as sb
 import torch
 
+from ser.atomic_io import write_json_atomic
 from ser.data import UNKNOWN_LABEL
 from ser.emotions import EMOTIONS
 from ser.metrics import classification_report
 from ser.posteriors import write_posteriors
 
 logger = logging.getLogger(__name__)
+
+
+def dev_score_rank(checkpoint):
+    """Sort key of checkpoints: dev macro-F1, then epoch.
+
+    The epoch breaks ties the same way on every process; ranking by the
+    score alone lets DDP processes pick different "best" checkpoints among
+    equal scores and then disagree on which to delete.
+
+    Example
+    -------
+    >>> from types import SimpleNamespace as Ckpt
+    >>> ckpts = [Ckpt(meta={"macro_f1": 0.3, "epoch": e}) for e in (1, 2)]
+    >>> max(ckpts, key=dev_score_rank).meta["epoch"]
+    2
+    """
+    # Intra-epoch checkpoints (--ckpt_interval_minutes) have no dev score: they rank last.
+    return (checkpoint.meta.get("macro_f1", -1.0), checkpoint.meta.get("epoch", -1))
 
 
 class EmotionBrain(sb.Brain):
@@ -68,7 +86,7 @@ class EmotionBrain(sb.Brain):
             report = classification_report(targets[known].tolist(), probs[known].argmax(-1).tolist())
         if stage == sb.Stage.VALID:
             self._end_of_epoch(epoch, stage_loss, report)
-        elif sb.utils.distributed.if_main_process():
+        else:
             self._write_evaluation(ids, probs, stage_loss, report)
 
     def _end_of_epoch(self, epoch, stage_loss, report):
@@ -89,16 +107,26 @@ class EmotionBrain(sb.Brain):
             train_stats={"loss": self.train_loss},
             valid_stats=valid_stats,
         )
-        self.checkpointer.save_and_keep_only(meta={"macro_f1": score}, max_keys=["macro_f1"])
+        self.checkpointer.save_and_keep_only(
+            meta={"macro_f1": score, "epoch": epoch}, importance_keys=[dev_score_rank]
+        )
+
+    def on_evaluate_start(self, max_key=None, min_key=None):
+        """Load the checkpoint with the best dev macro-F1 (ties: the later epoch)."""
+        if self.checkpointer is not None:
+            self.checkpointer.recover_if_possible(importance_key=dev_score_rank)
 
     def _write_evaluation(self, ids, probs, stage_loss, report):
-        if self.posteriors_file:
+        # Every process gets here: the train logger is collective under DDP
+        # (main_process_only broadcasts), only the files are the main's job.
+        main = sb.utils.distributed.if_main_process()
+        if self.posteriors_file and main:
             write_posteriors(self.posteriors_file, [f"{uid}.wav" for uid in ids], probs.numpy())
             logger.info("Posteriors of %d turns written to %s", len(ids), self.posteriors_file)
         if self.metrics_file and report:
-            metrics = {"loss": float(stage_loss), "n_turns": len(ids), **report}
-            with open(self.metrics_file, "w") as stream:
-                json.dump(metrics, stream, indent=2)
+            if main:
+                metrics = {"loss": float(stage_loss), "n_turns": len(ids), **report}
+                write_json_atomic(self.metrics_file, metrics, indent=2)
             self.hparams.train_logger.log_stats(
                 stats_meta={"evaluation": str(self.metrics_file)},
                 test_stats={"macro_f1": report["macro_f1"], "accuracy": report["accuracy"]},

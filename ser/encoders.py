@@ -202,6 +202,11 @@ class SpeechEncoder(Wav2Vec2):
             # making the waveform require grad, so the CNN builds no autograd graph. (HubertModel
             # has no freeze_feature_encoder(), but every CNN feature encoder has this method.)
             self.model.feature_extractor._freeze_parameters()
+        masked_embedding = getattr(self.model, "masked_spec_embed", None)
+        if masked_embedding is not None and not apply_spec_augment:
+            # Only SpecAugment's time masking reads it: left trainable, it gets no gradient,
+            # which DDP reports as an unused parameter.
+            masked_embedding.requires_grad_(False)
         # Models with a group-norm CNN (wav2vec2-base style) must not get a mask (their
         # preprocessor says so); the others need one so padding stays out of attention.
         self.uses_attention_mask = bool(
