@@ -1,12 +1,20 @@
 """Shared fixtures: one small mini corpus per test session."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 # Nothing is ever fetched from a model hub: tests use local models only.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SYSTEMS = ("a", "b", "c", "d", "e")
+PROFILE = ROOT / "hparams" / "profiles" / "demo.yaml"
 
 
 def pytest_addoption(parser):
@@ -30,3 +38,42 @@ def mini_corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("mini_corpus")
     generate_mini_corpus(out, seed=7, n_turns=96)
     return out
+
+
+def train_command(system, mini_corpus, results, models, *extra):
+    return [
+        sys.executable,
+        str(ROOT / "train.py"),
+        str(ROOT / "hparams" / f"system_{system}.yaml"),
+        "--profile",
+        str(PROFILE),
+        f"--data_folder={mini_corpus}",
+        f"--results_folder={results}",
+        f"--tiny_models_folder={models}",
+        *extra,
+    ]
+
+
+def run(command, timeout=600):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stderr[-4000:]}"
+    return done
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    from recipes.tiny_models import build_tiny_models
+
+    folder = tmp_path_factory.mktemp("tiny_models")
+    build_tiny_models(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def debug_results(mini_corpus, tiny_models, tmp_path_factory):
+    """Each system trained with --debug on the mini corpus (one shared Whisper cache)."""
+    results = tmp_path_factory.mktemp("results")
+    for system in SYSTEMS:
+        run(train_command(system, mini_corpus, results, tiny_models, "--debug"))
+    return results

@@ -15,49 +15,9 @@ import pytest
 
 from ser.emotions import EMOTIONS
 from ser.experiment import top_level_keys
+from tests.conftest import SYSTEMS, run, train_command
 
 ROOT = Path(__file__).resolve().parents[1]
-SYSTEMS = ("a", "b", "c", "d", "e")
-PROFILE = ROOT / "hparams" / "profiles" / "demo.yaml"
-
-
-def train_command(system, mini_corpus, results, models, *extra):
-    return [
-        sys.executable,
-        str(ROOT / "train.py"),
-        str(ROOT / "hparams" / f"system_{system}.yaml"),
-        "--profile",
-        str(PROFILE),
-        f"--data_folder={mini_corpus}",
-        f"--results_folder={results}",
-        f"--tiny_models_folder={models}",
-        *extra,
-    ]
-
-
-def run(command, timeout=600):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stderr[-4000:]}"
-    return done
-
-
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    from recipes.tiny_models import build_tiny_models
-
-    folder = tmp_path_factory.mktemp("tiny_models")
-    build_tiny_models(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def debug_results(mini_corpus, tiny_models, tmp_path_factory):
-    """Each system trained with --debug on the mini corpus (one shared Whisper cache)."""
-    results = tmp_path_factory.mktemp("results")
-    for system in SYSTEMS:
-        run(train_command(system, mini_corpus, results, tiny_models, "--debug"))
-    return results
 
 
 @pytest.mark.parametrize("system", SYSTEMS)
