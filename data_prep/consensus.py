@@ -26,14 +26,13 @@ usual Train turns plus the rows with ``AddedToTrain == True``, labelled with
 
 import argparse
 import logging
-import os
-import tempfile
 import time
 
 import numpy as np
 import pandas as pd
 
 from data_prep.msp_labels import read_consensus_labels, read_detailed_labels
+from ser.atomic_io import atomic_write
 from ser.emotions import EMOTIONS, NO_AGREEMENT, OTHER
 
 logger = logging.getLogger(__name__)
@@ -287,17 +286,8 @@ def write_csv_atomically(frame, out_path):
     >>> write_csv_atomically(pd.DataFrame({"a": [1]}), out); out.read_text()
     'a\\n1\\n'
     """
-    folder = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temp_path = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".csv")
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            frame.to_csv(stream, index=False)
-        os.replace(temp_path, out_path)
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
+    with atomic_write(out_path) as stream:
+        frame.to_csv(stream, index=False)
 
 
 def _parse_addable(text):

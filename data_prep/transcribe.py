@@ -33,10 +33,8 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from math import gcd
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from data_prep.msp_layout import audio_path, list_split_turns
@@ -54,6 +52,7 @@ from data_prep.whisper_backends import (
     bundled_tiny_en_path,
     load_backend,
 )
+from ser.audio import AudioError, load_waveform
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +63,14 @@ __all__ = ["TranscriptionRun", "transcribe_corpus", "transcribe_turns", "select_
 BUNDLED_MODEL = "bundled-tiny.en"
 
 
-class BadAudioError(ValueError):
-    """An audio file that cannot be transcribed (unreadable or empty)."""
+#: An unreadable or empty audio file (the message names it).
+BadAudioError = AudioError
 
 
 def read_audio_16k(path):
-    """Read a file as float32 16 kHz mono, down-mixing / resampling if needed.
+    """Read a file as a float32 16 kHz mono array (see :func:`ser.audio.load_waveform`).
+
+    Whisper takes arrays: there is no ffmpeg here to decode paths.
 
     Raises
     ------
@@ -84,24 +85,7 @@ def read_audio_16k(path):
     >>> read_audio_16k(wav).shape
     (16000,)
     """
-    import soundfile
-
-    try:
-        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
-        raise BadAudioError(f"{path}: unreadable audio ({error})") from error
-    if samples.shape[0] == 0:
-        raise BadAudioError(f"{path}: empty audio (0 samples)")
-    if samples.shape[1] > 1:
-        logger.warning("%s: %d channels, down-mixed to mono", path, samples.shape[1])
-    audio = samples.mean(axis=1)
-    if rate != SAMPLE_RATE:
-        from scipy.signal import resample_poly
-
-        logger.warning("%s: %d Hz, resampled to %d Hz", path, rate, SAMPLE_RATE)
-        step = gcd(SAMPLE_RATE, rate)
-        audio = resample_poly(audio, SAMPLE_RATE // step, rate // step)
-    return np.ascontiguousarray(audio, dtype=np.float32)
+    return load_waveform(path).numpy()
 
 
 @dataclass

@@ -20,8 +20,9 @@ import json
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
+
+from ser.atomic_io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -33,26 +34,18 @@ class CacheError(RuntimeError):
 
 
 def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` through a temporary file in the same folder.
+    """Write ``text`` to ``path`` atomically (:func:`ser.atomic_io.atomic_write`).
 
     Example
     -------
+    >>> import tempfile
     >>> target = Path(tempfile.mkdtemp()) / "a.txt"
     >>> atomic_write_text(target, "hi")
     >>> target.read_text()
     'hi'
     """
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as stream:
+        stream.write(text)
 
 
 def cache_folder_name(key):
@@ -109,6 +102,7 @@ class TranscriptCache:
 
     Example
     -------
+    >>> import tempfile
     >>> root = Path(tempfile.mkdtemp())
     >>> with TranscriptCache(root, {"model": "m"}, "1of1") as cache:
     ...     cache.append([{"FileName": "a.wav", "Transcript": "hi", "seconds": 1.0}])
@@ -211,6 +205,7 @@ def write_transcripts_csv(path, transcripts):
 
     Example
     -------
+    >>> import tempfile
     >>> target = Path(tempfile.mkdtemp()) / "transcripts.csv"
     >>> write_transcripts_csv(target, {"b.wav": "yes, two", "a.wav": "one"})
     >>> target.read_text().splitlines()
@@ -234,6 +229,7 @@ def read_transcripts_csv(path):
 
     Example
     -------
+    >>> import tempfile
     >>> target = Path(tempfile.mkdtemp()) / "transcripts.csv"
     >>> write_transcripts_csv(target, {"a.wav": ""})
     >>> read_transcripts_csv(target)

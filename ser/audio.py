@@ -7,7 +7,6 @@ handled rather than silently mis-read.
 """
 
 import logging
-import warnings
 
 import numpy as np
 import soundfile
@@ -31,7 +30,8 @@ def load_waveform(path, sample_rate=SAMPLE_RATE):
     path : str or Path
         Any format soundfile reads (WAV PCM-16/24/32, float, FLAC, ...).
     sample_rate : int
-        Target rate; other rates are resampled (with a warning).
+        Target rate; other rates are resampled and several channels
+        down-mixed, each with a logged warning.
 
     Returns
     -------
@@ -48,7 +48,6 @@ def load_waveform(path, sample_rate=SAMPLE_RATE):
     >>> import tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "tone.wav")
     >>> soundfile.write(path, np.zeros((4410, 2)), 44100)
-    >>> import warnings; warnings.simplefilter("ignore")
     >>> load_waveform(path).shape
     torch.Size([1600])
     """
@@ -59,11 +58,11 @@ def load_waveform(path, sample_rate=SAMPLE_RATE):
     if data.shape[0] == 0:
         raise AudioError(f"{path}: empty audio file (0 samples)")
     if data.shape[1] > 1:
-        warnings.warn(f"{path}: {data.shape[1]} channels, averaged to mono", stacklevel=2)
+        logger.warning("%s: %d channels, down-mixed to mono", path, data.shape[1])
         data = data.mean(axis=1, keepdims=True)
     waveform = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
     if rate != sample_rate:
-        warnings.warn(f"{path}: {rate} Hz, resampled to {sample_rate} Hz", stacklevel=2)
+        logger.warning("%s: %d Hz, resampled to %d Hz", path, rate, sample_rate)
         waveform = torchaudio.functional.resample(waveform, rate, sample_rate)
     return waveform
 
