@@ -40,10 +40,18 @@ def atomic_write(path, mode="w", encoding="utf-8"):
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
+        # mkstemp makes the file private (0600); give it the usual permissions.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path, data, indent=1):

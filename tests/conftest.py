@@ -72,8 +72,11 @@ def tiny_models(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def debug_results(mini_corpus, tiny_models, tmp_path_factory):
-    """Each system trained with --debug on the mini corpus (one shared Whisper cache)."""
+    """Each system trained with --debug on the mini corpus (one shared Whisper cache).
+
+    ``--debug_persistently`` keeps the checkpoints, which inference tests load.
+    """
     results = tmp_path_factory.mktemp("results")
     for system in SYSTEMS:
-        run(train_command(system, mini_corpus, results, tiny_models, "--debug"))
+        run(train_command(system, mini_corpus, results, tiny_models, "--debug", "--debug_persistently"))
     return results

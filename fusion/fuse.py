@@ -1,0 +1,220 @@
+"""Score-level fusion of the sub-systems with an SVM (paper §7).
+
+The posteriors of the sub-systems (8 per system, class order A C D F H N S U)
+are concatenated into one feature vector per turn, and an SVM
+(:class:`sklearn.svm.SVC`) learns the emotion from it on the development set.
+Kernel, C and class weighting are chosen by an inner cross-validation on
+macro-F1, grouped by speaker.
+
+The SVM is trained on dev, so its dev score must come from turns it did not
+see: dev is cut into speaker-disjoint folds, each fold's SVM (with its own
+model selection) predicts its held-out speakers, and the out-of-fold
+predictions of all dev turns give the fused dev report. The final SVM is then
+fitted on all of dev and predicts the test split (the submission).
+
+Usage::
+
+    python -m fusion.fuse results/system_a ... results/system_e --out results/fusion
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import joblib
+import numpy as np
+import sklearn
+from tqdm import tqdm
+
+from fusion.inputs import load_systems, read_dev_labels, stack_features
+from fusion.svm import DEFAULT_C, DEFAULT_KERNELS, FusionModel, fit_fusion_model, softmax, speaker_folds
+from ser.atomic_io import atomic_write, write_json_atomic
+from ser.emotions import EMOTIONS
+from ser.metrics import classification_report
+from ser.posteriors import write_posteriors
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FusionModel", "speaker_folds", "fit_fusion_model", "fuse_systems", "load_fusion"]
+
+MODEL_FILE = "fusion_model.joblib"
+MODEL_INFO_FILE = "fusion_model.json"
+METRICS_FILE = "fusion_metrics.json"
+
+
+def _cross_validated_scores(features, labels, speakers, systems, folds, seed, grid):
+    scores = np.full((len(labels), len(EMOTIONS)), -np.inf)
+    per_fold = []
+    for index, (train, test) in enumerate(tqdm(speaker_folds(labels, speakers, folds, seed),
+                                               desc="fusion CV folds")):
+        model = fit_fusion_model(features[train], labels[train], speakers[train], systems, seed=seed, **grid)
+        scores[test] = model.decision_scores(features[test])
+        per_fold.append({"fold": index, "n_train": len(train), "n_test": len(test),
+                         "n_test_speakers": len(set(speakers[test].tolist())), "params": model.params})
+    return scores, per_fold
+
+
+def _argmax_letters(matrix):
+    return np.asarray(EMOTIONS)[np.asarray(matrix).argmax(axis=1)]
+
+
+def _write_outputs(out, model, names, test_scores, oof_scores, system_folders):
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "submission.csv") as stream:
+        stream.write("FileName,EmoClass\n")
+        predictions = _argmax_letters(test_scores)
+        for name, letter in sorted(zip(names["test"], predictions, strict=True)):
+            stream.write(f"{name},{letter}\n")
+    write_posteriors(out / "fused_test.csv", names["test"], softmax(test_scores))
+    write_posteriors(out / "fused_valid_oof.csv", names["valid"], softmax(oof_scores))
+    with atomic_write(out / MODEL_FILE, "wb") as stream:
+        joblib.dump(model, stream)
+    write_json_atomic(out / MODEL_INFO_FILE, {
+        "file": MODEL_FILE, "systems": model.systems, "system_folders": system_folders,
+        "classes": list(model.classes), "params": model.params, "n_features": model.n_features,
+        "input": "posteriors of the systems concatenated in system order, each in class order",
+        "scikit_learn": sklearn.__version__,
+    })
+
+
+def fuse_systems(system_dirs, out, folds=5, seed=0, kernels=DEFAULT_KERNELS, c_values=DEFAULT_C,
+                 inner_folds=3):
+    """Cross-validate the fusion on dev, fit it on all of dev, predict test, write everything.
+
+    Writes into ``out``: ``submission.csv``, ``fused_test.csv``,
+    ``fused_valid_oof.csv`` (normalised scores), ``fusion_model.joblib``,
+    ``fusion_model.json``, ``fusion_metrics.json`` and the report
+    (:func:`fusion.report.write_report`).
+
+    Parameters
+    ----------
+    system_dirs : sequence of str or Path
+        Sub-system folders (``results/system_a`` or its seed folder).
+    out : str or Path
+        Output folder.
+    folds, seed : int
+        Outer speaker-disjoint folds and shuffling seed.
+    kernels, c_values, inner_folds
+        Passed to :func:`fit_fusion_model`.
+
+    Returns
+    -------
+    dict
+        The content of ``fusion_metrics.json``, plus ``report_files``.
+
+    Example
+    -------
+    >>> import json, tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> labels = list("AHNS") * 8
+    >>> valid = [f"v{i:02d}.wav" for i in range(32)]
+    >>> for system in ("system_a", "system_b"):
+    ...     probs = np.eye(8)[[EMOTIONS.index(c) for c in labels]] * 0.6 + 0.05
+    ...     write_posteriors(root / system / "posteriors" / "valid.csv", valid, probs)
+    ...     write_posteriors(root / system / "posteriors" / "test.csv", ["t.wav"], probs[:1])
+    ...     manifest = {n[:-4]: {"emotion": c, "speaker": str(i // 4)}
+    ...                 for i, (n, c) in enumerate(zip(valid, labels))}
+    ...     (root / system / "manifests").mkdir()
+    ...     _ = (root / system / "manifests" / "valid.json").write_text(json.dumps(manifest))
+    >>> metrics = fuse_systems([root / "system_a", root / "system_b"], root / "fusion", folds=2,
+    ...                        kernels=("linear",), c_values=(1.0,))
+    >>> metrics["macro_f1"]  # 4 of the 8 classes, all right
+    0.5
+    >>> (root / "fusion" / "submission.csv").read_text().splitlines()
+    ['FileName,EmoClass', 't.wav,A']
+    >>> load_fusion(root / "fusion").predict(np.full((1, 16), 0.125)).shape
+    (1,)
+    """
+    from fusion.report import write_report  # the report reads what this writes
+
+    out = Path(out)
+    systems = load_systems(system_dirs)
+    names = {split: systems[0].posteriors[split].index.tolist() for split in ("valid", "test")}
+    system_names = [s.name for s in systems]
+    labels, speakers = read_dev_labels(systems, names["valid"])
+    x_valid = stack_features(systems, "valid", names["valid"])
+    x_test = stack_features(systems, "test", names["test"])
+    grid = {"kernels": tuple(kernels), "c_values": tuple(c_values), "inner_folds": inner_folds}
+    logger.info("fusing %s: %d dev turns, %d speakers, %d test turns", ", ".join(system_names),
+                len(labels), len(set(speakers.tolist())), len(names["test"]))
+
+    oof_scores, per_fold = _cross_validated_scores(x_valid, labels, speakers, system_names, folds, seed, grid)
+    fused = classification_report(labels, _argmax_letters(oof_scores))
+    per_system = {
+        s.name: classification_report(labels, _argmax_letters(x_valid[:, i * 8:(i + 1) * 8]))
+        for i, s in enumerate(systems)
+    }
+    final = fit_fusion_model(x_valid, labels, speakers, system_names, seed=seed, **grid)
+    test_scores = final.decision_scores(x_test)
+    folders = [str(s.folder) for s in systems]
+    _write_outputs(out, final, names, test_scores, oof_scores, folders)
+    metrics = {
+        "macro_f1": fused["macro_f1"],
+        "evaluation": "out-of-fold predictions of speaker-disjoint cross-validation on dev",
+        "fusion": fused,
+        "per_system": per_system,
+        "systems": [{"name": n, "folder": f} for n, f in zip(system_names, folders, strict=True)],
+        "n_valid": len(labels), "n_test": len(names["test"]), "n_speakers": len(set(speakers.tolist())),
+        "cv": {"folds": len(per_fold), "requested_folds": folds, "seed": seed,
+               "grid": {k: list(v) if isinstance(v, tuple) else v for k, v in grid.items()},
+               "per_fold": per_fold},
+        "final_model": final.params,
+    }
+    write_json_atomic(out / METRICS_FILE, metrics)
+    metrics["report_files"] = {k: str(v) for k, v in write_report(out).items()}
+    return metrics
+
+
+def load_fusion(out):
+    """Load the fusion model written by :func:`fuse_systems` from folder ``out``.
+
+    Returns
+    -------
+    FusionModel
+        Call ``model.predict([posteriors_a, ..., posteriors_e])`` (or with the
+        concatenated ``(n, 8 * n_systems)`` array) to get class letters.
+
+    Example
+    -------
+    >>> load_fusion("no/such/folder")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: no/such/folder/fusion_model.joblib: no fusion model (run python -m fusion.fuse first)
+    """
+    path = Path(out) / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no fusion model (run python -m fusion.fuse first)")
+    model = joblib.load(path)
+    if not isinstance(model, FusionModel):
+        raise ValueError(f"{path}: holds a {type(model).__name__}, not a FusionModel")
+    return model
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("systems", nargs="+", help="sub-system folders (results/system_a ...)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--folds", type=int, default=5, help="speaker-disjoint CV folds on dev")
+    parser.add_argument("--inner-folds", type=int, default=3, help="folds of the model selection")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kernels", nargs="+", default=list(DEFAULT_KERNELS))
+    parser.add_argument("--C", nargs="+", type=float, default=list(DEFAULT_C), dest="c_values")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    from fusion.report import render_report
+
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    metrics = fuse_systems(args.systems, args.out, folds=args.folds, seed=args.seed, kernels=args.kernels,
+                           c_values=args.c_values, inner_folds=args.inner_folds)
+    print(render_report(metrics))
+    for path in metrics["report_files"].values():
+        print(path)
+    print(json.dumps({"fused_dev_macro_f1_cv": round(metrics["macro_f1"], 4)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Read and check what the sub-systems hand to the fusion.
+
+A system folder (written by ``train.py``) holds ``posteriors/valid.csv``,
+``posteriors/test.csv`` and ``manifests/valid.json``. The fusion needs all
+systems to cover the same turns, every row to be a probability vector, and
+the systems to agree on the dev labels and speakers: anything else is an
+error naming the system, the file and the turn.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ser.emotions import EMOTIONS
+from ser.posteriors import read_posteriors
+
+__all__ = ["SystemOutputs", "resolve_system_dir", "system_label", "load_systems", "read_dev_labels",
+           "stack_features"]
+
+SPLITS = ("valid", "test")
+# Files are written with 6 decimals: 8 rounded values sum to 1 within 4e-6.
+SUM_TOLERANCE = 1e-3
+
+
+@dataclass
+class SystemOutputs:
+    """One sub-system: display name, folder and posteriors per split (DataFrames by FileName)."""
+
+    name: str
+    folder: Path
+    posteriors: dict
+
+
+def resolve_system_dir(path):
+    """The folder holding ``posteriors/``: ``path`` itself or its only seed sub-folder.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp()) / "system_a"
+    >>> (root / "1993" / "posteriors").mkdir(parents=True)
+    >>> resolve_system_dir(root).name
+    '1993'
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such system folder")
+    if (path / "posteriors").is_dir():
+        return path
+    candidates = sorted(p.parent for p in path.glob("*/posteriors") if p.is_dir())
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise FileNotFoundError(f"{path}: no posteriors/ folder in it or in a seed sub-folder")
+    raise ValueError(f"{path}: several runs hold posteriors ({', '.join(p.name for p in candidates)}); "
+                     "pass the one to fuse")
+
+
+def system_label(folder):
+    """Display name of a system folder: ``results/system_e/1993`` -> ``Sub-System E``.
+
+    Example
+    -------
+    >>> system_label("results/system_e/1993"), system_label("runs/wavlm")
+    ('Sub-System E', 'wavlm')
+    """
+    folder = Path(folder)
+    name = folder.parent.name if folder.name.isdigit() else folder.name
+    match = re.fullmatch(r"system_(\w+)", name)
+    return f"Sub-System {match.group(1).upper()}" if match else name
+
+
+def _check_probabilities(table, path):
+    values = table.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = (~np.isfinite(values).all(axis=1) | (values < 0).any(axis=1)
+           | (np.abs(values.sum(axis=1) - 1.0) > SUM_TOLERANCE))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{path}: line {row + 2} (file {table.index[row]}) is not a probability row "
+            f"({table.iloc[row].tolist()}): values must be non-negative and sum to 1; "
+            f"{int(bad.sum())} such row(s)"
+        )
+    duplicated = table.index[table.index.duplicated()]
+    if len(duplicated):
+        raise ValueError(f"{path}: file {duplicated[0]} appears more than once")
+    return pd.DataFrame(values, index=table.index, columns=table.columns)
+
+
+def _load_system(path):
+    folder = resolve_system_dir(path)
+    posteriors = {}
+    for split in SPLITS:
+        csv = folder / "posteriors" / f"{split}.csv"
+        if not csv.is_file():
+            raise FileNotFoundError(f"{csv}: missing; every system must give valid and test posteriors")
+        posteriors[split] = _check_probabilities(read_posteriors(csv), csv)
+    return SystemOutputs(system_label(folder), folder, posteriors)
+
+
+def _sample(names, limit=5):
+    names = sorted(names)
+    return ", ".join(names[:limit]) + (" ..." if len(names) > limit else "")
+
+
+def load_systems(system_dirs):
+    """Load the systems and check they cover the same turns (rows sorted by FileName).
+
+    Raises
+    ------
+    ValueError
+        Naming the system and some of the files that differ from the first
+        system's, or a bad posterior row (file, line).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from ser.posteriors import write_posteriors
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for system, files in (("system_a", ["x.wav"]), ("system_b", ["y.wav"])):
+    ...     for split in SPLITS:
+    ...         write_posteriors(root / system / "posteriors" / f"{split}.csv", files, np.full((1, 8), .125))
+    >>> load_systems([root / "system_a", root / "system_b"])
+    Traceback (most recent call last):
+    ...
+    ValueError: Sub-System B (...system_b): its valid posteriors lack 1 file(s) of Sub-System A: x.wav; \
+and have 1 it lacks: y.wav
+    """
+    if not system_dirs:
+        raise ValueError("no system to fuse")
+    systems = [_load_system(path) for path in system_dirs]
+    seen = {}
+    for system in systems:  # two runs of one system would otherwise share a column name
+        count = seen[system.name] = seen.get(system.name, 0) + 1
+        if count > 1:
+            system.name = f"{system.name} ({count})"
+    first = systems[0]
+    for split in SPLITS:
+        expected = first.posteriors[split].index
+        for other in systems[1:]:
+            names = other.posteriors[split].index
+            missing, extra = expected.difference(names), names.difference(expected)
+            if len(missing) or len(extra):
+                raise ValueError(
+                    f"{other.name} ({other.folder}): its {split} posteriors lack {len(missing)} file(s) of "
+                    f"{first.name}: {_sample(missing)}; and have {len(extra)} it lacks: {_sample(extra)}"
+                )
+    for system in systems:
+        for split in SPLITS:
+            system.posteriors[split] = system.posteriors[split].sort_index()
+    return systems
+
+
+def read_dev_labels(systems, file_names):
+    """Dev labels and speakers of ``file_names`` from each system's ``manifests/valid.json``.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Class letters and speaker ids (str), in the order of ``file_names``.
+
+    Raises
+    ------
+    ValueError
+        If a manifest lacks a turn, holds a label outside the 8 classes, or
+        disagrees with the first system's manifest (names the turns).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> (folder / "manifests").mkdir()
+    >>> _ = (folder / "manifests" / "valid.json").write_text(
+    ...     json.dumps({"t1": {"emotion": "S", "speaker": 12}}))
+    >>> read_dev_labels([SystemOutputs("A", folder, {})], ["t1.wav"])
+    (array(['S'], dtype='<U1'), array(['12'], dtype='<U2'))
+    """
+    reference = None
+    for system in systems:
+        path = system.folder / "manifests" / "valid.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing; the fusion reads dev labels and speakers from it")
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        rows = []
+        for name in file_names:
+            entry = manifest.get(Path(name).stem)
+            if entry is None:
+                raise ValueError(f"{path}: no entry {Path(name).stem!r} for dev turn {name} (in posteriors)")
+            if entry.get("emotion") not in EMOTIONS or "speaker" not in entry:
+                raise ValueError(f"{path}: entry {Path(name).stem!r} needs 'emotion' in "
+                                 f"{' '.join(EMOTIONS)} and a 'speaker'; has {entry}")
+            rows.append((entry["emotion"], str(entry["speaker"])))
+        if reference is None:
+            reference = (path, rows)
+        elif rows != reference[1]:
+            differ = [n for n, a, b in zip(file_names, rows, reference[1], strict=True) if a != b]
+            raise ValueError(f"{path}: label or speaker of {len(differ)} dev turn(s) differ from "
+                             f"{reference[0]}: {_sample(differ)}")
+    labels, speakers = zip(*reference[1], strict=True) if reference[1] else ((), ())
+    if not labels:
+        raise ValueError(f"{reference[0]}: no dev turn to train the fusion on")
+    return np.asarray(labels), np.asarray(speakers)
+
+
+def stack_features(systems, split, file_names):
+    """Concatenate the systems' posteriors of ``split`` into ``(n, 8 * n_systems)``, in system order.
+
+    Example
+    -------
+    >>> table = pd.DataFrame(np.eye(8)[:2], index=["a.wav", "b.wav"], columns=list(EMOTIONS))
+    >>> two = [SystemOutputs(n, Path(n), {"valid": table}) for n in "xy"]
+    >>> stack_features(two, "valid", ["b.wav"])[0, [1, 9]].tolist()
+    [1.0, 1.0]
+    """
+    return np.hstack([s.posteriors[split].loc[list(file_names)].to_numpy() for s in systems])

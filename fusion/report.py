@@ -1,0 +1,165 @@
+"""The fusion's evaluation report: paper Table 1, Figure 4, per-class F1, Table 2.
+
+Reads ``fusion_metrics.json`` (written by :mod:`fusion.fuse`) and writes,
+into the same folder, ``report.md``, ``confusion_matrix.png`` and
+``f1_per_class.png``.
+
+Usage::
+
+    python -m fusion.report --fusion results/fusion
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from data_prep.consensus import class_count_table
+from fusion.plots import plot_confusion_matrix, plot_f1_per_class
+from ser.atomic_io import atomic_write
+from ser.metrics import format_f1_table
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["column_reports", "relabeling_tables", "render_report", "write_report"]
+
+METRICS_FILE = "fusion_metrics.json"
+RELABELED_COLUMNS = ("Split_Set", "EmoClass_Original", "EmoClass_Recomputed", "AddedToTrain")
+
+
+def column_reports(metrics):
+    """Table-1 columns: each sub-system's report, then the fusion's.
+
+    Example
+    -------
+    >>> column_reports({"per_system": {"Sub-System A": 1}, "fusion": 2})
+    {'Sub-System A': 1, 'Fusion': 2}
+    """
+    return {**metrics["per_system"], "Fusion": metrics["fusion"]}
+
+
+def relabeling_tables(metrics):
+    """Table-2 class counts of each ``manifests/relabeled_*.csv`` in the system folders.
+
+    Returns
+    -------
+    list of (str, str)
+        ``(csv path, table text)``, one per relabeled file found.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> (folder / "manifests").mkdir()
+    >>> pd.DataFrame({"Split_Set": ["Train"], "EmoClass_Original": ["X"], "EmoClass_Recomputed": ["S"],
+    ...     "AddedToTrain": [True]}).to_csv(folder / "manifests" / "relabeled_K0.5.csv", index=False)
+    >>> [(Path(p).name, t.splitlines()[-1]) for p, t in relabeling_tables({"systems": [{"folder": folder}]})]
+    [('relabeled_K0.5.csv', 'Total          0                1       1')]
+    """
+    tables = []
+    for system in metrics["systems"]:
+        for path in sorted(Path(system["folder"]).glob("manifests/relabeled_*.csv")):
+            frame = pd.read_csv(path)
+            missing = [c for c in RELABELED_COLUMNS if c not in frame.columns]
+            if missing:
+                raise ValueError(f"{path}: lacks column(s) {', '.join(missing)} of a relabeling output")
+            tables.append((str(path), class_count_table(frame)))
+    return tables
+
+
+def render_report(metrics):
+    """The Markdown report: Table 1 (F1 per class, accuracy, macro-F1), settings, Table 2.
+
+    Example
+    -------
+    >>> from ser.metrics import classification_report
+    >>> r = classification_report(list("AN"), list("AA"))
+    >>> text = render_report({"per_system": {"Sub-System A": r}, "fusion": r, "systems": [],
+    ...     "n_valid": 2, "n_speakers": 2, "cv": {"folds": 2, "seed": 0}, "final_model": {"C": 1.0}})
+    >>> sum(line.startswith("| ") for line in text.splitlines())  # header + 8 classes + 2
+    11
+    """
+    cv = metrics["cv"]
+    lines = [
+        "# Fusion report",
+        "",
+        f"Dev scores on {metrics['n_valid']} turns of {metrics['n_speakers']} speakers. The fusion "
+        f"column is the out-of-fold prediction of a {cv['folds']}-fold speaker-disjoint "
+        f"cross-validation (seed {cv['seed']}): each turn is scored by an SVM that never saw its "
+        "speaker. Sub-system columns are the argmax of their posteriors on the same turns.",
+        "",
+        "## F1 per class, accuracy and macro-F1 (paper Table 1)",
+        "",
+        format_f1_table(column_reports(metrics)),
+        "",
+        "## Final fusion model (fitted on all of dev)",
+        "",
+        ", ".join(f"{key}: {value}" for key, value in metrics["final_model"].items()),
+        "",
+        "Figures: `confusion_matrix.png` (fusion, row-normalised, like paper Figure 4), "
+        "`f1_per_class.png`.",
+    ]
+    for path, table in relabeling_tables(metrics):
+        lines += ["", "## Train class counts after relabeling (paper Table 2)", "", f"From `{path}`:",
+                  "", "```", table, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(fusion_dir):
+    """Write ``report.md`` and the two PNGs into ``fusion_dir``.
+
+    Returns
+    -------
+    dict
+        ``report``, ``confusion_matrix``, ``f1_per_class`` -> Path.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from ser.metrics import classification_report
+    >>> r = classification_report(list("AN"), list("AA"))
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / METRICS_FILE).write_text(json.dumps({"per_system": {"Sub-System A": r},
+    ...     "fusion": r, "systems": [], "n_valid": 2, "n_speakers": 2, "cv": {"folds": 2, "seed": 0},
+    ...     "final_model": {"kernel": "rbf"}}))
+    >>> sorted(path.name for path in write_report(folder).values())
+    ['confusion_matrix.png', 'f1_per_class.png', 'report.md']
+    """
+    fusion_dir = Path(fusion_dir)
+    metrics_path = fusion_dir / METRICS_FILE
+    if not metrics_path.is_file():
+        raise FileNotFoundError(f"{metrics_path}: missing (run python -m fusion.fuse first)")
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{metrics_path}: not valid JSON ({error})") from None
+    paths = {
+        "report": fusion_dir / "report.md",
+        "confusion_matrix": fusion_dir / "confusion_matrix.png",
+        "f1_per_class": fusion_dir / "f1_per_class.png",
+    }
+    with atomic_write(paths["report"]) as stream:
+        stream.write(render_report(metrics))
+    fused = metrics["fusion"]
+    plot_confusion_matrix(fused["confusion_matrix"], fused["classes"], paths["confusion_matrix"],
+                          title=f"Fusion: confusion matrix (dev, CV macro-F1 {fused['macro_f1']:.3f})")
+    plot_f1_per_class(column_reports(metrics), paths["f1_per_class"])
+    logger.info("report written to %s", fusion_dir)
+    return paths
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Write the fusion report (Table 1, Figure 4).")
+    parser.add_argument("--fusion", required=True, help="fusion output folder (holds fusion_metrics.json)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    paths = write_report(args.fusion)
+    print(paths["report"].read_text())
+    print(paths["confusion_matrix"])
+    print(paths["f1_per_class"])
+
+
+if __name__ == "__main__":
+    main()

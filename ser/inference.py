@@ -1,0 +1,370 @@
+"""Emotion recognition on new audio files with trained sub-systems (and their fusion).
+
+:class:`EmotionRecognizer` loads the folders ``train.py`` wrote (``hyperparams.yaml`` rebuilds the
+network, the checkpoint with the best dev macro-F1 fills it) and classifies any audio file:
+
+- any sample rate and channel count: files are read as 16 kHz mono (:func:`ser.audio.load_waveform`);
+- any length: a turn longer than a system's ``eval_max_duration`` is cut into windows of that length
+  (:func:`window_starts`; the last one overlaps back so that none is a sliver) and the windows'
+  posteriors are averaged; a turn that fits is classified whole, exactly as ``train.py`` evaluated
+  its dev turns, so its posteriors match ``posteriors/valid.csv``;
+- very short files: a waveform shorter than the encoders' receptive field (400 samples, 25 ms) is
+  zero-padded to it;
+- text systems (D, E) get a Whisper transcript of the whole file, decoded with the options their
+  training transcripts used; each file is transcribed once for all systems sharing a recogniser;
+- an unreadable or empty file gets an error in its :class:`Result`; the others are still classified.
+
+``ser`` never imports ``data_prep`` or ``fusion`` at module level (the library stays free of the
+recipes' dependencies): Whisper and the fused model are imported inside the functions that use them.
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.checkpoints import Checkpointer
+from tqdm import tqdm
+
+from ser.audio import SAMPLE_RATE, AudioError, load_waveform
+from ser.brain import dev_score_rank
+from ser.emotions import EMOTIONS
+
+logger = logging.getLogger(__name__)
+
+#: Receptive field of the WavLM/HuBERT CNN: shorter waveforms give no frame at all.
+MIN_SAMPLES = 400
+#: Files read, transcribed and classified together (bounds memory on large folders).
+FILES_PER_CHUNK = 32
+
+# Objects of a training run that inference must not build: they point to the training paths
+# (which may have moved) and would create folders and files there.
+_TRAINING_ONLY = {"checkpointer": None, "train_logger": None}
+
+
+@dataclass
+class Result:
+    """What :meth:`EmotionRecognizer.classify_files` says about one file.
+
+    Attributes
+    ----------
+    file : str
+        The path as given.
+    label : str or None
+        Predicted class letter (argmax of ``probabilities``); None on error.
+    probabilities : dict or None
+        Class letter → probability: with a fusion model, its scores (softmax of the SVM decision
+        values: they sum to 1 but are not calibrated); otherwise the average of the systems'
+        posteriors. None on error.
+    system_probabilities : dict
+        System name → (class letter → probability).
+    transcript : str or None
+        Whisper transcript when a text system is loaded.
+    error : str or None
+        Why the file could not be classified (None when it was).
+    """
+
+    file: str
+    label: str | None = None
+    probabilities: dict | None = None
+    system_probabilities: dict = field(default_factory=dict)
+    transcript: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class LoadedSystem:
+    """One trained sub-system, ready for inference."""
+
+    name: str
+    folder: Path
+    model: torch.nn.Module
+    window_samples: int | None
+    #: (backend, model, decode options as JSON) of its Whisper, None for speech-only systems.
+    transcriber_key: tuple | None = None
+
+
+def window_starts(n_samples, window):
+    """Start samples of the windows that cover a turn of ``n_samples``.
+
+    Windows are ``window`` samples long and follow each other; the last one ends at the end of
+    the turn, overlapping its predecessor, so no window is shorter than the others.
+
+    Example
+    -------
+    >>> window_starts(40, 10), window_starts(25, 10), window_starts(7, 10), window_starts(9, None)
+    ([0, 10, 20, 30], [0, 10, 15], [0], [0])
+    """
+    if window is None or n_samples <= window:
+        return [0]
+    return list(range(0, n_samples - window, window)) + [n_samples - window]
+
+
+def system_names(folders):
+    """Short unique names for system folders (``results/system_d/1993`` → ``system_d``).
+
+    The seed folder is skipped; two seeds of one system keep it (``system_d/1993``).
+
+    Example
+    -------
+    >>> system_names(["r/system_a/1993", "r/system_d/1993"])
+    ['system_a', 'system_d']
+    >>> system_names(["r/system_a/1", "r/system_a/2"])
+    ['system_a/1', 'system_a/2']
+    """
+    paths = [Path(folder) for folder in folders]
+    short = [p.parent.name if p.name.isdigit() else p.name for p in paths]
+    if len(set(short)) == len(short):
+        return short
+    return [f"{p.parent.name}/{p.name}" for p in paths]
+
+
+def load_system(folder, name=None, device="cpu"):
+    """Rebuild a trained sub-system from its ``train.py`` folder, with its best checkpoint.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Holds ``hyperparams.yaml`` and ``save/CKPT+*``.
+    name : str, optional
+        Defaults to the folder name.
+    device : str
+
+    Returns
+    -------
+    LoadedSystem
+        The model in eval mode on ``device``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder has no ``hyperparams.yaml`` or no checkpoint.
+    """
+    folder = Path(folder)
+    yaml_path = folder / "hyperparams.yaml"
+    if not yaml_path.is_file():
+        raise FileNotFoundError(f"{folder}: no hyperparams.yaml (not a system folder written by train.py)")
+    with open(yaml_path, encoding="utf-8") as stream:
+        hparams = load_hyperpyyaml(stream, _TRAINING_ONLY)
+    model = hparams["model"]
+    # The checkpoint folder is found next to the YAML, so a moved results folder still loads.
+    checkpointer = Checkpointer(folder / "save", recoverables={"model": model})
+    checkpoint = checkpointer.recover_if_possible(importance_key=dev_score_rank)
+    if checkpoint is None:
+        raise FileNotFoundError(
+            f"{folder / 'save'}: no checkpoint (a --debug run keeps them only with --debug_persistently)"
+        )
+    score = checkpoint.meta.get("macro_f1")
+    logger.info("%s: loaded %s (dev macro-F1 %s)", folder, checkpoint.path.name, score)
+    model.to(device).eval()
+    limit = hparams.get("eval_max_duration")
+    window = int(limit * SAMPLE_RATE) if limit else None
+    key = None
+    if model.uses_text:
+        options = _decode_options(hparams.get("whisper_folder"))
+        key = (hparams["whisper_backend"], str(hparams["whisper_model"]), json.dumps(options, sort_keys=True))
+    return LoadedSystem(name or folder.name, folder, model, window, key)
+
+
+def _decode_options(whisper_folder):
+    """The decoding options of the training transcripts, so test text matches training text."""
+    path = Path(whisper_folder) / "transcripts_options.json" if whisper_folder else None
+    if path is None or not path.is_file():
+        logger.warning("no %s: Whisper decodes with its default options", path)
+        return {}
+    saved = json.loads(path.read_text())
+    names = ("language", "beam_size", "best_of", "temperatures", "max_new_tokens")
+    return {name: saved[name] for name in names if name in saved}
+
+
+def _load_transcriber(key, device="cpu"):
+    """A Whisper backend for a ``LoadedSystem.transcriber_key``.
+
+    ``data_prep`` is imported here, not at module level: only text systems need it (and ``ser``
+    must not depend on the recipes' data preparation).
+    """
+    from data_prep.whisper_backends import DecodeOptions, load_backend
+
+    backend, model, options = key
+    options = json.loads(options)
+    if "temperatures" in options:
+        options["temperatures"] = tuple(options["temperatures"])
+    whisper_device = "cuda" if str(device).startswith("cuda") else "cpu"
+    return load_backend(backend, model, DecodeOptions(**options), device=whisper_device)
+
+
+class EmotionRecognizer:
+    """Classify audio files with one or more trained sub-systems, optionally fused.
+
+    Parameters
+    ----------
+    systems : list of LoadedSystem
+    transcribers : dict, optional
+        ``transcriber_key`` → Whisper backend (``transcribe_many(audios, batch_size)``).
+    fusion : object, optional
+        Fused model with ``predict_proba(blocks)`` → ``(n, 8)``, ``blocks`` being the list of the
+        systems' ``(n, 8)`` posteriors in the order of ``systems``.
+    device : str
+    batch_size : int
+        Windows per forward pass (and turns per Whisper call).
+
+    Use :meth:`from_folders` to build one from ``train.py`` output folders.
+    """
+
+    def __init__(self, systems, transcribers=None, fusion=None, device="cpu", batch_size=8):
+        if not systems:
+            raise ValueError("EmotionRecognizer needs at least one system")
+        self.systems = list(systems)
+        self.transcribers = dict(transcribers or {})
+        missing = {s.transcriber_key for s in self.systems if s.transcriber_key} - set(self.transcribers)
+        if missing:
+            raise ValueError(f"no transcriber for {sorted(missing)}")
+        self.fusion = fusion
+        self.device = device
+        self.batch_size = int(batch_size)
+
+    @classmethod
+    def from_folders(cls, system_dirs, fusion_dir=None, device="cpu", batch_size=8):
+        """Load each system once, one Whisper per distinct recogniser, and the fusion if given.
+
+        Parameters
+        ----------
+        system_dirs : list of str or Path
+            Folders written by ``train.py`` (e.g. ``results/demo/system_d/1993``).
+        fusion_dir : str or Path, optional
+            Folder written by ``python -m fusion.fuse``; ``system_dirs`` must be the fused systems
+            (in any order).
+        device : str
+        batch_size : int
+        """
+        names = system_names(system_dirs)
+        systems = [load_system(folder, name, device) for folder, name in zip(system_dirs, names, strict=True)]
+        keys = dict.fromkeys(s.transcriber_key for s in systems if s.transcriber_key)
+        transcribers = {key: _load_transcriber(key, device) for key in keys}
+        fusion = _load_fusion(fusion_dir, systems) if fusion_dir is not None else None
+        return cls(systems, transcribers, fusion, device, batch_size)
+
+    @torch.inference_mode()
+    def classify_files(self, paths, progress=False):
+        """Classify audio files; one :class:`Result` per path, in the order given.
+
+        Files are processed in chunks sorted by duration, so a batch holds turns of similar
+        lengths (little padding). A file that cannot be read gets its ``error`` set.
+        """
+        paths = [str(p) for p in paths]
+        results = [None] * len(paths)
+        order = sorted(range(len(paths)), key=lambda i: _duration(paths[i]))
+        with tqdm(total=len(paths), desc="classifying", unit="file", disable=not progress) as bar:
+            for start in range(0, len(order), FILES_PER_CHUNK):
+                chunk = order[start : start + FILES_PER_CHUNK]
+                for index, result in zip(chunk, self._classify_chunk([paths[i] for i in chunk]), strict=True):
+                    results[index] = result
+                bar.update(len(chunk))
+        return results
+
+    def _classify_chunk(self, paths):
+        results = [Result(file=path) for path in paths]
+        waveforms = {}
+        for index, path in enumerate(paths):
+            try:
+                waveforms[index] = load_waveform(path)
+            except AudioError as error:
+                results[index].error = str(error)
+                logger.warning("%s", error)
+        if not waveforms:
+            return results
+        indices = list(waveforms)
+        wavs = [waveforms[i] for i in indices]
+        transcripts = {
+            key: backend.transcribe_many([w.numpy() for w in wavs], self.batch_size)
+            for key, backend in self.transcribers.items()
+        }
+        per_system = []
+        for system in self.systems:
+            texts = transcripts[system.transcriber_key] if system.transcriber_key else None
+            per_system.append(self._posteriors(system, wavs, texts))
+        if self.fusion is not None:
+            combined = np.asarray(self.fusion.predict_proba(per_system))
+        else:
+            combined = np.mean(per_system, axis=0)
+        for row, index in enumerate(indices):
+            result = results[index]
+            result.probabilities = _as_dict(combined[row])
+            result.label = EMOTIONS[int(np.argmax(combined[row]))]
+            result.system_probabilities = {
+                s.name: _as_dict(p[row]) for s, p in zip(self.systems, per_system, strict=True)
+            }
+            texts = [transcripts[s.transcriber_key][row] for s in self.systems if s.transcriber_key]
+            result.transcript = texts[0] if texts else None
+        return results
+
+    def _posteriors(self, system, wavs, texts):
+        """Posteriors ``(n_files, 8)`` of one system: each file's windows averaged."""
+        items = []  # (file row, window)
+        for row, wav in enumerate(wavs):
+            for start in window_starts(len(wav), system.window_samples):
+                window = wav[start : start + system.window_samples] if system.window_samples else wav
+                if len(window) < MIN_SAMPLES:
+                    window = torch.nn.functional.pad(window, (0, MIN_SAMPLES - len(window)))
+                items.append((row, window))
+        items.sort(key=lambda item: len(item[1]))
+        sums = torch.zeros(len(wavs), len(EMOTIONS), dtype=torch.float64)
+        counts = torch.zeros(len(wavs), dtype=torch.float64)
+        for start in range(0, len(items), self.batch_size):
+            batch = items[start : start + self.batch_size]
+            rows = torch.tensor([row for row, _ in batch])
+            lengths = torch.tensor([len(window) for _, window in batch], dtype=torch.float32)
+            padded = torch.nn.utils.rnn.pad_sequence([w for _, w in batch], batch_first=True)
+            batch_texts = [texts[row] for row, _ in batch] if texts is not None else None
+            wav_lens = (lengths / lengths.max()).to(self.device)
+            log_probs = system.model(padded.to(self.device), wav_lens, batch_texts)
+            sums.index_add_(0, rows, log_probs.exp().double().cpu())
+            counts.index_add_(0, rows, torch.ones(len(batch), dtype=torch.float64))
+        return (sums / counts[:, None]).numpy()
+
+
+def _duration(path):
+    try:
+        return soundfile.info(path).duration
+    except Exception:  # noqa: BLE001 - unreadable files sort first; load_waveform reports them
+        return 0.0
+
+
+def _as_dict(probabilities):
+    return {label: float(p) for label, p in zip(EMOTIONS, probabilities, strict=True)}
+
+
+def _load_fusion(fusion_dir, systems):
+    """The fused model of ``fusion_dir``, fed the loaded systems' posteriors in its own order.
+
+    ``fusion`` is imported here, not at module level: ``ser`` does not depend on it. The fusion
+    names its systems by :func:`fusion.inputs.system_label` (``Sub-System D``); the loaded
+    systems must be exactly those.
+    """
+    try:
+        from fusion.fuse import load_fusion
+        from fusion.inputs import system_label
+    except ImportError as error:
+        raise RuntimeError(f"{fusion_dir}: the fusion module is not available ({error})") from error
+    model = load_fusion(fusion_dir)
+    labels = [system_label(s.folder) for s in systems]
+    if sorted(labels) != sorted(model.systems):
+        raise ValueError(
+            f"{fusion_dir}: the fusion was trained on {', '.join(model.systems)}; the systems given are "
+            f"{', '.join(labels)}: pass exactly the fused systems' folders"
+        )
+    return _OrderedFusion(model, [labels.index(name) for name in model.systems])
+
+
+class _OrderedFusion:
+    """Feeds a fusion model the systems' posteriors in the order it was trained with."""
+
+    def __init__(self, model, order):
+        self.model, self.order = model, order
+
+    def predict_proba(self, blocks):
+        return self.model.predict_proba([blocks[i] for i in self.order])

@@ -1,0 +1,137 @@
+"""Classify new audio files with trained sub-systems (and optionally their fusion).
+
+Usage::
+
+    python -m ser.predict recordings/ call.flac --systems results/demo/system_a/1993 \\
+        results/demo/system_d/1993 [--fusion results/demo/fusion] --out preds.csv
+
+Inputs are files or folders; folders are searched recursively for ``.wav``, ``.flac`` and ``.ogg``
+files. (``--systems`` takes several folders, so give the inputs before it, or after ``--``.)
+Any sample rate, channel count and length is accepted (see :mod:`ser.inference`).
+
+Writes ``--out`` atomically, one row per input file, sorted as found::
+
+    File,EmoClass,A,C,D,F,H,N,S,U,Error
+
+``EmoClass`` is the predicted letter and ``A``–``U`` the probabilities (fused when ``--fusion``
+is given, else the average of the systems); for a file that cannot be read they are empty and
+``Error`` says why. Prints how many files were classified and lists the failed ones.
+
+Exit code: 0 when every file was classified, 1 when at least one failed (or none was found),
+2 for bad arguments.
+"""
+
+import argparse
+import csv
+import logging
+import sys
+from pathlib import Path
+
+from ser.atomic_io import atomic_write
+from ser.emotions import EMOTIONS
+
+logger = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+COLUMNS = ("File", "EmoClass", *EMOTIONS, "Error")
+
+
+def find_audio_files(inputs):
+    """Expand files and folders into a list of audio files.
+
+    A folder contributes its ``.wav``/``.flac``/``.ogg`` files (any case, recursively, sorted);
+    a file is kept as given, whatever its name, so that a bad file is reported rather than
+    skipped.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("b.WAV", "a.flac", "notes.txt"):
+    ...     (root / name).touch()
+    >>> [p.name for p in find_audio_files([root])]
+    ['a.flac', 'b.WAV']
+    """
+    files = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                logger.warning("%s: no %s files in this folder", item, "/".join(AUDIO_SUFFIXES))
+            files.extend(found)
+        else:
+            files.append(item)
+    return files
+
+
+def write_predictions(path, results):
+    """Write :class:`ser.inference.Result` rows as ``File,EmoClass,A..U,Error`` (atomically).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> from ser.inference import Result
+    >>> out = os.path.join(tempfile.mkdtemp(), "preds.csv")
+    >>> ok = Result("a.wav", "N", {c: 0.125 for c in EMOTIONS})
+    >>> write_predictions(out, [ok, Result("b.wav", error="b.wav: empty audio file")])
+    >>> print(open(out).read().strip())
+    File,EmoClass,A,C,D,F,H,N,S,U,Error
+    a.wav,N,0.125000,0.125000,0.125000,0.125000,0.125000,0.125000,0.125000,0.125000,
+    b.wav,,,,,,,,,,b.wav: empty audio file
+    """
+    with atomic_write(path) as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for result in results:
+            if result.error is None:
+                probabilities = [f"{result.probabilities[c]:.6f}" for c in EMOTIONS]
+                writer.writerow([result.file, result.label, *probabilities, ""])
+            else:
+                writer.writerow([result.file, "", *[""] * len(EMOTIONS), result.error])
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m ser.predict", description=__doc__.split("\n\n")[0],
+        epilog="Exit code 0: all files classified; 1: some failed or none found; 2: bad arguments.")
+    parser.add_argument("inputs", nargs="+", help="audio files or folders (.wav .flac .ogg)")
+    parser.add_argument("--systems", nargs="+", required=True, metavar="DIR",
+                        help="system folders written by train.py (e.g. results/demo/system_d/1993)")
+    parser.add_argument("--fusion", metavar="DIR", help="fusion folder written by python -m fusion.fuse")
+    parser.add_argument("--out", required=True, help="output CSV")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    parser.add_argument("--batch_size", type=int, default=8, help="windows per forward pass")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv=None):
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    not_systems = [d for d in args.systems if not (Path(d) / "hyperparams.yaml").is_file()]
+    if not_systems:
+        parser.error(f"--systems {not_systems[0]}: not a system folder (no hyperparams.yaml); "
+                     "give the audio inputs before --systems, or after --")
+    if args.batch_size < 1:
+        parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    files = find_audio_files(args.inputs)
+    if not files:
+        logger.error("no audio files in %s", " ".join(args.inputs))
+        return 1
+    # Imported here so that --help and argument errors answer without loading torch models.
+    from ser.inference import EmotionRecognizer
+
+    recognizer = EmotionRecognizer.from_folders(args.systems, args.fusion, args.device, args.batch_size)
+    results = recognizer.classify_files(files, progress=not args.no_progress)
+    write_predictions(args.out, results)
+    failed = [r for r in results if r.error is not None]
+    print(f"Classified {len(results) - len(failed)} of {len(results)} files; predictions in {args.out}")
+    for result in failed:
+        print(f"  failed: {result.error}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

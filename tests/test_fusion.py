@@ -1,0 +1,205 @@
+"""SVM fusion of the sub-systems and its report (paper §7, §8, Table 1, Figure 4)."""
+
+import json
+import struct
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fusion.fuse import fuse_systems, load_fusion, main
+from fusion.inputs import load_systems, read_dev_labels
+from fusion.svm import speaker_folds
+from ser.emotions import EMOTIONS
+from ser.posteriors import read_posteriors, write_posteriors
+
+N_SPEAKERS, TURNS_PER_SPEAKER, N_TEST = 60, 8, 80
+
+
+def _posteriors(labels, reliable, rng, boost=2.5):
+    """Confident on the true class when it is in ``reliable``, near-uniform noise otherwise."""
+    logits = rng.normal(size=(len(labels), len(EMOTIONS)))
+    for row, label in enumerate(labels):
+        if label in reliable:
+            logits[row, EMOTIONS.index(label)] += boost
+    probabilities = np.exp(logits)
+    return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+
+def _write_system(folder, valid_names, valid_probs, test_names, test_probs, labels, speakers):
+    write_posteriors(folder / "posteriors" / "valid.csv", valid_names, valid_probs)
+    write_posteriors(folder / "posteriors" / "test.csv", test_names, test_probs)
+    manifest = {name.removesuffix(".wav"): {"emotion": label, "speaker": speaker, "gender": "Female"}
+                for name, label, speaker in zip(valid_names, labels, speakers, strict=True)}
+    (folder / "manifests").mkdir(parents=True, exist_ok=True)
+    (folder / "manifests" / "valid.json").write_text(json.dumps(manifest))
+
+
+def _synthetic_systems(root, halves, seed=0):
+    """One system per entry of ``halves`` (the classes it is reliable on), sharing dev and test turns."""
+    rng = np.random.default_rng(seed)
+    n_valid = N_SPEAKERS * TURNS_PER_SPEAKER
+    labels = np.asarray(EMOTIONS)[rng.integers(0, len(EMOTIONS), n_valid)]
+    speakers = [str(1000 + i // TURNS_PER_SPEAKER) for i in range(n_valid)]
+    valid_names = [f"MSP-PODCAST_{i:04d}_0001.wav" for i in range(n_valid)]
+    test_labels = np.asarray(EMOTIONS)[rng.integers(0, len(EMOTIONS), N_TEST)]
+    test_names = [f"MSP-PODCAST_test3_{i:05d}.wav" for i in range(N_TEST)]
+    folders = []
+    for index, reliable in enumerate(halves):
+        folder = root / f"system_{'abcdefgh'[index]}" / "1993"
+        _write_system(folder, valid_names, _posteriors(labels, reliable, rng), test_names,
+                      _posteriors(test_labels, reliable, rng), labels, speakers)
+        folders.append(folder.parent)
+    return folders
+
+
+@pytest.fixture(scope="module")
+def complementary_fusion(tmp_path_factory):
+    """Two systems, each reliable on a different half of the classes, fused once."""
+    root = tmp_path_factory.mktemp("complementary")
+    folders = _synthetic_systems(root, ["ACDF", "HNSU"])
+    metrics = fuse_systems(folders, root / "fusion", folds=5, seed=0)
+    return root, folders, metrics
+
+
+def test_fusion_of_complementary_systems_beats_the_best_single_system(complementary_fusion):
+    _, _, metrics = complementary_fusion
+    best_single = max(report["macro_f1"] for report in metrics["per_system"].values())
+    assert best_single < 0.65  # each system guesses on half the classes
+    assert metrics["macro_f1"] > best_single + 0.1
+    assert metrics["cv"]["folds"] == 5
+    assert sum(fold["n_test"] for fold in metrics["cv"]["per_fold"]) == metrics["n_valid"]
+    assert metrics["final_model"]["kernel"] in ("linear", "rbf")
+
+
+def test_dev_score_comes_from_held_out_speakers(tmp_path):
+    # Posteriors carrying no information: an SVM scored on its own training turns would
+    # fit the noise; scored on held-out speakers it must stay near chance (1/8).
+    folders = _synthetic_systems(tmp_path, ["", ""])
+    metrics = fuse_systems(folders, tmp_path / "fusion", folds=3, seed=0, c_values=(10.0,), kernels=("rbf",))
+    assert metrics["macro_f1"] < 0.25
+
+
+def test_submission_has_the_challenge_format(complementary_fusion):
+    root, folders, metrics = complementary_fusion
+    lines = (root / "fusion" / "submission.csv").read_text().splitlines()
+    assert lines[0] == "FileName,EmoClass"
+    rows = [line.split(",") for line in lines[1:]]
+    test_names = read_posteriors(folders[0] / "1993" / "posteriors" / "test.csv").index.tolist()
+    assert [name for name, _ in rows] == sorted(test_names)
+    assert all(len(row) == 2 and row[1] in EMOTIONS for row in rows)
+
+
+def test_saved_model_predicts_the_submission(complementary_fusion):
+    root, folders, _ = complementary_fusion
+    model = load_fusion(root / "fusion")
+    assert model.systems == ["Sub-System A", "Sub-System B"]
+    blocks = [read_posteriors(f / "1993" / "posteriors" / "test.csv").sort_index() for f in folders]
+    submission = pd.read_csv(root / "fusion" / "submission.csv")
+    expected = submission["EmoClass"].tolist()
+    assert model.predict(blocks).tolist() == expected
+    assert model.predict(np.hstack([b.to_numpy() for b in blocks])).tolist() == expected
+    probabilities = model.predict_proba(blocks)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="concatenated"):
+        model.predict(np.zeros((2, 8)))
+    with pytest.raises(ValueError, match="columns"):
+        model.predict([blocks[0][list(reversed(EMOTIONS))], blocks[1]])
+
+
+def _two_small_systems(root):
+    return _synthetic_systems(root, ["ACDF", "HNSU"], seed=1)
+
+
+def test_systems_covering_different_files_are_rejected(tmp_path):
+    folders = _two_small_systems(tmp_path)
+    path = folders[1] / "1993" / "posteriors" / "valid.csv"
+    table = read_posteriors(path)
+    write_posteriors(path, table.index[1:], table.to_numpy()[1:])
+    with pytest.raises(ValueError, match=r"Sub-System B .*valid.*MSP-PODCAST_0000_0001\.wav"):
+        load_systems(folders)
+
+
+def test_posteriors_in_another_class_order_are_rejected(tmp_path):
+    folders = _two_small_systems(tmp_path)
+    path = folders[0] / "1993" / "posteriors" / "test.csv"
+    table = pd.read_csv(path)
+    table[["FileName", "C", "A", *EMOTIONS[2:]]].to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"test\.csv: columns .*fixed class order"):
+        load_systems(folders)
+
+
+@pytest.mark.parametrize("row", [[0.5] * 8, [1.2, -0.2] + [0.0] * 6, [np.nan] * 8])
+def test_rows_that_are_not_probabilities_are_rejected(tmp_path, row):
+    folders = _two_small_systems(tmp_path)
+    path = folders[1] / "1993" / "posteriors" / "valid.csv"
+    table = pd.read_csv(path)
+    table.loc[3, list(EMOTIONS)] = row
+    table.to_csv(path, index=False)
+    name = table.loc[3, "FileName"]
+    with pytest.raises(ValueError, match=rf"valid\.csv: line 5 \(file {name}\) is not a probability row"):
+        load_systems(folders)
+
+
+def test_systems_disagreeing_on_dev_labels_are_rejected(tmp_path):
+    folders = _two_small_systems(tmp_path)
+    path = folders[1] / "1993" / "manifests" / "valid.json"
+    manifest = json.loads(path.read_text())
+    entry = manifest["MSP-PODCAST_0007_0001"]
+    entry["emotion"] = "N" if entry["emotion"] != "N" else "A"
+    path.write_text(json.dumps(manifest))
+    systems = load_systems(folders)
+    with pytest.raises(ValueError, match=r"valid\.json: label or speaker of 1 dev turn.*_0007_0001"):
+        read_dev_labels(systems, systems[0].posteriors["valid"].index.tolist())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    speakers=st.lists(st.integers(0, 12), min_size=2, max_size=60),
+    n_folds=st.integers(2, 6),
+    seed=st.integers(0, 3),
+)
+def test_speaker_folds_never_share_a_speaker(speakers, n_folds, seed):
+    speakers = np.asarray([f"spk{s}" for s in speakers])
+    if len(set(speakers.tolist())) < 2:
+        with pytest.raises(ValueError, match="at least 2 speakers"):
+            speaker_folds(["A"] * len(speakers), speakers, n_folds, seed)
+        return
+    labels = np.asarray(EMOTIONS)[np.arange(len(speakers)) % len(EMOTIONS)]
+    folds = speaker_folds(labels, speakers, n_folds, seed)
+    assert len(folds) == min(n_folds, len(set(speakers.tolist())))
+    tested = np.concatenate([test for _, test in folds])
+    assert sorted(tested.tolist()) == list(range(len(speakers)))  # every turn tested exactly once
+    for train, test in folds:
+        assert not set(speakers[train].tolist()) & set(speakers[test].tolist())
+        assert len(train) + len(test) == len(speakers)
+
+
+def _png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_end_to_end_on_the_five_debug_systems(debug_results, tmp_path, capsys):
+    out = tmp_path / "fusion"
+    main([str(debug_results / f"system_{s}") for s in "abcde"] + ["--out", str(out)])
+    for name in ("submission.csv", "fused_test.csv", "fused_valid_oof.csv", "fusion_model.joblib",
+                 "fusion_model.json", "fusion_metrics.json", "report.md", "confusion_matrix.png",
+                 "f1_per_class.png"):
+        assert (out / name).is_file(), name
+    table = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
+    assert table[0].split(" | ")[1:] == [f"Sub-System {s}" for s in "ABCDE"] + ["Fusion |"]
+    assert len(table) == 1 + 8 + 2
+    assert [row.split(" | ")[0] for row in table[-2:]] == ["| Accuracy", "| F1-Macro"]
+    assert "paper Table 2" in (out / "report.md").read_text()  # system E has a relabeled_*.csv
+    for png in ("confusion_matrix.png", "f1_per_class.png"):
+        width, height = _png_size(out / png)
+        assert width > 200 and height > 200
+    printed = capsys.readouterr().out
+    assert str(out / "confusion_matrix.png") in printed and "| F1-Macro |" in printed
+    test_turns = read_posteriors(debug_results / "system_a" / "1993" / "posteriors" / "test.csv")
+    assert len(pd.read_csv(out / "submission.csv")) == len(test_turns)
+    assert load_fusion(out).n_features == 5 * 8
