@@ -8,7 +8,10 @@ Stages, each reused when already done (re-running the demo costs little):
 3. consensus relabeling (K = 50 %): paper Table 2 for the mini corpus, and how
    many X turns got their true label back;
 4. training of sub-systems A–E with the demo profile (``train.py``), each
-   printing its dev macro-F1, then a per-class F1 table like paper Table 1.
+   printing its dev macro-F1 (a finished system is not trained again);
+5. SVM fusion (speaker-disjoint cross-validation on dev), the Table-1 report,
+   the confusion matrix and per-class F1 figures, and ``submission.csv``;
+6. ``ser.predict`` on a few Test3 files with the five systems and the fusion.
 """
 
 import argparse
@@ -26,7 +29,6 @@ from data_prep.mini_corpus import generate_mini_corpus
 from data_prep.msp_labels import read_consensus_labels, read_detailed_labels
 from data_prep.transcribe import transcribe_corpus
 from data_prep.whisper_backends import bundled_tiny_en_path
-from ser.metrics import format_f1_table
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "hparams" / "profiles" / "demo.yaml"
@@ -37,11 +39,11 @@ SEED = 1993  # the seed of the system YAMLs: their output folder is <system>/<se
 def ensure_corpus(folder, seed, turns):
     """Generate the mini corpus unless a complete one is there."""
     if (folder / "true_labels.csv").is_file():
-        print(f"[1/4] mini corpus: reusing {folder}")
+        print(f"[1/6] mini corpus: reusing {folder}")
         return
     start = time.perf_counter()
     generate_mini_corpus(folder, seed=seed, n_turns=turns)
-    print(f"[1/4] mini corpus: {turns} turns in {folder} ({time.perf_counter() - start:.0f} s)")
+    print(f"[1/6] mini corpus: {turns} turns in {folder} ({time.perf_counter() - start:.0f} s)")
 
 
 def transcribe(corpus, results):
@@ -57,7 +59,7 @@ def transcribe(corpus, results):
     truth = _spoken_sentences(corpus, whisper.index)
     accuracy = sum(_word_accuracy(truth[name], whisper[name]) for name in truth) / max(len(truth), 1)
     print(
-        f"[2/4] Whisper tiny.en: {len(whisper)} turns in {csv} "
+        f"[2/6] Whisper tiny.en: {len(whisper)} turns in {csv} "
         f"({time.perf_counter() - start:.0f} s); word accuracy vs. the spoken text {accuracy:.1%}"
     )
 
@@ -90,13 +92,14 @@ def relabeling_summary(corpus):
     truth = pd.read_csv(corpus / "true_labels.csv").set_index("FileName")["EmoClass"]
     was_x = relabeled[relabeled["EmoClass_Original"] == "X"]
     recovered = (was_x["EmoClass_Recomputed"] == truth.loc[was_x["FileName"]].to_numpy()).mean()
-    print("[3/4] consensus relabeling, K = 50 % (paper Table 2 on the mini corpus):")
+    print("[3/6] consensus relabeling, K = 50 % (paper Table 2 on the mini corpus):")
     print(class_count_table(relabeled))
     print(f"      {len(was_x)} X turns; the recomputed label is the true one for {recovered:.0%} of them")
 
 
 def train_systems(corpus, results, systems):
-    reports = {}
+    """Train each system (train.py resumes, and skips a finished one's epochs)."""
+    folders = []
     for system in systems:
         start = time.perf_counter()
         command = [
@@ -108,13 +111,45 @@ def train_systems(corpus, results, systems):
             done = subprocess.run(command, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT)
         if done.returncode != 0:
             raise SystemExit(f"system {system.upper()} failed: see {log}")
-        metrics = json.loads((results / f"system_{system}" / str(SEED) / "metrics.json").read_text())
-        reports[f"Sub-system {system.upper()}"] = metrics
+        folder = results / f"system_{system}" / str(SEED)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        folders.append(folder)
         print(
-            f"[4/4] system {system.upper()}: dev macro-F1 {metrics['macro_f1']:.3f}, "
+            f"[4/6] system {system.upper()}: dev macro-F1 {metrics['macro_f1']:.3f}, "
             f"accuracy {metrics['accuracy']:.3f} ({time.perf_counter() - start:.0f} s)"
         )
-    return reports
+    return folders
+
+
+def fuse(folders, results):
+    from fusion.fuse import fuse_systems
+    from fusion.report import render_report
+
+    start = time.perf_counter()
+    metrics = fuse_systems(folders, results / "fusion")
+    print(f"[5/6] SVM fusion: dev macro-F1 {metrics['macro_f1']:.3f} by speaker-disjoint "
+          f"cross-validation ({time.perf_counter() - start:.0f} s)\n")
+    print(render_report(metrics))
+    for path in metrics["report_files"].values():
+        print(f"      {path}")
+    print(f"      {results / 'fusion' / 'submission.csv'}")
+
+
+def predict_examples(corpus, folders, results, n_files=4):
+    from ser.inference import EmotionRecognizer
+    from ser.predict import write_predictions
+
+    files = sorted((corpus / "Audios").glob("*test3*.wav"))[:n_files]
+    recognizer = EmotionRecognizer.from_folders(folders, fusion_dir=results / "fusion")
+    predictions = recognizer.classify_files(files)
+    out = results / "predict_examples.csv"
+    write_predictions(out, predictions)
+    truth = pd.read_csv(corpus / "true_labels.csv").set_index("FileName")["EmoClass"]
+    print(f"\n[6/6] python -m ser.predict on {len(files)} Test3 files -> {out}")
+    for result in predictions:
+        name = Path(result.file).name
+        print(f"      {name}: {result.label} (true {truth.get(name, '?')}), "
+              f"p = {result.probabilities[result.label]:.2f}, transcript: {result.transcript!r}")
 
 
 def main(argv=None):
@@ -136,10 +171,10 @@ def main(argv=None):
     ensure_corpus(args.corpus, args.seed, turns)
     transcribe(args.corpus, args.results)
     relabeling_summary(args.corpus)
-    reports = train_systems(args.corpus, args.results, args.systems)
-    if reports:
-        print("\nDev F1 per class (paper Table 1 layout):\n")
-        print(format_f1_table(reports))
+    folders = train_systems(args.corpus, args.results, args.systems)
+    if len(folders) > 1:
+        fuse(folders, args.results)
+        predict_examples(args.corpus, folders, args.results)
     print(f"\nDemo done in {time.perf_counter() - start:.0f} s; outputs in {args.results}")
 
 
