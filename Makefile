@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-all lint clean-demo
+.PHONY: demo test test-fast lint clean-demo
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,10 +19,11 @@ demo: $(STAMP)
 	$(PY) -m recipes.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
-
-test-all: $(STAMP)
 	$(PY) -m pytest -q --runslow
+
+# The suite without the tests marked slow (the end-to-end demo).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

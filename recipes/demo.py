@@ -97,7 +97,7 @@ def relabeling_summary(corpus):
     print(f"      {len(was_x)} X turns; the recomputed label is the true one for {recovered:.0%} of them")
 
 
-def train_systems(corpus, results, systems):
+def train_systems(corpus, results, systems, extra_args=()):
     """Train each system (train.py resumes, and skips a finished one's epochs)."""
     folders = []
     for system in systems:
@@ -105,6 +105,7 @@ def train_systems(corpus, results, systems):
         command = [
             sys.executable, str(ROOT / "train.py"), str(ROOT / "hparams" / f"system_{system}.yaml"),
             "--profile", str(PROFILE), f"--data_folder={corpus}", f"--results_folder={results}",
+            *extra_args,
         ]
         log = results / f"system_{system}.log"
         with open(log, "w") as stream:
@@ -159,6 +160,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="mini corpus seed")
     parser.add_argument("--turns", type=int, default=None, help="mini corpus size (default: its own)")
     parser.add_argument("--systems", nargs="*", default=list(SYSTEMS), choices=SYSTEMS)
+    parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs (quick runs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     start = time.perf_counter()
@@ -171,7 +173,8 @@ def main(argv=None):
     ensure_corpus(args.corpus, args.seed, turns)
     transcribe(args.corpus, args.results)
     relabeling_summary(args.corpus)
-    folders = train_systems(args.corpus, args.results, args.systems)
+    extra = [f"--number_of_epochs={args.epochs}"] if args.epochs else []
+    folders = train_systems(args.corpus, args.results, args.systems, extra)
     if len(folders) > 1:
         fuse(folders, args.results)
         predict_examples(args.corpus, folders, args.results)
