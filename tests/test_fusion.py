@@ -6,8 +6,6 @@ import struct
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from fusion.fuse import fuse_systems, load_fusion, main
 from fusion.inputs import load_systems, read_dev_labels
@@ -155,12 +153,16 @@ def test_systems_disagreeing_on_dev_labels_are_rejected(tmp_path):
         read_dev_labels(systems, systems[0].posteriors["valid"].index.tolist())
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    speakers=st.lists(st.integers(0, 12), min_size=2, max_size=60),
-    n_folds=st.integers(2, 6),
-    seed=st.integers(0, 3),
-)
+# Random cases from a seeded generator rather than hypothesis: hypothesis's
+# pytest plugin reads __file__ of every loaded module, and SpeechBrain's lazy
+# modules (e.g. its k2 integration) raise ImportError there.
+FOLD_CASES = [
+    (rng.integers(0, 13, rng.integers(2, 61)).tolist(), int(rng.integers(2, 7)), int(rng.integers(0, 4)))
+    for rng in [np.random.default_rng(case) for case in range(40)]
+]
+
+
+@pytest.mark.parametrize(("speakers", "n_folds", "seed"), FOLD_CASES)
 def test_speaker_folds_never_share_a_speaker(speakers, n_folds, seed):
     speakers = np.asarray([f"spk{s}" for s in speakers])
     if len(set(speakers.tolist())) < 2:
