@@ -79,9 +79,9 @@ def read_audio_16k(path):
 
     Example
     -------
-    >>> import tempfile, soundfile
+    >>> import tempfile, numpy, soundfile
     >>> wav = Path(tempfile.mkdtemp()) / "a.wav"
-    >>> soundfile.write(wav, np.zeros((8000, 2)), 8000)
+    >>> soundfile.write(wav, numpy.zeros((8000, 2)), 8000)
     >>> read_audio_16k(wav).shape
     (16000,)
     """
