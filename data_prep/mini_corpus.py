@@ -115,6 +115,22 @@ def _write_tables(out, turns):
     _write_text(out / "true_labels.csv", "\n".join(truth) + "\n")
 
 
+def _options(seed, n_turns):
+    return {"seed": int(seed), "n_turns": int(n_turns), "format_version": FORMAT_VERSION}
+
+
+def is_up_to_date(out, seed, n_turns):
+    """Whether ``out`` holds a complete mini corpus made with this seed and size.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> is_up_to_date(tempfile.mkdtemp(), seed=0, n_turns=24)
+    False
+    """
+    return _is_up_to_date(Path(out), _options(seed, n_turns))
+
+
 def _is_up_to_date(out, options):
     options_path, truth_path = out / OPTIONS_FILE, out / "true_labels.csv"
     if not options_path.exists() or not truth_path.exists():
@@ -178,7 +194,7 @@ def generate_mini_corpus(out, seed=0, n_turns=DEFAULT_TURNS):
     ['Audios', 'Labels', 'Transcripts', 'mini_corpus_options.json', 'true_labels.csv']
     """
     out = Path(out)
-    options = {"seed": int(seed), "n_turns": int(n_turns), "format_version": FORMAT_VERSION}
+    options = _options(seed, n_turns)
     if _is_up_to_date(out, options):
         logger.info("mini corpus in %s is up to date (seed %d, %d turns)", out, seed, n_turns)
         return out

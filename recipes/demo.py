@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from data_prep.consensus import class_count_table, relabel
-from data_prep.mini_corpus import generate_mini_corpus
+from data_prep.mini_corpus import generate_mini_corpus, is_up_to_date
 from data_prep.msp_labels import read_consensus_labels, read_detailed_labels
 from data_prep.transcribe import transcribe_corpus
 from data_prep.whisper_backends import bundled_tiny_en_path
@@ -37,8 +37,8 @@ SEED = 1993  # the seed of the system YAMLs: their output folder is <system>/<se
 
 
 def ensure_corpus(folder, seed, turns):
-    """Generate the mini corpus unless a complete one is there."""
-    if (folder / "true_labels.csv").is_file():
+    """Generate the mini corpus unless a complete one with this seed and size is there."""
+    if is_up_to_date(folder, seed, turns):
         print(f"[1/6] mini corpus: reusing {folder}")
         return
     start = time.perf_counter()
