@@ -1,0 +1,138 @@
+"""Checkpoints that a kill can never leave half-written where they are loaded.
+
+SpeechBrain's ``Checkpointer`` writes a checkpoint in place: it creates
+``CKPT+<stamp>``, writes ``CKPT.yaml`` *first*, then one file per recoverable.
+A process killed between the two leaves a folder that looks complete to
+``find_checkpoints`` and that the next run tries to load (and crashes on, or
+worse, loads a truncated model). :class:`AtomicCheckpointer` writes the whole
+checkpoint into a staging folder whose name SpeechBrain does not recognise,
+then renames it into place: a checkpoint is either whole or invisible.
+Staging folders left by a kill are removed at the next save.
+
+:class:`RandomState` is a recoverable holding the Python, NumPy and torch
+random generators, so a run resumed from a checkpoint draws the same random
+crops as the uninterrupted run would have.
+"""
+
+import logging
+import os
+import random
+import shutil
+import time
+
+import numpy as np
+import speechbrain as sb
+import torch
+from speechbrain.utils.checkpoints import (
+    CKPT_PREFIX,
+    Checkpoint,
+    Checkpointer,
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGING_PREFIX = "staging+"
+
+
+class AtomicCheckpointer(Checkpointer):
+    """A SpeechBrain ``Checkpointer`` whose checkpoints appear atomically.
+
+    Same arguments and behaviour as ``speechbrain.utils.checkpoints.Checkpointer``.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> folder = tempfile.mkdtemp()
+    >>> checkpointer = AtomicCheckpointer(folder, {"layer": torch.nn.Linear(2, 2)})
+    >>> ckpt = checkpointer.save_checkpoint(meta={"macro_f1": 0.5})
+    >>> ckpt.path.name.startswith("CKPT+"), sorted(p.name for p in ckpt.path.iterdir())
+    (True, ['CKPT.yaml', 'layer.ckpt'])
+    >>> checkpointer.find_checkpoint().meta["macro_f1"]
+    0.5
+    """
+
+    def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):  # noqa: B006
+        final_dir = None
+        if sb.utils.distributed.if_main_process():
+            self._remove_stale_staging()
+            final_dir = self._new_checkpoint_dirpath() if name is None else self._custom_checkpoint_dirpath(name)
+        final_dir = sb.utils.distributed.ddp_broadcast(final_dir, src=0)
+        staging_dir = final_dir.with_name(STAGING_PREFIX + final_dir.name)
+        # The parent class writes wherever its dirpath helpers point: point them at the staging folder.
+        self._staging_target = staging_dir
+        try:
+            staged = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=None, verbosity=logging.DEBUG)
+        finally:
+            self._staging_target = None
+        sb.utils.distributed.ddp_barrier()  # every process has written its part
+        if not sb.utils.distributed.if_main_process():
+            return None
+        _fsync_tree(staging_dir)
+        os.replace(staging_dir, final_dir)
+        logger.log(verbosity, "Saved a checkpoint in %s", final_dir)
+        paramfiles = {key: final_dir / path.name for key, path in staged.paramfiles.items()}
+        return Checkpoint(final_dir, staged.meta, paramfiles)
+
+    def _new_checkpoint_dirpath(self):
+        target = getattr(self, "_staging_target", None)
+        if target is not None:
+            return target
+        # A checkpoint saved within the same second must not reuse the name of one being staged.
+        path = super()._new_checkpoint_dirpath()
+        while path.with_name(STAGING_PREFIX + path.name).exists() or path.exists():
+            time.sleep(0.01)
+            path = super()._new_checkpoint_dirpath()
+        return path
+
+    def _remove_stale_staging(self):
+        if not self.checkpoints_dir.is_dir():
+            return
+        for leftover in self.checkpoints_dir.glob(STAGING_PREFIX + CKPT_PREFIX + "*"):
+            logger.warning("Removing %s: a checkpoint interrupted while being written", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _fsync_tree(folder):
+    # A rename is atomic for readers, but only data on disk survives a power cut.
+    for path in folder.iterdir():
+        with open(path, "rb") as stream:
+            os.fsync(stream.fileno())
+
+
+@register_checkpoint_hooks
+class RandomState:
+    """The Python, NumPy and torch (CPU and CUDA) random generators, as a recoverable.
+
+    Example
+    -------
+    >>> import tempfile, pathlib, torch
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "rng.ckpt"
+    >>> state = RandomState()
+    >>> state.save(path)
+    >>> first = torch.rand(3)
+    >>> state.load(path)
+    >>> bool((torch.rand(3) == first).all())
+    True
+    """
+
+    @mark_as_saver
+    def save(self, path):
+        state = {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        torch.save(state, path)
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=False):
+        state = torch.load(path, weights_only=False)
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
