@@ -13,11 +13,13 @@ comes from the YAML; this class only wires it together:
 """
 
 import logging
+import re
+from pathlib import Path
 
 import speechbrain as sb
 import torch
 
-from ser.atomic_io import write_json_atomic
+from ser.atomic_io import atomic_write, write_json_atomic
 from ser.data import UNKNOWN_LABEL
 from ser.emotions import EMOTIONS
 from ser.metrics import classification_report
@@ -42,6 +44,38 @@ def dev_score_rank(checkpoint):
     """
     # Intra-epoch checkpoints (--ckpt_interval_minutes) have no dev score: they rank last.
     return (checkpoint.meta.get("macro_f1", -1.0), checkpoint.meta.get("epoch", -1))
+
+
+def drop_epochs_after(train_log, last_epoch):
+    """Remove the lines of epochs after ``last_epoch`` from a train log.
+
+    An epoch is logged just before its checkpoint is saved: a run killed in
+    between logged an epoch that the resumed run trains again. Trimming the
+    log to the checkpoint keeps one line per epoch.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> log = os.path.join(tempfile.mkdtemp(), "train_log.txt")
+    >>> _ = open(log, "w").writelines(["epoch: 1, lr: 1 - loss: 2\\n", "epoch: 2, lr: 1 - loss: 1\\n"])
+    >>> drop_epochs_after(log, 1)
+    >>> print(open(log).read().strip())
+    epoch: 1, lr: 1 - loss: 2
+    """
+    path = Path(train_log)
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if _logged_epoch(line) <= last_epoch]
+    if len(kept) != len(lines):
+        logger.info("%s: dropped %d line(s) of epochs after %d", path, len(lines) - len(kept), last_epoch)
+        with atomic_write(path) as stream:
+            stream.writelines(kept)
+
+
+def _logged_epoch(line):
+    match = re.match(r"epoch: (\d+)\b", line)
+    return int(match.group(1)) if match else 0
 
 
 class EmotionBrain(sb.Brain):
@@ -109,6 +143,33 @@ class EmotionBrain(sb.Brain):
         )
         self.checkpointer.save_and_keep_only(
             meta={"macro_f1": score, "epoch": epoch}, importance_keys=[dev_score_rank]
+        )
+
+    def on_fit_start(self):
+        super().on_fit_start()  # loads the latest checkpoint, if any
+        if sb.utils.distributed.if_main_process():
+            drop_epochs_after(self.hparams.train_log, self.hparams.epoch_counter.current)
+
+    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
+        """SpeechBrain's loader, drawing its worker seeds from the checkpointed generator."""
+        random_state = self.checkpointer.recoverables.get("random_state") if self.checkpointer else None
+        if random_state is not None:
+            loader_kwargs.setdefault("generator", random_state.loader_generator)
+        return super().make_dataloader(dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs)
+
+    def _save_intra_epoch_ckpt(self):
+        # SpeechBrain's own version records no position: say where the run stands, so a
+        # resumed run (and whoever reads the folder) knows which epoch and step it restarts from.
+        self.checkpointer.save_and_keep_only(
+            end_of_epoch=False,
+            num_to_keep=1,
+            ckpt_predicate=lambda c: sb.core.INTRA_EPOCH_CKPT_FLAG in c.meta,
+            meta={
+                sb.core.INTRA_EPOCH_CKPT_FLAG: True,
+                "epoch": self.hparams.epoch_counter.current,
+                "step": self.step,
+            },
+            verbosity=logging.DEBUG,
         )
 
     def on_evaluate_start(self, max_key=None, min_key=None):

@@ -58,13 +58,17 @@ class AtomicCheckpointer(Checkpointer):
         final_dir = None
         if sb.utils.distributed.if_main_process():
             self._remove_stale_staging()
-            final_dir = self._new_checkpoint_dirpath() if name is None else self._custom_checkpoint_dirpath(name)
+            final_dir = (
+                self._new_checkpoint_dirpath() if name is None else self._custom_checkpoint_dirpath(name)
+            )
         final_dir = sb.utils.distributed.ddp_broadcast(final_dir, src=0)
         staging_dir = final_dir.with_name(STAGING_PREFIX + final_dir.name)
         # The parent class writes wherever its dirpath helpers point: point them at the staging folder.
         self._staging_target = staging_dir
         try:
-            staged = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=None, verbosity=logging.DEBUG)
+            staged = super().save_checkpoint(
+                meta=meta, end_of_epoch=end_of_epoch, name=None, verbosity=logging.DEBUG
+            )
         finally:
             self._staging_target = None
         sb.utils.distributed.ddp_barrier()  # every process has written its part
@@ -106,6 +110,11 @@ def _fsync_tree(folder):
 class RandomState:
     """The Python, NumPy and torch (CPU and CUDA) random generators, as a recoverable.
 
+    ``loader_generator`` is a generator of its own for the data loaders: a
+    ``DataLoader`` draws a worker seed each time an epoch starts, and from the
+    global generator that draw would land at a different place in a resumed
+    run (after the checkpoint is loaded) than in the uninterrupted one.
+
     Example
     -------
     >>> import tempfile, pathlib, torch
@@ -118,9 +127,15 @@ class RandomState:
     True
     """
 
+    def __init__(self):
+        self.loader_generator = torch.Generator()
+        # Derived from the experiment seed, which the YAML sets before building this.
+        self.loader_generator.manual_seed(torch.initial_seed() + 1)
+
     @mark_as_saver
     def save(self, path):
         state = {
+            "loader": self.loader_generator.get_state(),
             "python": random.getstate(),
             "numpy": np.random.get_state(),
             "torch": torch.get_rng_state(),
@@ -131,6 +146,7 @@ class RandomState:
     @mark_as_loader
     def load(self, path, end_of_epoch=False):
         state = torch.load(path, weights_only=False)
+        self.loader_generator.set_state(state["loader"])
         random.setstate(state["python"])
         np.random.set_state(state["numpy"])
         torch.set_rng_state(state["torch"])
