@@ -19,6 +19,15 @@ key             meaning
 Run it as ``python -m data_prep.msp_prepare --data_folder DIR --save_folder OUT``
 or call :func:`prepare_msp_podcast` (``train.py`` does, through ``run_on_main``).
 The corpus is only read, never written.
+
+A turn whose audio is missing, unreadable, empty or too short (see
+:mod:`data_prep.audio_check`) is left out with a warning and listed in
+``<save_folder>/skipped.csv`` (``FileName,Split,Reason``), so one bad file does
+not stop a day-long job; ``strict=True`` (``--strict``) stops at it instead.
+Label problems stay fatal: they mean a wrong file, not one bad turn. So does a
+``Split_Set`` the release does not define (``Train Development Test1 Test2
+Test3``), asked for in ``splits`` or found in a label row: its turns would
+otherwise silently vanish from (or join) the data.
 """
 
 import argparse
@@ -27,18 +36,21 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-import soundfile
 
-from data_prep.msp_labels import read_consensus_labels
+from data_prep.audio_check import SKIPPED_CSV, BadAudioError, TurnAudioChecker
+from data_prep.msp_labels import LabelFileError, read_consensus_labels
 from data_prep.msp_layout import (
     CONSENSUS_CSV,
+    CONSENSUS_JSON,
     HIDDEN_TEST_SPLIT,
     KNOWN_SPLITS,
+    CorpusLayoutError,
     audio_path,
     check_layout,
     list_hidden_test_audio,
     transcript_path,
 )
+from data_prep.prepare_options import is_done, mark_done, mark_undone, preparation_options
 from ser.atomic_io import write_json_atomic
 from ser.emotions import EMOTIONS
 
@@ -46,7 +58,6 @@ logger = logging.getLogger(__name__)
 
 #: Manifest name → corpus ``Split_Set`` (test = the challenge test set).
 DEFAULT_SPLITS = {"train": "Train", "valid": "Development", "test": "Test3"}
-OPTIONS_FILE = "prepare_options.json"
 
 
 class PreparationError(ValueError):
@@ -62,6 +73,7 @@ def prepare_msp_podcast(
     keep_all_labels=("test",),
     missing_transcript="error",
     skip_prep=False,
+    strict=False,
 ):
     """Write one manifest per split; skip when done with the same options.
 
@@ -89,6 +101,9 @@ def prepare_msp_podcast(
         the file, or use an empty string (logged with a count).
     skip_prep : bool
         Do nothing (the manifests are expected to exist).
+    strict : bool
+        Stop with a :class:`PreparationError` at the first turn with bad audio
+        instead of leaving it out and listing it in ``skipped.csv``.
 
     Returns
     -------
@@ -106,10 +121,11 @@ def prepare_msp_podcast(
     _check_split_names(splits)
     if missing_transcript not in ("error", "empty"):
         raise ValueError(f"missing_transcript must be 'error' or 'empty', not {missing_transcript!r}")
-    options = _options_record(
-        root, splits, transcripts, relabeled_csv, keep_all_labels, missing_transcript
+    labels_file = root / CONSENSUS_CSV if (root / CONSENSUS_CSV).is_file() else root / CONSENSUS_JSON
+    options = preparation_options(
+        root, labels_file, splits, transcripts, relabeled_csv, keep_all_labels, missing_transcript, strict
     )
-    if _is_done(save_folder, manifests, options):
+    if is_done(save_folder, [*manifests.values(), save_folder / SKIPPED_CSV], options):
         logger.info("Preparation already done with the same options in %s: skipped", save_folder)
         return manifests
 
@@ -117,6 +133,8 @@ def prepare_msp_podcast(
     transcript_lookup = _transcript_lookup(root, transcripts)
     added = _relabeled_additions(relabeled_csv) if relabeled_csv else None
     save_folder.mkdir(parents=True, exist_ok=True)
+    mark_undone(save_folder)  # outputs are about to change: a run stopped half-way is not done
+    audio = TurnAudioChecker(strict)
     for name, split in splits.items():
         turns = _split_turns(root, labels, split)
         if name not in keep_all_labels:
@@ -124,11 +142,29 @@ def prepare_msp_podcast(
         turns = turns.assign(relabeled=False)
         if name == "train" and added is not None:
             turns = pd.concat([turns, _added_turns(labels, added)], ignore_index=True)
-        entries = _manifest_entries(root, turns, transcript_lookup, missing_transcript)
+        try:
+            entries = _manifest_entries(root, turns, transcript_lookup, missing_transcript, audio)
+        except BadAudioError as error:  # strict mode
+            raise PreparationError(
+                f"{error} (a turn of {split}); without strict mode such turns are left out "
+                f"and listed in {SKIPPED_CSV}"
+            ) from error
+        if len(turns) and not entries:
+            audio.write_skipped_csv(save_folder / SKIPPED_CSV)
+            raise PreparationError(
+                f"{root}: every one of the {len(turns)} turns of {split} has bad audio "
+                f"(listed in {save_folder / SKIPPED_CSV}); is this the right corpus?"
+            )
         write_json_atomic(manifests[name], entries)
         logger.info("%s: %d turns from %s -> %s", name, len(entries), split, manifests[name])
-    # The options file goes last: its presence means every manifest is complete.
-    write_json_atomic(save_folder / OPTIONS_FILE, options)
+    audio.write_skipped_csv(save_folder / SKIPPED_CSV)
+    if audio.skipped:
+        logger.warning(
+            "%d turn(s) left out for bad audio, listed in %s", len(audio.skipped), save_folder / SKIPPED_CSV
+        )
+    # Last: its presence means every output is complete. With the skipped files' stamps, so
+    # that fixing one of them re-runs the preparation.
+    mark_done(save_folder, options, audio.skipped_stamps())
     return manifests
 
 
@@ -148,46 +184,12 @@ def _check_split_names(splits):
             )
 
 
-def _options_record(root, splits, transcripts, relabeled_csv, keep_all, missing):
-    def file_stamp(path):
-        # A changed transcripts/relabeling file must re-run the preparation.
-        path = Path(path).resolve()
-        stat = path.stat()
-        return {"path": str(path), "size": stat.st_size, "mtime": stat.st_mtime}
-
-    labels_file = root / CONSENSUS_CSV
-    return {
-        "data_folder": str(root),
-        "labels": file_stamp(labels_file) if labels_file.is_file() else None,
-        "splits": splits,
-        "transcripts": (
-            transcripts if transcripts in (None, "human") else file_stamp(transcripts)
-        ),
-        "relabeled_csv": file_stamp(relabeled_csv) if relabeled_csv else None,
-        "keep_all_labels": sorted(keep_all),
-        "missing_transcript": missing,
-    }
-
-
-def _is_done(save_folder, manifests, options):
-    options_path = save_folder / OPTIONS_FILE
-    if not options_path.is_file() or not all(path.is_file() for path in manifests.values()):
-        return False
-    try:
-        saved = json.loads(options_path.read_text())
-    except json.JSONDecodeError:
-        return False
-    return saved == json.loads(json.dumps(options))
-
-
 def _split_turns(root, labels, split):
     turns = labels[labels["Split_Set"] == split]
     if split == HIDDEN_TEST_SPLIT:
         # Test3 is released as audio only: add the turns the labels do not list.
         hidden = sorted(set(list_hidden_test_audio(root)) - set(turns["FileName"]))
-        turns = pd.concat(
-            [turns, pd.DataFrame({"FileName": hidden, "Split_Set": split})], ignore_index=True
-        )
+        turns = pd.concat([turns, pd.DataFrame({"FileName": hidden, "Split_Set": split})], ignore_index=True)
     return turns.sort_values("FileName", kind="stable").reset_index(drop=True)
 
 
@@ -244,14 +246,17 @@ def _transcript_lookup(root, transcripts):
     return whisper.get
 
 
-def _manifest_entries(root, turns, transcript_lookup, missing_transcript):
+def _manifest_entries(root, turns, transcript_lookup, missing_transcript, audio):
     entries = {}
     n_missing = 0
     for row in turns.itertuples(index=False):
         wav = audio_path(root, row.FileName)
+        duration = audio.duration(wav, row.FileName, row.Split_Set)
+        if duration is None:
+            continue
         entry = {
             "wav": str(wav),
-            "duration": _duration(wav, row.Split_Set),
+            "duration": duration,
             "emotion": _known(row, "EmoClass"),
             "speaker": _known(row, "SpkrID"),
             "gender": _known(row, "Gender"),
@@ -281,18 +286,6 @@ def _known(row, column):
     return None if value is None or pd.isna(value) or value == "" else value
 
 
-def _duration(wav, split):
-    if not wav.is_file():
-        raise PreparationError(f"{wav}: audio file missing (turn listed for split {split})")
-    try:
-        info = soundfile.info(str(wav))
-    except (RuntimeError, soundfile.LibsndfileError) as error:
-        raise PreparationError(f"{wav}: unreadable audio file ({error})") from error
-    if info.frames == 0:
-        raise PreparationError(f"{wav}: empty audio file (0 samples)")
-    return round(info.frames / info.samplerate, 4)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_folder", required=True)
@@ -308,24 +301,38 @@ def main(argv=None):
         "--split",
         action="append",
         metavar="NAME=Split_Set",
-        help="manifest name and corpus split, repeatable (default train=Train "
-        "valid=Development test=Test3)",
+        help="manifest name and corpus split, repeatable (default train=Train valid=Development test=Test3)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first bad audio file instead of leaving it out (listed in skipped.csv)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    malformed = [item for item in args.split or [] if "=" not in item]
+    if malformed:
+        parser.error(f"--split takes NAME=Split_Set (e.g. valid=Development), got {malformed[0]!r}")
     splits = dict(item.split("=", 1) for item in args.split) if args.split else None
     transcripts = None if args.transcripts == "none" else args.transcripts
-    manifests = prepare_msp_podcast(
-        args.data_folder,
-        args.save_folder,
-        splits=splits,
-        transcripts=transcripts,
-        relabeled_csv=args.relabeled_csv,
-        missing_transcript=args.missing_transcript,
-    )
+    try:
+        manifests = prepare_msp_podcast(
+            args.data_folder,
+            args.save_folder,
+            splits=splits,
+            transcripts=transcripts,
+            relabeled_csv=args.relabeled_csv,
+            missing_transcript=args.missing_transcript,
+            strict=args.strict,
+        )
+    except (PreparationError, LabelFileError, CorpusLayoutError) as error:
+        parser.exit(1, f"error: {error}\n")
     for name, path in manifests.items():
         count = len(json.loads(Path(path).read_text()))
         print(f"{name:>6}: {count:6d} turns  {path}")
+    skipped = Path(args.save_folder) / SKIPPED_CSV
+    n_skipped = len(skipped.read_text().splitlines()) - 1
+    print(f"skipped: {n_skipped:5d} turns with bad audio  {skipped}")
 
 
 if __name__ == "__main__":

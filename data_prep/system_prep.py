@@ -27,9 +27,11 @@ def prepare_system_data(hparams):
     ----------
     hparams : dict
         Loaded system YAML. Keys read: ``data_folder``, ``manifest_folder``,
-        ``splits``, ``skip_prep``; for text systems ``transcripts``,
-        ``whisper_model``, ``whisper_backend``, ``whisper_folder``; for
-        relabeling ``relabel_threshold`` and ``relabel_classes``.
+        ``splits``, ``skip_prep``, ``strict_prep`` (stop at a bad audio file,
+        in transcription too, instead of listing it in ``skipped.csv``); for
+        text systems ``transcripts``, ``whisper_model``, ``whisper_backend``,
+        ``whisper_folder``; for relabeling ``relabel_threshold`` and
+        ``relabel_classes``.
 
     Returns
     -------
@@ -50,6 +52,7 @@ def prepare_system_data(hparams):
         splits=splits,
         transcripts=transcripts,
         relabeled_csv=relabeled_csv,
+        strict=bool(hparams.get("strict_prep", False)),
     )
 
 
@@ -69,6 +72,7 @@ def _transcripts_source(hparams, splits):
         model=hparams["whisper_model"],
         out=hparams["whisper_folder"],
         backend=hparams["whisper_backend"],
+        strict=bool(hparams.get("strict_prep", False)),
     )
     if csv is None:
         raise RuntimeError(f"transcription of {hparams['data_folder']} is incomplete: see the log")

@@ -21,7 +21,41 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
 
 
+def _lazy_module_file_never_imports():
+    """Make ``__file__`` of a not-yet-imported SpeechBrain ``LazyModule`` an AttributeError.
+
+    Hypothesis's pytest plugin (at collection) and its data provider (before each example)
+    run ``getattr(module, "__file__", None)`` on every module in ``sys.modules``. On a
+    SpeechBrain ``LazyModule`` that lookup imports the target, and targets whose optional
+    dependency is absent (``k2_integration``, ``spacy``, ``flair``) raise ImportError, which
+    ``getattr``'s default does not catch: the whole session dies with INTERNALERROR. An
+    unimported module has no file yet, so AttributeError is the honest answer; every other
+    attribute keeps SpeechBrain's behaviour (``getattr(self.ensure_module(1), attr)``, called
+    from here so its frame check for ``inspect.py`` still sees the real caller).
+    """
+    importutils = sys.modules.get("speechbrain.utils.importutils")
+    if importutils is None or getattr(importutils.LazyModule, "_file_never_imports", False):
+        return
+
+    def lazy_getattr(self, attr):
+        if attr == "__file__" and self.lazy_module is None:
+            raise AttributeError(f"{self!r} is not imported yet: no __file__")
+        return getattr(self.ensure_module(1), attr)
+
+    importutils.LazyModule.__getattr__ = lazy_getattr
+    importutils.LazyModule._file_never_imports = True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item):
+    # A test module or fixture may have imported SpeechBrain after collection.
+    _lazy_module_file_never_imports()
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    # Before hypothesis's own hook, which scans sys.modules (see the function above).
+    _lazy_module_file_never_imports()
     if config.getoption("--runslow"):
         return
     skip_slow = pytest.mark.skip(reason="slow: run with --runslow")

@@ -1,9 +1,12 @@
 """Manifests from the mini corpus: content, idempotence, and clear errors."""
 
 import json
+import logging
 import os
+import re
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import soundfile
@@ -11,7 +14,7 @@ import soundfile
 from data_prep.consensus import relabel, write_csv_atomically
 from data_prep.msp_labels import read_consensus_labels, read_detailed_labels
 from data_prep.msp_layout import CorpusLayoutError
-from data_prep.msp_prepare import PreparationError, prepare_msp_podcast
+from data_prep.msp_prepare import PreparationError, main, prepare_msp_podcast
 from ser.emotions import EMOTIONS
 
 
@@ -132,20 +135,119 @@ def test_unknown_split_name_is_refused(mini_corpus, tmp_path):
         prepare_msp_podcast(mini_corpus, tmp_path / "prep", splits={"test": "Test4"})
 
 
-def test_missing_and_empty_audio_name_the_file(corpus_copy, tmp_path):
-    labels = read_consensus_labels(corpus_copy)
-    victim = labels[labels["Split_Set"] == "Train"]["FileName"].iloc[0]
+BAD_AUDIO = {
+    "missing": "audio file missing",
+    "unreadable": "unreadable audio file",
+    "empty": "empty audio file",
+    "too-short": "too short: 399 samples at 16000 Hz",
+    "nan": "1 samples are NaN or infinite",
+}
+
+
+def _damage(path, kind):
+    if kind == "missing":
+        path.unlink()
+    elif kind == "unreadable":
+        path.write_bytes(b"RIFF not really a wav")
+    elif kind == "empty":
+        soundfile.write(path, [], 16000)
+    elif kind == "nan":
+        soundfile.write(path, np.r_[np.zeros(800), np.nan], 16000, subtype="FLOAT")
+    else:  # one sample under the encoders' receptive field
+        soundfile.write(path, np.zeros(399), 16000)
+
+
+def _first_train_turn(corpus):
+    labels = read_consensus_labels(corpus)
+    train = labels[(labels["Split_Set"] == "Train") & labels["EmoClass"].isin(EMOTIONS)]
+    return train["FileName"].iloc[0]
+
+
+def _read_skipped(save):
+    return pd.read_csv(save / "skipped.csv", dtype=str, keep_default_na=False)
+
+
+@pytest.mark.parametrize("kind", BAD_AUDIO)
+def test_bad_audio_is_left_out_and_listed(corpus_copy, tmp_path, kind, caplog):
+    victim = _first_train_turn(corpus_copy)
+    _damage(corpus_copy / "Audios" / victim, kind)
+    with caplog.at_level(logging.WARNING, logger="data_prep"):
+        manifests = prepare_msp_podcast(corpus_copy, tmp_path / "prep", transcripts=None)
+    train = json.loads(manifests["train"].read_text())
+    assert victim[:-4] not in train and len(train) > 10, "only the bad turn is left out"
+    skipped = _read_skipped(tmp_path / "prep")
+    assert list(skipped.columns) == ["FileName", "Split", "Reason"]
+    assert skipped[["FileName", "Split"]].values.tolist() == [[victim, "Train"]]
+    assert skipped["Reason"].iloc[0].startswith(BAD_AUDIO[kind])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(victim in message and BAD_AUDIO[kind] in message for message in warnings)
+    assert any("1 turn(s) left out for bad audio" in message for message in warnings), "summary"
+
+
+@pytest.mark.parametrize("kind", BAD_AUDIO)
+def test_strict_stops_at_bad_audio_naming_the_file(corpus_copy, tmp_path, kind):
+    victim = _first_train_turn(corpus_copy)
+    _damage(corpus_copy / "Audios" / victim, kind)
+    with pytest.raises(PreparationError, match=f"{victim}: {re.escape(BAD_AUDIO[kind])}.*of Train"):
+        prepare_msp_podcast(corpus_copy, tmp_path / "prep", transcripts=None, strict=True)
+    assert not (tmp_path / "prep" / "prepare_options.json").exists(), "a stopped run is not done"
+
+
+def test_fixed_audio_is_taken_in_by_the_next_run(corpus_copy, tmp_path):
+    save = tmp_path / "prep"
+    victim = _first_train_turn(corpus_copy)
+    wav = corpus_copy / "Audios" / victim
+    good = wav.read_bytes()
+    wav.write_bytes(b"RIFF broken")
+    manifests = prepare_msp_podcast(corpus_copy, save, transcripts=None)
+    assert victim[:-4] not in json.loads(manifests["train"].read_text())
+
+    stamp = manifests["train"].stat().st_mtime_ns
+    prepare_msp_podcast(corpus_copy, save, transcripts=None)
+    assert manifests["train"].stat().st_mtime_ns == stamp, "nothing changed: skipped"
+    with pytest.raises(PreparationError, match=f"{victim}: unreadable"):
+        prepare_msp_podcast(corpus_copy, save, transcripts=None, strict=True)  # strict is an option
+
+    wav.write_bytes(good)
+    prepare_msp_podcast(corpus_copy, save, transcripts=None)
+    assert victim[:-4] in json.loads(manifests["train"].read_text()), "the fixed file is taken in"
+    assert _read_skipped(save).empty
+
+
+def test_every_turn_bad_is_an_error(corpus_copy, tmp_path):
+    for wav in (corpus_copy / "Audios").glob("*.wav"):
+        if "test3" not in wav.name:
+            wav.write_bytes(b"")
+    with pytest.raises(PreparationError, match="every one of the .* turns of Train has bad audio"):
+        prepare_msp_podcast(corpus_copy, tmp_path / "prep", transcripts=None)
+    assert len(_read_skipped(tmp_path / "prep")) > 10, "the list is written for the user to see"
+
+
+def test_cli_strict_and_split_errors(corpus_copy, tmp_path, capsys):
+    victim = _first_train_turn(corpus_copy)
     (corpus_copy / "Audios" / victim).unlink()
-    with pytest.raises(PreparationError, match=f"{victim}: audio file missing"):
-        prepare_msp_podcast(corpus_copy, tmp_path / "a", transcripts=None, keep_all_labels=("train",))
+    base = [f"--data_folder={corpus_copy}", f"--save_folder={tmp_path / 'prep'}", "--transcripts=none"]
+    main(base)
+    assert "skipped:     1 turns with bad audio" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stopped:
+        main([*base, "--strict"])
+    assert stopped.value.code == 1
+    assert f"error: {corpus_copy / 'Audios' / victim}: audio file missing" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--split", "Development"])
+    assert "--split takes NAME=Split_Set" in capsys.readouterr().err
 
-    soundfile.write(corpus_copy / "Audios" / victim, [], 16000)
-    with pytest.raises(PreparationError, match=f"{victim}: empty audio file"):
-        prepare_msp_podcast(corpus_copy, tmp_path / "b", transcripts=None, keep_all_labels=("train",))
 
-    (corpus_copy / "Audios" / victim).write_bytes(b"RIFF not really a wav")
-    with pytest.raises(PreparationError, match=f"{victim}: unreadable audio file"):
-        prepare_msp_podcast(corpus_copy, tmp_path / "c", transcripts=None, keep_all_labels=("train",))
+def test_stale_manifest_names_the_missing_file_at_training_time(corpus_copy, tmp_path):
+    from ser.data import make_dataset
+
+    manifests = prepare_msp_podcast(corpus_copy, tmp_path / "prep", transcripts=None)
+    victim = _first_train_turn(corpus_copy)
+    (corpus_copy / "Audios" / victim).unlink()  # after the preparation: the manifest is stale
+    dataset = make_dataset(manifests["train"], train=True, max_duration=12.0)
+    index = dataset.data_ids.index(victim[:-4])
+    with pytest.raises(ValueError, match=f"{victim}: .*listed in {re.escape(str(manifests['train']))}"):
+        dataset[index]
 
 
 def test_interrupted_preparation_is_redone(mini_corpus, tmp_path):
@@ -156,3 +258,32 @@ def test_interrupted_preparation_is_redone(mini_corpus, tmp_path):
     manifests["valid"].write_text("{ truncated")
     prepare_msp_podcast(mini_corpus, save, transcripts=None)
     assert json.loads(manifests["valid"].read_text())
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_train_py_data_stage_honours_strict_prep(corpus_copy, tmp_path, strict):
+    from data_prep.system_prep import prepare_system_data
+
+    victim = _first_train_turn(corpus_copy)
+    (corpus_copy / "Audios" / victim).write_bytes(b"")
+    hparams = {
+        "data_folder": str(corpus_copy),
+        "manifest_folder": str(tmp_path / "manifests"),
+        "splits": {"train": "Train", "valid": "Development", "test": "Test3"},
+        "skip_prep": False,
+        "transcripts": None,
+        "strict_prep": strict,
+    }
+    if strict:
+        with pytest.raises(PreparationError, match=f"{victim}: unreadable audio file"):
+            prepare_system_data(hparams)
+    else:
+        prepare_system_data(hparams)
+        assert _read_skipped(tmp_path / "manifests")["FileName"].tolist() == [victim]
+
+
+def test_minimum_length_is_the_encoders_receptive_field():
+    from data_prep.audio_check import MIN_SAMPLES
+    from ser.inference import MIN_SAMPLES as INFERENCE_MIN_SAMPLES
+
+    assert MIN_SAMPLES == INFERENCE_MIN_SAMPLES == 400

@@ -1,0 +1,214 @@
+"""Turn audio files checked before they enter a manifest, and the list of those left out.
+
+A day-long preparation of a whole corpus should not stop at one broken file: the
+preparation checks each turn's audio header with :func:`audio_duration`, leaves
+the bad turns out and lists them in ``skipped.csv`` (:func:`write_skipped_csv`)
+with the reason. A turn is bad when its file is
+
+* missing,
+* unreadable (not an audio format libsndfile knows, or a malformed header),
+* empty (0 samples),
+* shorter than :data:`MIN_SAMPLES` at 16 kHz: the WavLM/HuBERT CNN needs that
+  many samples (25 ms) to give one frame, so such a turn cannot be classified;
+* a floating-point file holding NaN or infinite samples (they would make every
+  posterior NaN; ``ser.audio.load_waveform`` refuses them too).
+
+Only the header is read (a truncated file reports the samples it really holds),
+so checking a million PCM turns costs file opens, not decoding; only float files,
+the one kind that can hold NaN, are read whole.
+"""
+
+import csv
+import logging
+import os
+
+import numpy as np
+import soundfile
+
+from ser.atomic_io import atomic_write
+
+logger = logging.getLogger(__name__)
+
+#: Receptive field of the WavLM/HuBERT CNN at 16 kHz (as ``ser.inference.MIN_SAMPLES``).
+MIN_SAMPLES = 400
+#: The rate the encoders read (other rates are resampled on loading).
+MODEL_SAMPLE_RATE = 16000
+#: libsndfile subtypes that can hold NaN or infinity (PCM cannot).
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+SKIPPED_CSV = "skipped.csv"
+SKIPPED_COLUMNS = ("FileName", "Split", "Reason")
+
+
+class BadAudioError(ValueError):
+    """A turn's audio file that cannot be used; ``str()`` is ``"<path>: <reason>"``.
+
+    Example
+    -------
+    >>> error = BadAudioError("Audios/a.wav", "empty audio file (0 samples)")
+    >>> str(error), error.reason
+    ('Audios/a.wav: empty audio file (0 samples)', 'empty audio file (0 samples)')
+    """
+
+    def __init__(self, path, reason):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def audio_duration(path):
+    """Duration in seconds of a turn's audio file, read from its header.
+
+    Parameters
+    ----------
+    path : str or Path
+        The audio file.
+
+    Returns
+    -------
+    float
+        Seconds, rounded to 0.1 ms.
+
+    Raises
+    ------
+    BadAudioError
+        If the file is missing, unreadable, empty, shorter than
+        :data:`MIN_SAMPLES` once at 16 kHz, or holds NaN/infinite samples.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> soundfile.write(folder / "ok.wav", [0.0] * 8000, 16000)
+    >>> audio_duration(folder / "ok.wav")
+    0.5
+    >>> soundfile.write(folder / "short.wav", [0.0] * 300, 16000)
+    >>> try:
+    ...     audio_duration(folder / "short.wav")
+    ... except BadAudioError as error:
+    ...     print(error.reason)
+    too short: 300 samples at 16000 Hz, under the 400 samples at 16 kHz the encoders need
+    """
+    if not os.path.isfile(path):
+        raise BadAudioError(path, "audio file missing")
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, soundfile.LibsndfileError, OSError) as error:
+        raise BadAudioError(path, f"unreadable audio file ({error})") from error
+    if info.frames == 0:
+        raise BadAudioError(path, "empty audio file (0 samples)")
+    # Compared at 16 kHz: a 8 kHz file is upsampled before the encoder sees it.
+    if info.frames * MODEL_SAMPLE_RATE < MIN_SAMPLES * info.samplerate:
+        raise BadAudioError(
+            path,
+            f"too short: {info.frames} samples at {info.samplerate} Hz, under the "
+            f"{MIN_SAMPLES} samples at 16 kHz the encoders need",
+        )
+    if info.subtype in FLOAT_SUBTYPES:
+        data, _ = soundfile.read(str(path), dtype="float32", always_2d=True)
+        n_bad = int((~np.isfinite(data)).sum())
+        if n_bad:
+            raise BadAudioError(path, f"{n_bad} samples are NaN or infinite")
+    return round(info.frames / info.samplerate, 4)
+
+
+def file_stamp(path):
+    """Size and modification time of a file, or None when it is absent.
+
+    A skipped turn's stamp is saved with the preparation's options: when the
+    file is fixed (replaced, restored) its stamp changes and the preparation
+    runs again to take it in.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.wav"
+    >>> file_stamp(path) is None
+    True
+    >>> _ = path.write_bytes(b"RIFF")
+    >>> file_stamp(path)["size"]
+    4
+    """
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def write_skipped_csv(path, skipped):
+    """Write ``FileName,Split,Reason`` rows (sorted by FileName) atomically.
+
+    Written even when nothing was skipped (header only), so the file always
+    describes the last preparation rather than an older one.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination, usually ``<save_folder>/skipped.csv``.
+    skipped : iterable of (str, str, str)
+        ``(FileName, Split, Reason)`` per skipped turn.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "skipped.csv"
+    >>> write_skipped_csv(path, [("b.wav", "Train", "audio file missing")])
+    >>> print(path.read_text().strip())
+    FileName,Split,Reason
+    b.wav,Train,audio file missing
+    """
+    with atomic_write(path) as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(SKIPPED_COLUMNS)
+        writer.writerows(sorted(skipped))
+
+
+class TurnAudioChecker:
+    """Durations of the turns of a preparation; bad files raise (strict) or are recorded.
+
+    Parameters
+    ----------
+    strict : bool
+        Raise :class:`BadAudioError` for a bad file instead of recording it.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> soundfile.write(folder / "a.wav", [0.0] * 1600, 16000)
+    >>> checker = TurnAudioChecker(strict=False)
+    >>> checker.duration(folder / "a.wav", "a.wav", "Train"), checker.duration(
+    ...     folder / "b.wav", "b.wav", "Train")
+    (0.1, None)
+    >>> checker.skipped_rows()
+    [('b.wav', 'Train', 'audio file missing')]
+    """
+
+    def __init__(self, strict):
+        self.strict = strict
+        self.skipped = {}  # path -> (FileName, Split, Reason)
+
+    def duration(self, wav, file_name, split):
+        """Seconds, or None for a bad file that is left out (warned once per file)."""
+        wav = str(wav)
+        if wav in self.skipped:  # a relabeled Development turn is in two manifests
+            return None
+        try:
+            return audio_duration(wav)
+        except BadAudioError as error:
+            if self.strict:
+                raise
+            logger.warning("%s: %s (split %s): left out of the manifests", wav, error.reason, split)
+            self.skipped[wav] = (file_name, split, error.reason)
+            return None
+
+    def skipped_rows(self):
+        """``(FileName, Split, Reason)`` of every turn left out so far."""
+        return list(self.skipped.values())
+
+    def skipped_stamps(self):
+        """Path → :func:`file_stamp` of every skipped file (saved with the options)."""
+        return {path: file_stamp(path) for path in self.skipped}
+
+    def write_skipped_csv(self, path):
+        """Write the turns left out so far to ``path`` (:func:`write_skipped_csv`)."""
+        write_skipped_csv(path, self.skipped_rows())
