@@ -52,6 +52,7 @@ from data_prep.whisper_backends import (
     bundled_tiny_en_path,
     load_backend,
 )
+from ser.atomic_io import describe_os_error
 from ser.audio import AudioError, load_waveform
 
 logger = logging.getLogger(__name__)
@@ -354,17 +355,23 @@ def transcribe_corpus(data_folder, splits, model, out, backend="faster-whisper",
 
 
 def main(argv=None):
-    """Run the CLI; returns the process exit code (1 when a ``--merge`` is incomplete)."""
+    """Run the CLI; returns the exit code (1: a ``--merge`` is incomplete or ``--out`` cannot be written)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     options = DecodeOptions(language=args.language, beam_size=args.beam_size,
                             max_new_tokens=args.max_new_tokens)
-    csv, run = transcribe_corpus(
-        args.data_folder, args.splits, args.model, args.out, backend=args.backend, shard=args.shard,
-        batch_size=args.batch_size, options=options, device=args.device,
-        compute_type=args.compute_type, strict=args.strict, max_turns=args.max_turns,
-        merge_only=args.merge, progress=not args.no_progress,
-    )
+    try:
+        csv, run = transcribe_corpus(
+            args.data_folder, args.splits, args.model, args.out, backend=args.backend, shard=args.shard,
+            batch_size=args.batch_size, options=options, device=args.device,
+            compute_type=args.compute_type, strict=args.strict, max_turns=args.max_turns,
+            merge_only=args.merge, progress=not args.no_progress,
+        )
+    except OSError as error:
+        # A read-only or full --out: one line naming it. Every batch done before is in the
+        # cache, so a re-run (with space freed) resumes there.
+        logger.error("%s", describe_os_error(error, args.out))
+        return 1
     if run is not None:
         print(run.summary())
     if args.merge and csv is None:

@@ -20,6 +20,7 @@ Usage::
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 import joblib
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from fusion.inputs import load_systems, read_dev_labels, stack_features
 from fusion.svm import DEFAULT_C, DEFAULT_KERNELS, FusionModel, fit_fusion_model, softmax, speaker_folds
-from ser.atomic_io import atomic_write, write_json_atomic
+from ser.atomic_io import atomic_write, describe_os_error, ensure_writable_folder, write_json_atomic
 from ser.emotions import EMOTIONS
 from ser.metrics import classification_report
 from ser.posteriors import write_posteriors
@@ -46,12 +47,20 @@ METRICS_FILE = "fusion_metrics.json"
 def _cross_validated_scores(features, labels, speakers, systems, folds, seed, grid):
     scores = np.full((len(labels), len(EMOTIONS)), -np.inf)
     per_fold = []
-    for index, (train, test) in enumerate(tqdm(speaker_folds(labels, speakers, folds, seed),
-                                               desc="fusion CV folds")):
+    for index, (train, test) in enumerate(
+        tqdm(speaker_folds(labels, speakers, folds, seed), desc="fusion CV folds")
+    ):
         model = fit_fusion_model(features[train], labels[train], speakers[train], systems, seed=seed, **grid)
         scores[test] = model.decision_scores(features[test])
-        per_fold.append({"fold": index, "n_train": len(train), "n_test": len(test),
-                         "n_test_speakers": len(set(speakers[test].tolist())), "params": model.params})
+        per_fold.append(
+            {
+                "fold": index,
+                "n_train": len(train),
+                "n_test": len(test),
+                "n_test_speakers": len(set(speakers[test].tolist())),
+                "params": model.params,
+            }
+        )
     return scores, per_fold
 
 
@@ -70,16 +79,24 @@ def _write_outputs(out, model, names, test_scores, oof_scores, system_folders):
     write_posteriors(out / "fused_valid_oof.csv", names["valid"], softmax(oof_scores))
     with atomic_write(out / MODEL_FILE, "wb") as stream:
         joblib.dump(model, stream)
-    write_json_atomic(out / MODEL_INFO_FILE, {
-        "file": MODEL_FILE, "systems": model.systems, "system_folders": system_folders,
-        "classes": list(model.classes), "params": model.params, "n_features": model.n_features,
-        "input": "posteriors of the systems concatenated in system order, each in class order",
-        "scikit_learn": sklearn.__version__,
-    })
+    write_json_atomic(
+        out / MODEL_INFO_FILE,
+        {
+            "file": MODEL_FILE,
+            "systems": model.systems,
+            "system_folders": system_folders,
+            "classes": list(model.classes),
+            "params": model.params,
+            "n_features": model.n_features,
+            "input": "posteriors of the systems concatenated in system order, each in class order",
+            "scikit_learn": sklearn.__version__,
+        },
+    )
 
 
-def fuse_systems(system_dirs, out, folds=5, seed=0, kernels=DEFAULT_KERNELS, c_values=DEFAULT_C,
-                 inner_folds=3):
+def fuse_systems(
+    system_dirs, out, folds=5, seed=0, kernels=DEFAULT_KERNELS, c_values=DEFAULT_C, inner_folds=3
+):
     """Cross-validate the fusion on dev, fit it on all of dev, predict test, write everything.
 
     Writes into ``out``: ``submission.csv``, ``fused_test.csv``,
@@ -136,13 +153,18 @@ def fuse_systems(system_dirs, out, folds=5, seed=0, kernels=DEFAULT_KERNELS, c_v
     x_valid = stack_features(systems, "valid", names["valid"])
     x_test = stack_features(systems, "test", names["test"])
     grid = {"kernels": tuple(kernels), "c_values": tuple(c_values), "inner_folds": inner_folds}
-    logger.info("fusing %s: %d dev turns, %d speakers, %d test turns", ", ".join(system_names),
-                len(labels), len(set(speakers.tolist())), len(names["test"]))
+    logger.info(
+        "fusing %s: %d dev turns, %d speakers, %d test turns",
+        ", ".join(system_names),
+        len(labels),
+        len(set(speakers.tolist())),
+        len(names["test"]),
+    )
 
     oof_scores, per_fold = _cross_validated_scores(x_valid, labels, speakers, system_names, folds, seed, grid)
     fused = classification_report(labels, _argmax_letters(oof_scores))
     per_system = {
-        s.name: classification_report(labels, _argmax_letters(x_valid[:, i * 8:(i + 1) * 8]))
+        s.name: classification_report(labels, _argmax_letters(x_valid[:, i * 8 : (i + 1) * 8]))
         for i, s in enumerate(systems)
     }
     final = fit_fusion_model(x_valid, labels, speakers, system_names, seed=seed, **grid)
@@ -155,10 +177,16 @@ def fuse_systems(system_dirs, out, folds=5, seed=0, kernels=DEFAULT_KERNELS, c_v
         "fusion": fused,
         "per_system": per_system,
         "systems": [{"name": n, "folder": f} for n, f in zip(system_names, folders, strict=True)],
-        "n_valid": len(labels), "n_test": len(names["test"]), "n_speakers": len(set(speakers.tolist())),
-        "cv": {"folds": len(per_fold), "requested_folds": folds, "seed": seed,
-               "grid": {k: list(v) if isinstance(v, tuple) else v for k, v in grid.items()},
-               "per_fold": per_fold},
+        "n_valid": len(labels),
+        "n_test": len(names["test"]),
+        "n_speakers": len(set(speakers.tolist())),
+        "cv": {
+            "folds": len(per_fold),
+            "requested_folds": folds,
+            "seed": seed,
+            "grid": {k: list(v) if isinstance(v, tuple) else v for k, v in grid.items()},
+            "per_fold": per_fold,
+        },
         "final_model": final.params,
     }
     write_json_atomic(out / METRICS_FILE, metrics)
@@ -204,17 +232,39 @@ def _parse_args(argv):
 
 
 def main(argv=None):
+    """Run the CLI; returns the exit code (1 on bad inputs or an output folder that cannot be written).
+
+    Bad inputs (systems covering different files, rows that are not probabilities, a missing
+    folder) and write failures end in one line naming the file and the problem; the output
+    folder is checked before the fusion runs, and nothing in it is replaced on error.
+    """
     from fusion.report import render_report
 
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    metrics = fuse_systems(args.systems, args.out, folds=args.folds, seed=args.seed, kernels=args.kernels,
-                           c_values=args.c_values, inner_folds=args.inner_folds)
+    try:
+        ensure_writable_folder(args.out)
+        metrics = fuse_systems(
+            args.systems,
+            args.out,
+            folds=args.folds,
+            seed=args.seed,
+            kernels=args.kernels,
+            c_values=args.c_values,
+            inner_folds=args.inner_folds,
+        )
+    except OSError as error:
+        print(f"fusion: error: {describe_os_error(error, args.out)}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"fusion: error: {error}", file=sys.stderr)
+        return 1
     print(render_report(metrics))
     for path in metrics["report_files"].values():
         print(path)
     print(json.dumps({"fused_dev_macro_f1_cv": round(metrics["macro_f1"], 4)}))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,6 +7,7 @@ handled rather than silently mis-read.
 """
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import soundfile
@@ -41,7 +42,7 @@ def load_waveform(path, sample_rate=SAMPLE_RATE):
     Raises
     ------
     AudioError
-        If the file is missing, unreadable or holds no samples.
+        If the file is missing, unreadable, holds no samples or NaN/infinite ones.
 
     Example
     -------
@@ -51,12 +52,17 @@ def load_waveform(path, sample_rate=SAMPLE_RATE):
     >>> load_waveform(path).shape
     torch.Size([1600])
     """
+    if not Path(path).is_file():
+        raise AudioError(f"{path}: no such audio file")
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError, OSError) as error:
         raise AudioError(f"{path}: unreadable audio file ({error})") from error
     if data.shape[0] == 0:
         raise AudioError(f"{path}: empty audio file (0 samples)")
+    if not np.isfinite(data).all():
+        # A float file can hold NaN or infinity; they would turn every posterior into NaN.
+        raise AudioError(f"{path}: {int((~np.isfinite(data)).sum())} samples are NaN or infinite")
     if data.shape[1] > 1:
         logger.warning("%s: %d channels, down-mixed to mono", path, data.shape[1])
         data = data.mean(axis=1, keepdims=True)

@@ -69,6 +69,12 @@ class AtomicCheckpointer(Checkpointer):
             staged = super().save_checkpoint(
                 meta=meta, end_of_epoch=end_of_epoch, name=None, verbosity=logging.DEBUG
             )
+        except RuntimeError as error:
+            # torch.save reports a full disk as a RuntimeError of its zip writer: say where.
+            shutil.rmtree(staging_dir, ignore_errors=True)
+            raise OSError(
+                f"{self.checkpoints_dir}: could not write a checkpoint ({error}); is the disk full?"
+            ) from error
         finally:
             self._staging_target = None
         sb.utils.distributed.ddp_barrier()  # every process has written its part

@@ -209,9 +209,7 @@ class SpeechEncoder(Wav2Vec2):
             masked_embedding.requires_grad_(False)
         # Models with a group-norm CNN (wav2vec2-base style) must not get a mask (their
         # preprocessor says so); the others need one so padding stays out of attention.
-        self.uses_attention_mask = bool(
-            getattr(self.feature_extractor, "return_attention_mask", False)
-        )
+        self.uses_attention_mask = bool(getattr(self.feature_extractor, "return_attention_mask", False))
         self.train(self.training)
 
     @property
@@ -243,9 +241,28 @@ class SpeechEncoder(Wav2Vec2):
         ``round(result[b] * frames)`` is exactly the number of valid frames of turn ``b``;
         ``wav_lens`` itself can be one frame off at the edge.
         """
-        sample_lengths = _absolute_lengths(wav_lens, n_samples)
+        sample_lengths = self._valid_sample_lengths(wav_lens, n_samples)
         n_frames = self.frame_lengths(torch.tensor(n_samples, device=wav_lens.device))
         return self.frame_lengths(sample_lengths).to(wav_lens.dtype) / n_frames
+
+    def _valid_sample_lengths(self, wav_lens, n_samples):
+        """Samples of each turn the encoder treats as signal: at least its receptive field.
+
+        A turn shorter than the receptive field (400 samples, 25 ms) would give no frame at
+        all and break the pooling; it is taken with its zero padding up to one frame, as
+        :mod:`ser.inference` pads a short file.
+        """
+        lengths = _absolute_lengths(wav_lens, n_samples)
+        return lengths.clamp(min=min(self.receptive_field, n_samples))
+
+    @property
+    def receptive_field(self):
+        """Samples of waveform the CNN needs for one output frame (400 for WavLM/HuBERT)."""
+        field = 1
+        config = self.model.config
+        for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride, strict=True))):
+            field = (field - 1) * stride + kernel
+        return field
 
     def extract_features(self, wav, wav_lens=None):
         """Encode a padded batch of waveforms.
@@ -264,9 +281,7 @@ class SpeechEncoder(Wav2Vec2):
             ``output_all_hiddens``; padded frames are zero.
         """
         if wav.dim() != 2:
-            raise ValueError(
-                f"SpeechEncoder expects wav of shape (batch, samples), got {tuple(wav.shape)}"
-            )
+            raise ValueError(f"SpeechEncoder expects wav of shape (batch, samples), got {tuple(wav.shape)}")
         batch, n_samples = wav.shape
         if int(self.frame_lengths(torch.tensor(n_samples))) < 1:
             raise ValueError(
@@ -276,10 +291,8 @@ class SpeechEncoder(Wav2Vec2):
         wav_lens = torch.ones(batch) if wav_lens is None else torch.as_tensor(wav_lens)
         wav_lens = wav_lens.to(device=wav.device, dtype=torch.float32)
         if wav_lens.shape != (batch,) or bool(((wav_lens <= 0) | (wav_lens > 1 + 1e-6)).any()):
-            raise ValueError(
-                f"wav_lens must be {batch} relative lengths in (0, 1], got {wav_lens.tolist()}"
-            )
-        sample_lengths = _absolute_lengths(wav_lens, n_samples)
+            raise ValueError(f"wav_lens must be {batch} relative lengths in (0, 1], got {wav_lens.tolist()}")
+        sample_lengths = self._valid_sample_lengths(wav_lens, n_samples)
         sample_mask = torch.arange(n_samples, device=wav.device)[None, :] < sample_lengths[:, None]
 
         if self.normalize_wav:

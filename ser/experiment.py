@@ -6,8 +6,14 @@ epochs). It is loaded with HyperPyYAML, so it may build what it points to
 (``!apply:``). Only the keys that the system file defines are applied —
 system A has no text encoder, so the profile's ``text_hub`` does not concern
 it — and command-line overrides win over the profile.
+
+Command-line overrides are checked before anything is built (:func:`check_overrides`): an
+unknown key, or a value of the wrong type (``--batch_size=abc``), is an :class:`OverrideError`
+naming the key, the YAML file and the expected type, instead of a traceback from deep inside
+training.
 """
 
+import difflib
 import os
 import re
 
@@ -15,6 +21,63 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml
 
 _TOP_LEVEL_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:", re.MULTILINE)
+_FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+class OverrideError(ValueError):
+    """A command-line override the hparams file cannot take (names the key and the file)."""
+
+
+class _Tagged:
+    """A HyperPyYAML value (``!ref``, ``!new:``, ``!PLACEHOLDER`` ...): its type is known only once built."""
+
+
+class _TagTolerantLoader(yaml.SafeLoader):
+    """Reads HyperPyYAML text as plain YAML, every tagged value becoming a :class:`_Tagged`."""
+
+
+_TagTolerantLoader.add_multi_constructor("!", lambda loader, suffix, node: _Tagged())
+
+
+def _plain_values(yaml_text):
+    """Top-level values of a HyperPyYAML text; tagged ones are :class:`_Tagged` (any type fits)."""
+    try:
+        values = yaml.load(yaml_text, Loader=_TagTolerantLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        return {}  # load_hyperpyyaml reports a broken file better than this check could
+    return values if isinstance(values, dict) else {}
+
+
+def _expected_type(example):
+    """What a value must be to replace ``example``: a name, and a test (None: anything goes)."""
+    if example is None or isinstance(example, _Tagged):
+        return None, None
+    if isinstance(example, bool):
+        return "true or false", lambda v: isinstance(v, bool)
+    if isinstance(example, int):
+        return "an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if isinstance(example, float):  # an integer widens to a float
+        return "a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if isinstance(example, str):
+        return "a string", lambda v: isinstance(v, str)
+    if isinstance(example, list):
+        return "a list", lambda v: isinstance(v, list)
+    if isinstance(example, dict):
+        return "a mapping", lambda v: isinstance(v, dict)
+    return None, None
+
+
+def _coerce(value, example):
+    """Fix what PyYAML reads differently from HyperPyYAML, and numbers given for strings.
+
+    PyYAML (YAML 1.1) reads ``1e-5`` as a string, HyperPyYAML (YAML 1.2) as a float; a folder
+    may be called ``2024``.
+    """
+    if isinstance(example, float) and isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
+        return float(value)
+    if isinstance(example, str) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def pop_profile(argv):
@@ -54,6 +117,91 @@ def top_level_keys(yaml_text):
     return set(_TOP_LEVEL_KEY.findall(yaml_text))
 
 
+def check_overrides(overrides, hparams_file, profile=None):
+    r"""Check command-line overrides against the hparams file (and profile) before building anything.
+
+    A key must be a top-level key of ``hparams_file`` or of ``profile``; its value must have the
+    type of the value it replaces: an integer for an integer, a number (integer or float) for a
+    float, true/false for a boolean, a string, a list or a mapping likewise. ``null`` is always
+    accepted, and so is anything for a value the file builds or leaves to the user (``!ref``,
+    ``!new:``, ``!PLACEHOLDER``) or sets to ``null``.
+
+    Parameters
+    ----------
+    overrides : dict
+        Key → value, as YAML read them.
+    hparams_file : str
+    profile : str, optional
+
+    Returns
+    -------
+    dict
+        The overrides, with ``1e-5`` given for a float read as a float and a number given for a
+        string turned into a string.
+
+    Raises
+    ------
+    OverrideError
+        Naming the key, the file, the expected type and the value given.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> system = os.path.join(tempfile.mkdtemp(), "system.yaml")
+    >>> _ = open(system, "w").write("batch_size: 4\nlr: 0.001\nout: !ref <batch_size>\n")
+    >>> check_overrides({"batch_size": 8, "lr": "1e-4", "out": 3}, system)
+    {'batch_size': 8, 'lr': 0.0001, 'out': 3}
+    >>> check_overrides({"batch_size": 2.5}, system)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ser.experiment.OverrideError: --batch_size=2.5: ... sets batch_size to an integer (4); got a float
+    >>> check_overrides({"batchsize": 8}, system)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ser.experiment.OverrideError: --batchsize: unknown key: ... (did you mean batch_size?)
+    """
+    examples, sources = {}, {}
+    for path in (profile, hparams_file):  # the system file's value wins over the profile's
+        if path:
+            with open(path) as stream:
+                text = stream.read()
+            values = {key: _Tagged() for key in top_level_keys(text)} | _plain_values(text)
+            examples.update(values)
+            sources.update(dict.fromkeys(values, path))
+    checked = {}
+    for key, value in overrides.items():
+        if key not in examples:
+            files = (
+                f"neither {hparams_file} nor the profile {profile} has"
+                if profile
+                else f"{hparams_file} has no"
+            )
+            near = difflib.get_close_matches(key, list(examples), n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise OverrideError(f"--{key}: unknown key: {files} a top-level key {key}{hint}")
+        example = examples[key]
+        value = _coerce(value, example)
+        name, fits = _expected_type(example)
+        if value is not None and fits is not None and not fits(value):
+            raise OverrideError(
+                f"--{key}={value}: {sources[key]} sets {key} to {name} ({example!r}); got {_type_name(value)}"
+            )
+        checked[key] = value
+    return checked
+
+
+def _type_name(value):
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
 def merge_overrides(hparams_file, profile=None, cli_overrides=""):
     r"""The overrides (a YAML string) for ``load_hyperpyyaml``.
 
@@ -66,8 +214,8 @@ def merge_overrides(hparams_file, profile=None, cli_overrides=""):
     cli_overrides : str or dict
         Overrides from the command line. They win over the profile; one that
         names a key of the profile only (e.g. ``tiny_models_folder``) is
-        applied to the profile itself. Unknown keys are left in, so that
-        ``load_hyperpyyaml`` rejects them.
+        applied to the profile itself. They are checked by :func:`check_overrides`
+        (unknown key or wrong type: :class:`OverrideError`).
 
     Returns
     -------
@@ -92,6 +240,7 @@ def merge_overrides(hparams_file, profile=None, cli_overrides=""):
     cli = cli_overrides or {}
     if isinstance(cli, str):
         cli = yaml.safe_load(cli) or {}
+    cli = check_overrides(cli, hparams_file, profile)
     merged = {}
     if profile:
         with open(profile) as stream:

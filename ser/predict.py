@@ -17,8 +17,9 @@ Writes ``--out`` atomically, one row per input file, sorted as found::
 is given, else the average of the systems); for a file that cannot be read they are empty and
 ``Error`` says why. Prints how many files were classified and lists the failed ones.
 
-Exit code: 0 when every file was classified, 1 when at least one failed (or none was found),
-2 for bad arguments.
+Exit code: 0 when every file was classified, 1 when at least one failed (or none was found, or
+``--out`` could not be written), 2 for bad arguments (including an output folder that cannot be
+written and a system folder that cannot be loaded).
 """
 
 import argparse
@@ -27,7 +28,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ser.atomic_io import atomic_write
+from ser.atomic_io import atomic_write, describe_os_error, ensure_writable_folder
 from ser.emotions import EMOTIONS
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,10 @@ def main(argv=None):
                      "give the audio inputs before --systems, or after --")
     if args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
+    try:  # a read-only or missing output folder is reported now, not after classifying every file
+        ensure_writable_folder(Path(args.out).absolute().parent)
+    except OSError as error:
+        parser.error(f"--out {args.out}: {describe_os_error(error)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     files = find_audio_files(args.inputs)
     if not files:
@@ -123,9 +128,16 @@ def main(argv=None):
     # Imported here so that --help and argument errors answer without loading torch models.
     from ser.inference import EmotionRecognizer
 
-    recognizer = EmotionRecognizer.from_folders(args.systems, args.fusion, args.device, args.batch_size)
+    try:
+        recognizer = EmotionRecognizer.from_folders(args.systems, args.fusion, args.device, args.batch_size)
+    except OSError as error:  # no checkpoint, a model that is not available offline
+        parser.error(describe_os_error(error))
     results = recognizer.classify_files(files, progress=not args.no_progress)
-    write_predictions(args.out, results)
+    try:
+        write_predictions(args.out, results)
+    except OSError as error:  # e.g. the disk filled up while classifying
+        print(f"error: predictions not saved: {describe_os_error(error, args.out)}", file=sys.stderr)
+        return 1
     failed = [r for r in results if r.error is not None]
     print(f"Classified {len(results) - len(failed)} of {len(results)} files; predictions in {args.out}")
     for result in failed:
