@@ -1,0 +1,143 @@
+"""Turns per second of Whisper tiny.en (faster-whisper, int8): one turn per call vs batched turns.
+
+MSP-Podcast turns (2-12 s) are shorter than Whisper's 30 s window, and faster-whisper's own batched
+pipeline batches the segments of one long file, not several files. The project's backend
+(:mod:`data_prep.whisper_backends`) batches *across files*: each turn's 30 s window is encoded, then
+one ``generate`` call decodes the whole batch. This script times both paths on the same generated
+espeak turns (whose spoken text is known), at equal beam size, and prints:
+
+- turns/s and the speed-up of the batched path over one turn per call;
+- word agreement between the two paths (fraction of the per-call words matched in order);
+- word accuracy of each path against the spoken text.
+
+Usage::
+
+    python bench/transcribe.py [--turns 120] [--batch_size 8] [--beams 5 1] [--seed 0] \\
+        [--corpus DIR]
+
+``--corpus`` reads the turns of an existing mini corpus (e.g. ``data/mini_corpus``) instead of
+generating one in a temporary folder. Target on the 2-core CPU: at least 1.3x at beam 5. Time it inside
+``flock /tmp/cpu.lock`` on a shared machine.
+"""
+
+import argparse
+import difflib
+import logging
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from data_prep.mini_corpus import generate_mini_corpus
+from data_prep.mini_corpus_plan import MIN_TURNS
+from data_prep.msp_layout import audio_path, transcript_path
+from data_prep.transcribe import read_audio_16k
+from data_prep.whisper_backends import SAMPLE_RATE, DecodeOptions, bundled_tiny_en_path, load_backend
+
+# Train/Development turns have a spoken-text file, Test3 turns (about a fifth) do not.
+CORPUS_TURNS_PER_SPOKEN_TURN = 1.3
+
+
+def words(text):
+    """Lower-case words of a text (punctuation dropped).
+
+    Example
+    -------
+    >>> words("Well, I don't know!")
+    ['well', 'i', "don't", 'know']
+    """
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def word_match(hypothesis, reference):
+    """Fraction of the reference words found, in order, in the hypothesis (1 - WER without insertions).
+
+    Example
+    -------
+    >>> word_match("the cat sat", "the cat sat down"), word_match("", "")
+    (0.75, 1.0)
+    """
+    ref = words(reference)
+    if not ref:
+        return 1.0 if not words(hypothesis) else 0.0
+    matcher = difflib.SequenceMatcher(a=ref, b=words(hypothesis), autojunk=False)
+    return sum(block.size for block in matcher.get_matching_blocks()) / len(ref)
+
+
+def spoken_turns(corpus, count):
+    """The first ``count`` turns (sorted) with a known spoken text: (audio arrays, texts)."""
+    names = sorted(p.stem for p in (Path(corpus) / "Transcripts").glob("*.txt"))
+    if len(names) < count:
+        raise SystemExit(f"{corpus}: only {len(names)} turns with a spoken text, --turns asks for {count}")
+    names = [f"{stem}.wav" for stem in names[:count]]
+    audios = [read_audio_16k(audio_path(corpus, name)) for name in names]
+    texts = [transcript_path(corpus, name).read_text().strip() for name in names]
+    return audios, texts
+
+
+def timed_transcripts(backend, audios, batch_size):
+    """Transcripts of ``audios`` and the seconds they took."""
+    began = time.perf_counter()
+    texts = backend.transcribe_many(audios, batch_size)
+    return texts, time.perf_counter() - began
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--turns", type=int, default=120, help="turns to transcribe")
+    parser.add_argument("--batch_size", type=int, default=8, help="turns per call of the batched path")
+    parser.add_argument("--beams", type=int, nargs="+", default=[5, 1], help="beam sizes to compare at")
+    parser.add_argument("--seed", type=int, default=0, help="mini corpus seed")
+    parser.add_argument("--corpus", help="existing mini corpus to read (default: generate one)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.turns < 1 or args.batch_size < 2:
+        raise SystemExit("--turns must be at least 1 and --batch_size at least 2")
+    logging.basicConfig(level=logging.WARNING)
+    n_corpus = max(MIN_TURNS, int(args.turns * CORPUS_TURNS_PER_SPOKEN_TURN) + 8)
+    with tempfile.TemporaryDirectory() as scratch:
+        corpus = args.corpus or generate_mini_corpus(scratch, seed=args.seed, n_turns=n_corpus)
+        audios, spoken = spoken_turns(corpus, args.turns)
+    seconds = sum(len(a) for a in audios) / SAMPLE_RATE
+    print(
+        f"{len(audios)} turns, {seconds:.0f} s of audio (mean {seconds / len(audios):.1f} s); "
+        f"Whisper tiny.en, faster-whisper int8 on CPU; batched path: {args.batch_size} turns per call"
+    )
+    header = (
+        f"{'beam':>4}{'per call t/s':>14}{'batched t/s':>13}{'speed-up':>10}"
+        f"{'agreement':>11}{'acc per call':>14}{'acc batched':>13}"
+    )
+    rows = []
+    for beam in args.beams:
+        backend = load_backend(
+            "faster-whisper",
+            bundled_tiny_en_path(),
+            DecodeOptions(beam_size=beam),
+            device="cpu",
+            compute_type="int8",
+        )
+        backend.transcribe_many(audios[:2], 2)  # first-call set-up is not throughput
+        single, single_seconds = timed_transcripts(backend, audios, 1)
+        batched, batched_seconds = timed_transcripts(backend, audios, args.batch_size)
+        agreement = np.mean([word_match(b, s) for b, s in zip(batched, single, strict=True)])
+        identical = sum(b == s for b, s in zip(batched, single, strict=True))
+        accuracy_single = np.mean([word_match(t, r) for t, r in zip(single, spoken, strict=True)])
+        accuracy_batched = np.mean([word_match(t, r) for t, r in zip(batched, spoken, strict=True)])
+        rows.append(
+            f"{beam:>4}{len(audios) / single_seconds:>14.2f}{len(audios) / batched_seconds:>13.2f}"
+            f"{single_seconds / batched_seconds:>9.2f}x{agreement:>11.3f}{accuracy_single:>14.3f}"
+            f"{accuracy_batched:>13.3f}   ({identical}/{len(audios)} identical)"
+        )
+    print(header)
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

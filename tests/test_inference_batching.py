@@ -1,0 +1,138 @@
+"""Batched inference gives what one file at a time gives; the throughput benchmarks run and report.
+
+The five systems are the session's ``debug_results`` (trained with ``--debug``); D and E read Whisper
+transcripts decoded with the same options, so they share one recogniser.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from ser.emotions import EMOTIONS
+from ser.inference import EmotionRecognizer
+from tests.conftest import SYSTEMS
+
+ROOT = Path(__file__).resolve().parents[1]
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def system_dirs(debug_results):
+    return [debug_results / f"system_{s}" / "1993" for s in SYSTEMS]
+
+
+@pytest.fixture(scope="module")
+def fusion_dir(system_dirs, tmp_path_factory):
+    from fusion.fuse import fuse_systems
+
+    out = tmp_path_factory.mktemp("fusion")
+    fuse_systems(system_dirs, out, folds=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def recognizer(system_dirs, fusion_dir):
+    return EmotionRecognizer.from_folders(system_dirs, fusion_dir, batch_size=3)
+
+
+@pytest.fixture(scope="module")
+def mixed_files(mini_corpus, tmp_path_factory):
+    """Ten turns of varied lengths plus a 25 s file (several windows of the demo's 10 s)."""
+    turns = sorted((mini_corpus / "Audios").glob("*.wav"))[::7][:10]
+    pieces = [soundfile.read(path, dtype="float32")[0] for path in turns]
+    folder = tmp_path_factory.mktemp("long")
+    long_audio = np.concatenate(pieces * 4)[: 25 * RATE]
+    soundfile.write(folder / "long_25s.wav", long_audio, RATE)
+    return [*turns, folder / "long_25s.wav"]
+
+
+def table(result, system=None):
+    values = result.probabilities if system is None else result.system_probabilities[system]
+    return np.array([values[c] for c in EMOTIONS])
+
+
+def test_batched_posteriors_equal_one_file_at_a_time(recognizer, mixed_files):
+    batched = recognizer.classify_files(mixed_files)
+    single = [recognizer.classify_files([path])[0] for path in mixed_files]
+    names = [s.name for s in recognizer.systems]
+    assert len(names) == 5
+    for together, alone in zip(batched, single, strict=True):
+        assert together.error is None and together.file == alone.file
+        for name in names:
+            np.testing.assert_allclose(table(together, name), table(alone, name), atol=1e-5)
+        np.testing.assert_allclose(table(together), table(alone), atol=1e-5)
+        assert together.label == alone.label
+        assert together.transcript == alone.transcript
+
+
+def test_each_file_is_transcribed_once_for_all_text_systems(recognizer, mixed_files):
+    text_systems = [s for s in recognizer.systems if s.transcriber_key]
+    assert len(text_systems) == 2 and len(recognizer.transcribers) == 1
+    (key, backend) = next(iter(recognizer.transcribers.items()))
+    transcribed = []
+    real = backend.transcribe_many
+
+    def counting(audios, batch_size):
+        transcribed.extend(len(audio) for audio in audios)
+        return real(audios, batch_size)
+
+    backend.transcribe_many = counting
+    try:
+        results = recognizer.classify_files(mixed_files)
+    finally:
+        del backend.transcribe_many  # back to the class's method
+    assert sorted(transcribed) == sorted(len(soundfile.read(p)[0]) for p in mixed_files)
+    assert all(r.transcript is not None for r in results)
+
+
+def bench(script, *args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    command = [sys.executable, str(ROOT / "bench" / script), *map(str, args)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_predict_bench_prints_rates_and_shares(system_dirs, fusion_dir, mini_corpus):
+    out = bench(
+        "predict.py",
+        "--files",
+        4,
+        "--data_folder",
+        mini_corpus,
+        "--systems",
+        *system_dirs,
+        "--fusion",
+        fusion_dir,
+        "--per_file",
+    )
+    assert "Whisper recognisers: 1; fusion: True" in out
+    rates = re.findall(r"4 files in [\d.]+ s = ([\d.]+) files/s", out)
+    assert len(rates) == 2 and all(float(rate) > 0 for rate in rates)
+    shares = re.findall(
+        r"^(read audio|ASR|speech encoders|text encoders|fusion|other)\s+[\d.-]+\s+(-?[\d.]+)%",
+        out,
+        flags=re.MULTILINE,
+    )
+    assert len(shares) == 12
+    assert 99 <= sum(float(share) for _, share in shares[:6]) <= 101
+    difference = float(re.search(r"per-file\| fused probability: (\S+)", out).group(1))
+    assert difference < 1e-5
+
+
+def test_transcribe_bench_prints_speed_up_and_agreement(mini_corpus):
+    out = bench("transcribe.py", "--turns", 4, "--batch_size", 2, "--beams", 1, "--corpus", mini_corpus)
+    row = re.search(
+        r"^\s+1\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", out, flags=re.MULTILINE
+    )
+    assert row, out
+    per_call, batched, speed_up, agreement, accuracy, _ = map(float, row.groups())
+    assert per_call > 0 and batched > 0 and speed_up == pytest.approx(batched / per_call, rel=0.02)
+    # Same decoder on the same turns: the two ways agree on nearly every word, and both hear the speech.
+    assert agreement >= 0.9 and accuracy >= 0.4
