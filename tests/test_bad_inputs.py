@@ -1,4 +1,5 @@
-"""Bad input at training, fusion and prediction time (issue 5, cases 5–12).
+"""Bad input at training, fusion and prediction time (issue 5, cases 5–9; 10–12 in
+test_bad_settings_and_outputs.py).
 
 Each case drives the entry point a user runs — ``train.py``, ``python -m ser.predict``,
 ``python -m fusion.fuse``, ``python -m data_prep.transcribe`` — in a subprocess, and checks the
@@ -11,19 +12,11 @@ and that the rest of the work is kept. Cases also covered elsewhere:
   ``test_transcribe.py::test_audio_is_downmixed_and_resampled_with_a_warning`` (Whisper input);
 - 7: ``test_predict.py::test_long_turn_is_the_average_of_its_windows`` (40 s file);
 - 9: ``test_fusion.py::test_systems_covering_different_files_are_rejected``,
-  ``test_fusion.py::test_rows_that_are_not_probabilities_are_rejected`` (library);
-- 11: ``test_encoders.py::test_missing_model_id_offline_gives_a_clear_error`` (library).
-
-Read-only folders and full disks are simulated in a private mount namespace (``unshare -rm``):
-a read-only bind mount, and a tiny ``tmpfs`` filled to the brim, which gives a true ENOSPC.
+  ``test_fusion.py::test_rows_that_are_not_probabilities_are_rejected`` (library).
 """
 
 import json
-import os
-import resource
-import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,44 +26,17 @@ import pytest
 import soundfile
 import speechbrain as sb
 import torch
-import yaml
 from scipy.signal import filtfilt, firwin, resample_poly
 
 from ser.audio import load_waveform
 from ser.data import make_dataset
 from ser.emotions import EMOTIONS
-from ser.experiment import merge_overrides
 from ser.inference import MIN_SAMPLES, EmotionRecognizer, load_system
-from ser.posteriors import write_posteriors
-from tests.conftest import ROOT, train_command
+from tests.cli_helpers import assert_one_line_error, cli, fake_systems, fusion_command, python_module
+from tests.conftest import train_command
 
 RATE = 16000
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
 OTHER_RATES = (8000, 22050, 44100, 48000)
-
-
-def cli(command, timeout=300, preexec_fn=None):
-    return subprocess.run(
-        [str(part) for part in command],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        preexec_fn=preexec_fn,
-    )
-
-
-def python_module(module, *args):
-    return [sys.executable, "-m", module, *args]
-
-
-def assert_one_line_error(done, *fragments):
-    """Failed, without a traceback, and some stderr line holds every fragment."""
-    assert done.returncode != 0, done.stdout[-2000:]
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    lines = [line for line in done.stderr.splitlines() if all(str(f) in line for f in fragments)]
-    assert lines, f"no stderr line with {fragments}:\n{done.stderr[-3000:]}"
 
 
 def probabilities(row):
@@ -322,31 +288,6 @@ def test_silent_file_gets_an_empty_transcript_and_is_classified(debug_results, r
 # ---- case 9: inconsistent posteriors at fusion ----------------------------------------------
 
 
-def fake_systems(root, n_turns=24):
-    """Two system folders as train.py leaves them (posteriors and dev manifest), random scores."""
-    rng = np.random.default_rng(0)
-    valid = [f"MSP-PODCAST_{i:04d}_0001.wav" for i in range(n_turns)]
-    manifest = {
-        Path(n).stem: {"emotion": EMOTIONS[i % 8], "speaker": str(i % 6)} for i, n in enumerate(valid)
-    }
-    folders = []
-    for system in ("system_a", "system_b"):
-        folder = root / system / "1993"
-        for split, names in (("valid", valid), ("test", valid[:5])):
-            scores = rng.dirichlet(np.ones(8), len(names))
-            write_posteriors(folder / "posteriors" / f"{split}.csv", names, scores)
-        (folder / "manifests").mkdir(parents=True)
-        (folder / "manifests" / "valid.json").write_text(json.dumps(manifest))
-        folders.append(folder)
-    return folders
-
-
-def fusion_command(folders, out):
-    return python_module(
-        "fusion.fuse", *folders, "--out", out, "--folds", "2", "--kernels", "linear", "--C", "1"
-    )
-
-
 @pytest.mark.parametrize("problem", ["different files", "row not summing to 1"])
 def test_fusion_rejects_inconsistent_posteriors(problem, tmp_path):
     """Case 9: one line naming the system or file and the turn; earlier outputs left as they were."""
@@ -372,169 +313,3 @@ def test_fusion_rejects_inconsistent_posteriors(problem, tmp_path):
     assert {p: p.read_bytes() for p in before} == before
     assert [p.name for p in out.iterdir()] == ["submission.csv"]
     assert (out / "submission.csv").read_text() == "FileName,EmoClass\nearlier.wav,N\n"
-
-
-# ---- cases 10 and 11: overrides and models at train.py --------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("override", "expected"),
-    [
-        ("--batch_size=abc", ["--batch_size=abc", "batch_size to an integer", "got a string"]),
-        ("--lr_head=fast", ["--lr_head=fast", "lr_head to a number", "got a string"]),
-        (
-            "--number_of_epochs=2.5",
-            ["--number_of_epochs=2.5", "number_of_epochs to an integer", "got a float"],
-        ),
-        ("--skip_prep=maybe", ["--skip_prep=maybe", "skip_prep to true or false"]),
-        (
-            "--batch_szie=8",
-            ["--batch_szie: unknown key", "a top-level key batch_szie", "did you mean batch_size?"],
-        ),
-    ],
-)
-def test_override_of_wrong_type_or_unknown_key(override, expected, mini_corpus, tiny_models, tmp_path):
-    """Case 10: one line naming the key, the YAML file and the expected type; nothing written."""
-    done = cli(train_command("a", mini_corpus, tmp_path, tiny_models, "--debug", override))
-    assert_one_line_error(done, "train.py: error:", "hparams/system_a.yaml", *expected)
-    assert not (tmp_path / "system_a").exists()
-
-
-def test_float_override_written_like_1e_minus_4_is_a_float():
-    """Case 10, the other way round: ``--lr_head=1e-4`` (a string to PyYAML) is the float 0.0001."""
-    overrides = merge_overrides(str(ROOT / "hparams" / "system_a.yaml"), None, "lr_head: 1e-4\nseed: 7")
-    assert yaml.safe_load(overrides) == {"lr_head": 0.0001, "seed": 7}
-
-
-def test_model_id_not_available_offline(mini_corpus, tiny_models, tmp_path):
-    """Case 11: the id is named and the user told to cache it or give a local folder."""
-    command = train_command(
-        "a", mini_corpus, tmp_path, tiny_models, "--debug", "--wavlm_hub=nobody/no-such-wavlm"
-    )
-    done = cli(command)
-    assert_one_line_error(
-        done, "train.py: error:", "'nobody/no-such-wavlm'", "must be cached or given as a local"
-    )
-
-
-# ---- case 12: read-only or full output folder -----------------------------------------------
-
-
-def _mount_namespace_works():
-    if shutil.which("unshare") is None:
-        return False
-    return subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0
-
-
-MOUNTS = _mount_namespace_works()
-
-
-def in_mount_namespace(setup, command):
-    """``command`` run after shell ``setup`` in a private mount namespace (invisible outside it)."""
-    return ["unshare", "-rm", "sh", "-c", f'{setup} && exec "$@"', "sh", *map(str, command)]
-
-
-def run_with_read_only(folder, command):
-    folder.mkdir(parents=True, exist_ok=True)
-    if MOUNTS:
-        quoted = shlex.quote(str(folder))
-        return cli(
-            in_mount_namespace(
-                f"mount --bind {quoted} {quoted} && mount -o remount,bind,ro {quoted}", command
-            )
-        )
-    if os.geteuid() == 0:
-        pytest.skip("no unshare: a read-only folder cannot be simulated as root (chmod does not stop root)")
-    folder.chmod(0o555)
-    try:
-        return cli(command)
-    finally:
-        folder.chmod(0o755)
-
-
-def run_with_full_disk(folder, command, size_kib):
-    """A ``size_kib`` tmpfs on ``folder``; with ``size_kib`` 4, filled up before ``command`` starts."""
-    if not MOUNTS:
-        pytest.skip("no unshare: cannot mount a small tmpfs to fill up")
-    folder.mkdir(parents=True, exist_ok=True)
-    quoted = shlex.quote(str(folder))
-    setup = f"mount -t tmpfs -o size={size_kib}k tmpfs {quoted}"
-    if size_kib == 4:
-        setup += f" && (dd if=/dev/zero of={quoted}/filler bs=1k count=8 2>/dev/null || true)"
-    return cli(in_mount_namespace(setup, command))
-
-
-@pytest.fixture(scope="module")
-def output_commands(mini_corpus, tiny_models, request, tmp_path_factory):
-    """Tool name → (function of the output folder → command, tmpfs size in KiB that fills up in it)."""
-    fusion_inputs = fake_systems(tmp_path_factory.mktemp("fusion_inputs"))
-    wav = sorted((mini_corpus / "Audios").glob("*.wav"))[0]
-
-    def train(out):
-        return train_command("a", mini_corpus, out, tiny_models, "--debug")
-
-    def predict(out):
-        system = request.getfixturevalue("debug_results") / "system_a" / "1993"
-        return python_module(
-            "ser.predict", wav, "--systems", system, "--out", out / "preds.csv", "--no_progress"
-        )
-
-    def transcribe(out):
-        options = [
-            "--splits",
-            "Development",
-            "--model",
-            "bundled-tiny.en",
-            "--max_turns",
-            "2",
-            "--no_progress",
-        ]
-        return python_module("data_prep.transcribe", "--data_folder", mini_corpus, "--out", out, *options)
-
-    return {
-        # 48 KiB: SpeechBrain's own small files fit, the manifests (written by this project) do not.
-        "train.py": (train, 48),
-        "ser.predict": (predict, 4),
-        "fusion.fuse": (lambda out: fusion_command(fusion_inputs, out), 4),
-        "data_prep.transcribe": (transcribe, 4),
-    }
-
-
-@pytest.mark.parametrize("tool", ["train.py", "ser.predict", "fusion.fuse", "data_prep.transcribe"])
-def test_read_only_output_folder(tool, output_commands, tmp_path):
-    """Case 12: a read-only output folder is named in one line, before any long work."""
-    out = tmp_path / "out"
-    command, _ = output_commands[tool]
-    done = run_with_read_only(out, command(out))
-    assert_one_line_error(done, out, "read-only file system" if MOUNTS else "ermission denied")
-
-
-@pytest.mark.parametrize("tool", ["train.py", "ser.predict", "fusion.fuse", "data_prep.transcribe"])
-def test_full_disk_under_the_output_folder(tool, output_commands, tmp_path):
-    """Case 12: no space left: one line naming the file or folder that could not be written."""
-    out = tmp_path / "out"
-    command, size_kib = output_commands[tool]
-    done = run_with_full_disk(out, command(out), size_kib)
-    assert_one_line_error(done, out, "no space left on the device")
-
-
-def test_transcription_that_hits_a_file_size_limit_resumes_from_its_cache(mini_corpus, tmp_path):
-    """Case 12, work kept: batches done before the write failure are reused by the next run."""
-    out = tmp_path / "whisper"
-    options = ["--splits", "Development", "--model", "bundled-tiny.en", "--batch_size", "2", "--no_progress"]
-    base = ["data_prep.transcribe", "--data_folder", mini_corpus, "--out", out, *options]
-    first = cli(python_module(*base, "--max_turns", "2"))
-    assert first.returncode == 0, first.stderr[-3000:]
-    (shard,) = (out / "cache").glob("*/shard-*.jsonl")
-    limit = shard.stat().st_size + 1  # the next batch cannot be appended
-
-    def limit_file_size():  # Python ignores SIGXFSZ: a write past the limit fails with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    failed = cli(python_module(*base, "--max_turns", "4"), preexec_fn=limit_file_size)
-    assert failed.returncode == 1
-    assert_one_line_error(failed, out, "file too large")
-    resumed = cli(python_module(*base, "--max_turns", "4"))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "transcribed 2 new turns, 2 from cache" in resumed.stdout
-    assert len(pd.read_csv(out / "transcripts.csv", keep_default_na=False)) == 4
