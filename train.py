@@ -23,10 +23,13 @@ from pathlib import Path
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
+from data_prep.msp_prepare import PreparationError
 from data_prep.system_prep import prepare_system_data
+from ser.atomic_io import describe_os_error
+from ser.batching import loader_options
 from ser.brain import EmotionBrain
 from ser.data import make_dataset
-from ser.experiment import merge_overrides, pop_profile
+from ser.experiment import OverrideError, merge_overrides, pop_profile
 
 logger = logging.getLogger(__name__)
 
@@ -76,20 +79,34 @@ def main(argv):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    # Fixed random batches or length-bucketed dynamic ones (YAML "Batching" section).
+    loaders = {name: loader_options(data, hparams, name == "train") for name, data in datasets.items()}
+    if "batch_sampler" in loaders["train"]:
+        # Brain calls set_epoch only on the samplers it makes itself (shuffle or DDP): without
+        # this, every epoch would repeat the same batch order and a resumed epoch would skip
+        # batches of another order. Under DDP, Brain replaces it by a wrapper that passes it on.
+        brain.train_sampler = loaders["train"]["batch_sampler"]
     brain.fit(
         brain.hparams.epoch_counter,
         datasets["train"],
         datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
-        valid_loader_kwargs=hparams["test_dataloader_opts"],
+        train_loader_kwargs=loaders["train"],
+        valid_loader_kwargs=loaders["valid"],
     )
 
     output = Path(hparams["output_folder"])
     for name in ("valid", "test"):
         brain.posteriors_file = output / "posteriors" / f"{name}.csv"
         brain.metrics_file = output / "metrics.json" if name == "valid" else None
-        brain.evaluate(datasets[name], test_loader_kwargs=hparams["test_dataloader_opts"])
+        brain.evaluate(datasets[name], test_loader_kwargs=loaders[name])
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    # Bad input (an override, a model that is not available offline, a corpus problem, an output
+    # folder that is read-only or full) ends in one line naming the key or path, not a traceback.
+    try:
+        main(sys.argv[1:])
+    except OSError as error:
+        sys.exit(f"train.py: error: {describe_os_error(error)}")
+    except (OverrideError, PreparationError) as error:
+        sys.exit(f"train.py: error: {error}")

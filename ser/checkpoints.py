@@ -78,13 +78,17 @@ class AtomicCheckpointer(Checkpointer):
         finally:
             self._staging_target = None
         sb.utils.distributed.ddp_barrier()  # every process has written its part
-        if not sb.utils.distributed.if_main_process():
-            return None
-        _fsync_tree(staging_dir)
-        os.replace(staging_dir, final_dir)
-        logger.log(verbosity, "Saved a checkpoint in %s", final_dir)
-        paramfiles = {key: final_dir / path.name for key, path in staged.paramfiles.items()}
-        return Checkpoint(final_dir, staged.meta, paramfiles)
+        checkpoint = None
+        if sb.utils.distributed.if_main_process():
+            _fsync_tree(staging_dir)
+            os.replace(staging_dir, final_dir)
+            logger.log(verbosity, "Saved a checkpoint in %s", final_dir)
+            paramfiles = {key: final_dir / path.name for key, path in staged.paramfiles.items()}
+            checkpoint = Checkpoint(final_dir, staged.meta, paramfiles)
+        # Nobody lists the checkpoints (to delete old ones) before the rename: under DDP the
+        # processes would disagree on what to delete and wait for each other forever.
+        sb.utils.distributed.ddp_barrier()
+        return checkpoint
 
     def _new_checkpoint_dirpath(self):
         target = getattr(self, "_staging_target", None)

@@ -59,7 +59,14 @@ def make_dataset(manifest, train, max_duration=None, eval_max_duration=None, wit
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
     def audio_pipeline(wav):
-        return crop_waveform(load_waveform(wav), max_samples, mode=mode)
+        try:
+            waveform = load_waveform(wav)
+        except ValueError as error:  # AudioError: also name the (probably stale) manifest
+            raise type(error)(
+                f"{error}; listed in {manifest}: if the corpus changed since the preparation, "
+                "delete prepare_options.json beside it to prepare again"
+            ) from error
+        return crop_waveform(waveform, max_samples, mode=mode)
 
     @sb.utils.data_pipeline.takes("emotion")
     @sb.utils.data_pipeline.provides("emo_encoded")
