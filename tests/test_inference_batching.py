@@ -127,12 +127,13 @@ def test_predict_bench_prints_rates_and_shares(system_dirs, fusion_dir, mini_cor
 
 
 def test_transcribe_bench_prints_speed_up_and_agreement(mini_corpus):
-    out = bench("transcribe.py", "--turns", 4, "--batch_size", 2, "--beams", 1, "--corpus", mini_corpus)
+    # Beam 5 (the default): greedy decoding of a padded batch may change a word (measured: 97 % agreement).
+    out = bench("transcribe.py", "--turns", 4, "--batch_size", 2, "--beams", 5, "--corpus", mini_corpus)
     row = re.search(
-        r"^\s+1\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", out, flags=re.MULTILINE
+        r"^\s+5\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", out, flags=re.MULTILINE
     )
     assert row, out
     per_call, batched, speed_up, agreement, accuracy, _ = map(float, row.groups())
     assert per_call > 0 and batched > 0 and speed_up == pytest.approx(batched / per_call, rel=0.02)
     # Same decoder on the same turns: the two ways agree on nearly every word, and both hear the speech.
-    assert agreement >= 0.9 and accuracy >= 0.4
+    assert agreement >= 0.95 and accuracy >= 0.4
