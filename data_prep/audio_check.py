@@ -26,20 +26,17 @@ import numpy as np
 import soundfile
 
 from ser.atomic_io import atomic_write
+from ser.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError
 
 logger = logging.getLogger(__name__)
 
-#: Receptive field of the WavLM/HuBERT CNN at 16 kHz (as ``ser.inference.MIN_SAMPLES``).
-MIN_SAMPLES = 400
-#: The rate the encoders read (other rates are resampled on loading).
-MODEL_SAMPLE_RATE = 16000
 #: libsndfile subtypes that can hold NaN or infinity (PCM cannot).
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
 SKIPPED_CSV = "skipped.csv"
 SKIPPED_COLUMNS = ("FileName", "Split", "Reason")
 
 
-class BadAudioError(ValueError):
+class BadAudioError(AudioError):
     """A turn's audio file that cannot be used; ``str()`` is ``"<path>: <reason>"``.
 
     Example
@@ -96,7 +93,7 @@ def audio_duration(path):
     if info.frames == 0:
         raise BadAudioError(path, "empty audio file (0 samples)")
     # Compared at 16 kHz: a 8 kHz file is upsampled before the encoder sees it.
-    if info.frames * MODEL_SAMPLE_RATE < MIN_SAMPLES * info.samplerate:
+    if info.frames * SAMPLE_RATE < MIN_SAMPLES * info.samplerate:
         raise BadAudioError(
             path,
             f"too short: {info.frames} samples at {info.samplerate} Hz, under the "

@@ -17,6 +17,8 @@ import torchaudio.functional
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
+#: Receptive field of the WavLM/HuBERT CNN at 16 kHz (25 ms): shorter waveforms give no frame at all.
+MIN_SAMPLES = 400
 
 
 class AudioError(ValueError):

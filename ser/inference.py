@@ -30,14 +30,12 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 from tqdm import tqdm
 
-from ser.audio import SAMPLE_RATE, AudioError, load_waveform
+from ser.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_waveform
 from ser.brain import dev_score_rank
 from ser.emotions import EMOTIONS
 
 logger = logging.getLogger(__name__)
 
-#: Receptive field of the WavLM/HuBERT CNN: shorter waveforms give no frame at all.
-MIN_SAMPLES = 400
 #: Files read, transcribed and classified together (bounds memory on large folders).
 FILES_PER_CHUNK = 32
 
