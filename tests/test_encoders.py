@@ -7,7 +7,8 @@ import torch
 from transformers import HubertModel, WavLMModel
 
 from recipes.tiny_models import STAMP_NAME, build_tiny_models, minilm_path
-from ser.encoders import ModelNotAvailableError, SpeechEncoder, TextEncoder
+from ser.encoders import SpeechEncoder, TextEncoder
+from ser.model_source import ModelNotAvailableError
 
 SAMPLE_RATE = 16000
 
