@@ -81,11 +81,6 @@ def main(argv):
     )
     # Fixed random batches or length-bucketed dynamic ones (YAML "Batching" section).
     loaders = {name: loader_options(data, hparams, name == "train") for name, data in datasets.items()}
-    if "batch_sampler" in loaders["train"]:
-        # Brain calls set_epoch only on the samplers it makes itself (shuffle or DDP): without
-        # this, every epoch would repeat the same batch order and a resumed epoch would skip
-        # batches of another order. Under DDP, Brain replaces it by a wrapper that passes it on.
-        brain.train_sampler = loaders["train"]["batch_sampler"]
     brain.fit(
         brain.hparams.epoch_counter,
         datasets["train"],

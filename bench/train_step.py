@@ -143,8 +143,6 @@ def timed_epoch(hparams, dataset, batching, precision, device):
         run_opts={"device": device, "precision": precision},
         checkpointer=None,
     )
-    if "batch_sampler" in options:
-        brain.train_sampler = options["batch_sampler"]  # as train.py: set_epoch reshuffles
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

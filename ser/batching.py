@@ -13,7 +13,7 @@ The batches come from SpeechBrain's ``DynamicBatchSampler``: bucket
 boundaries are quantiles of the effective lengths (equal-count buckets; the
 sampler's own log-normal warping would put every 2–12 s turn in its first
 buckets), the order of an epoch depends only on ``seed + epoch``, so
-``set_epoch`` (called by ``Brain.fit`` through ``Brain.train_sampler``)
+``set_epoch`` (called by ``Brain.fit``; ``EmotionBrain`` registers the sampler)
 reshuffles each epoch and an interrupted epoch resumes with the very batches
 it was running (``SaveableDataLoader`` skips the batches already done).
 ``dynamic_batching: False`` gives the fixed-size random batches of

@@ -155,7 +155,14 @@ class EmotionBrain(sb.Brain):
         random_state = self.checkpointer.recoverables.get("random_state") if self.checkpointer else None
         if random_state is not None:
             loader_kwargs.setdefault("generator", random_state.loader_generator)
-        return super().make_dataloader(dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs)
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs)
+        batch_sampler = loader_kwargs.get("batch_sampler")
+        if stage == sb.Stage.TRAIN and self.train_sampler is None and hasattr(batch_sampler, "set_epoch"):
+            # SpeechBrain calls set_epoch only on the samplers it makes itself (shuffle, DDP): a
+            # bucketed batch sampler would repeat one batch order, and a resumed epoch would skip
+            # the batches of another order. (Under DDP it is wrapped, and the wrapper passes it on.)
+            self.train_sampler = batch_sampler
+        return loader
 
     def _save_intra_epoch_ckpt(self):
         # SpeechBrain's own version records no position: say where the run stands, so a
