@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ser.emotions import EMOTIONS, NO_AGREEMENT, OTHER, emotion_letter
+from ser.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ _EMO_DETAIL = (
 )
 
 
-class LabelFileError(ValueError):
+class LabelFileError(UserInputError, ValueError):
     """A label file is missing or holds a row that cannot be used.
 
     The message reads ``"<path>:<line>: <problem>"`` (``<key>`` instead of

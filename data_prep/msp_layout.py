@@ -13,6 +13,8 @@ turns are found by file name in ``Audios/`` (names containing ``test3``).
 
 from pathlib import Path
 
+from ser.errors import UserInputError
+
 AUDIO_DIR = "Audios"
 LABELS_DIR = "Labels"
 TRANSCRIPTS_DIR = "Transcripts"
@@ -26,7 +28,7 @@ KNOWN_SPLITS = ("Train", "Development", "Test1", "Test2", "Test3")
 HIDDEN_TEST_SPLIT = "Test3"
 
 
-class CorpusLayoutError(FileNotFoundError):
+class CorpusLayoutError(UserInputError, FileNotFoundError):
     """The data folder is not an MSP-Podcast release (names the absent path)."""
 
 

@@ -53,6 +53,7 @@ from data_prep.msp_layout import (
 from data_prep.prepare_options import is_done, mark_done, mark_undone, preparation_options
 from ser.atomic_io import write_json_atomic
 from ser.emotions import EMOTIONS
+from ser.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SPLITS = {"train": "Train", "valid": "Development", "test": "Test3"}
 
 
-class PreparationError(ValueError):
+class PreparationError(UserInputError, ValueError):
     """A problem in the corpus that stops the preparation (names the file)."""
 
 

@@ -23,13 +23,14 @@ import re
 from pathlib import Path
 
 from ser.atomic_io import atomic_write
+from ser.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
 OPTIONS_FILE = "options.json"
 
 
-class CacheError(RuntimeError):
+class CacheError(UserInputError, RuntimeError):
     """A cache file that is corrupt beyond a cut last line, or already in use."""
 
 

@@ -14,6 +14,8 @@ import soundfile
 import torch
 import torchaudio.functional
 
+from ser.errors import UserInputError
+
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
@@ -21,7 +23,7 @@ SAMPLE_RATE = 16000
 MIN_SAMPLES = 400
 
 
-class AudioError(ValueError):
+class AudioError(UserInputError, ValueError):
     """An audio file that cannot be used (names the file and the problem)."""
 
 

@@ -20,11 +20,13 @@ import re
 import yaml
 from hyperpyyaml import load_hyperpyyaml
 
+from ser.errors import UserInputError
+
 _TOP_LEVEL_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:", re.MULTILINE)
 _FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
-class OverrideError(ValueError):
+class OverrideError(UserInputError, ValueError):
     """A command-line override the hparams file cannot take (names the key and the file)."""
 
 

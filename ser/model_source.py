@@ -9,6 +9,8 @@ import logging
 import os
 from pathlib import Path
 
+from ser.errors import UserInputError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["ModelNotAvailableError", "resolve_model_source"]
@@ -17,7 +19,7 @@ __all__ = ["ModelNotAvailableError", "resolve_model_source"]
 _IGNORED_DOWNLOADS = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "flax_*", "tf_*"]
 
 
-class ModelNotAvailableError(FileNotFoundError):
+class ModelNotAvailableError(UserInputError, FileNotFoundError):
     """A pretrained model is neither a local folder nor available from the Hugging Face cache."""
 
 
