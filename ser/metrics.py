@@ -1,4 +1,8 @@
-"""Challenge metrics (Task 1) and the paper's Table 1 layout.
+"""Challenge metrics (Task 1 macro-F1, Task 2 CCC) and the paper's Table 1 layout.
+
+Task 2 scores each emotional attribute (arousal, valence, dominance) by the
+concordance correlation coefficient (:func:`concordance_cc`), computed in
+float64 with population moments; the mean over the attributes ranks systems.
 
 The challenge ranks systems by macro-F1: scikit-learn's
 ``f1_score(average="macro")`` over the 8 classes. Here the 8 classes are
@@ -16,7 +20,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from ser.emotions import EMOTION_NAMES, EMOTIONS
 
-__all__ = ["classification_report", "format_f1_table"]
+__all__ = ["classification_report", "format_f1_table", "concordance_cc", "attribute_report",
+           "format_ccc_table"]
 
 
 def _check_classes(classes):
@@ -198,4 +203,101 @@ def format_f1_table(reports):
         lines.append(row(_class_label(letter), f1s))
     lines.append(row("Accuracy", [reports[s]["accuracy"] for s in systems]))
     lines.append(row("F1-Macro", [reports[s]["macro_f1"] for s in systems]))
+    return "\n".join(lines)
+
+
+#: Display names of the Task 2 attributes.
+ATTRIBUTE_NAMES = {"EmoAct": "Arousal", "EmoVal": "Valence", "EmoDom": "Dominance"}
+
+
+def concordance_cc(predictions, references):
+    """Concordance correlation coefficient of two 1-D series (float64).
+
+    ``2 cov(x, y) / (var x + var y + (mean x - mean y)^2)``, population
+    moments. Finite for constant predictions (0 unless the references are the
+    same constant, which gives 1).
+
+    Example
+    -------
+    >>> concordance_cc([1, 2, 3], [1, 2, 3]), concordance_cc([2, 2, 2], [1, 2, 3])
+    (1.0, 0.0)
+    >>> round(concordance_cc([2, 3, 5], [1, 2, 4]), 4)
+    0.7568
+    """
+    x = np.asarray(predictions, dtype=np.float64).ravel()
+    y = np.asarray(references, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"{x.size} predictions but {y.size} references")
+    if x.size == 0:
+        raise ValueError("no predictions: nothing to score")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("predictions and references must be finite numbers")
+    dx, dy = x - x.mean(), y - y.mean()
+    denominator = (dx**2).mean() + (dy**2).mean() + (x.mean() - y.mean()) ** 2
+    if denominator == 0.0:  # both constant and equal
+        return 1.0
+    return float(2.0 * (dx * dy).mean() / denominator)
+
+
+def attribute_report(predictions, references, attributes):
+    """CCC of each attribute and their mean.
+
+    Parameters
+    ----------
+    predictions, references : array-like
+        ``(n, n_attributes)``, columns in the order of ``attributes``.
+    attributes : sequence of str
+        Names (``EmoAct EmoVal EmoDom``).
+
+    Returns
+    -------
+    dict
+        ``attributes`` (list), ``ccc`` (dict name -> CCC), ``mean_ccc`` and
+        ``n_samples``.
+
+    Example
+    -------
+    >>> report = attribute_report([[1, 2], [2, 2], [3, 2]], [[1, 1], [2, 2], [3, 3]], ["EmoAct", "EmoVal"])
+    >>> report["ccc"], report["mean_ccc"]
+    ({'EmoAct': 1.0, 'EmoVal': 0.0}, 0.5)
+    """
+    attributes = list(attributes)
+    pred = np.asarray(predictions, dtype=np.float64)
+    true = np.asarray(references, dtype=np.float64)
+    if pred.ndim != 2 or pred.shape != true.shape or pred.shape[1] != len(attributes):
+        raise ValueError(f"predictions {pred.shape} and references {true.shape} must be "
+                         f"(n, {len(attributes)}) for attributes {attributes}")
+    ccc = {name: concordance_cc(pred[:, i], true[:, i]) for i, name in enumerate(attributes)}
+    return {"attributes": attributes, "ccc": ccc, "mean_ccc": float(np.mean(list(ccc.values()))),
+            "n_samples": int(pred.shape[0])}
+
+
+def format_ccc_table(reports):
+    """Markdown table of CCC per attribute (rows) and system (columns), then the mean.
+
+    Example
+    -------
+    >>> r = attribute_report([[1.0], [2.0]], [[1.0], [2.0]], ["EmoAct"])
+    >>> print(format_ccc_table({"WavLM": r}))
+    | Attribute | WavLM |
+    |---|---:|
+    | Arousal (EmoAct) | 1.000 |
+    | **Mean CCC** | **1.000** |
+    """
+    if not reports:
+        raise ValueError("format_ccc_table needs at least one report")
+    systems = list(reports)
+    attributes = list(reports[systems[0]]["ccc"])
+    for system in systems[1:]:
+        if list(reports[system]["ccc"]) != attributes:
+            raise ValueError(f"report of system {system!r} covers {list(reports[system]['ccc'])}, "
+                             f"but {systems[0]!r} covers {attributes}")
+    lines = ["| " + " | ".join(["Attribute"] + [_cell(s) for s in systems]) + " |",
+             "|---|" + "---:|" * len(systems)]
+    for name in attributes:
+        label = f"{ATTRIBUTE_NAMES[name]} ({name})" if name in ATTRIBUTE_NAMES else name
+        lines.append("| " + " | ".join([_cell(label)] + [f"{reports[s]['ccc'][name]:.3f}" for s in systems])
+                     + " |")
+    lines.append("| **Mean CCC** | " + " | ".join(f"**{reports[s]['mean_ccc']:.3f}**" for s in systems)
+                 + " |")
     return "\n".join(lines)

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ser.losses import JeffreysLoss, NLLLoss, jeffreys_loss
+from ser.losses import CCCLoss, FocalLoss, JeffreysLoss, NLLLoss, jeffreys_loss
+from ser.metrics import concordance_cc
 
 K = 8
 # System D's optional class weights (A C D F H N S U), from the authors' recipe.
@@ -173,3 +174,69 @@ def test_bad_inputs_give_clear_errors():
         NLLLoss([1.0, 2.0, 3.0])(log_probs, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="class_weights must be finite"):
         JeffreysLoss(class_weights=[1.0, -1.0])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_focal_with_gamma_zero_and_no_weights_is_nll(seed):
+    logits, targets = _random_batch(seed)
+    log_probs = logits.log_softmax(-1)
+    torch.testing.assert_close(FocalLoss(gamma=0.0)(log_probs, targets), F.nll_loss(log_probs, targets))
+
+
+def test_focal_equals_direct_formula_with_class_weights():
+    logits, targets = _random_batch(6)
+    p = logits.softmax(-1)
+    gamma, weights = 2.0, torch.tensor(CLASS_WEIGHTS, dtype=torch.float64)
+    per_sample = [-(1 - p[b, k]) ** gamma * math.log(p[b, k]) for b, k in enumerate(targets.tolist())]
+    w = weights[targets]
+    expected = float(sum(wi * li for wi, li in zip(w.tolist(), per_sample, strict=True)) / w.sum())
+    value = FocalLoss(gamma, class_weights=CLASS_WEIGHTS)(logits.log_softmax(-1), targets)
+    assert value.item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_soft_targets_of_one_hot_give_the_hard_loss():
+    logits, targets = _random_batch(7)
+    log_probs = logits.log_softmax(-1)
+    one_hot = F.one_hot(targets, K).double()
+    for loss in (NLLLoss(CLASS_WEIGHTS), FocalLoss(1.5, CLASS_WEIGHTS)):
+        torch.testing.assert_close(loss(log_probs, one_hot), loss(log_probs, targets))
+    with pytest.raises(ValueError, match="not soft targets"):
+        JeffreysLoss()(log_probs, one_hot)
+    with pytest.raises(ValueError, match="is not a distribution"):
+        NLLLoss()(log_probs, one_hot * 2)
+
+
+def test_soft_cross_entropy_equals_direct_sum():
+    logits, _ = _random_batch(8)
+    q = torch.rand(logits.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    q = q / q.sum(-1, keepdim=True)
+    expected = -(q * logits.log_softmax(-1)).sum(-1).mean()
+    torch.testing.assert_close(NLLLoss()(logits.log_softmax(-1), q), expected)
+
+
+def test_auto_class_weights_must_be_set_before_use():
+    log_probs = torch.zeros(2, K).log_softmax(-1)
+    loss = NLLLoss(class_weights="auto")
+    with pytest.raises(ValueError, match="'auto' but no class counts"):
+        loss(log_probs, torch.tensor([0, 1]))
+    loss.set_class_weights(CLASS_WEIGHTS)
+    expected = F.nll_loss(log_probs, torch.tensor([0, 1]), weight=torch.tensor(CLASS_WEIGHTS))
+    torch.testing.assert_close(loss(log_probs, torch.tensor([0, 1])).float(), expected)
+
+
+@pytest.mark.parametrize("targets", [[[4.0, 2.0, 5.0], [4.0, 3.0, 5.0]], [[4.0, 2.0, 5.0], [4.0, 2.0, 5.0]]],
+                         ids=["batch_of_2", "batch_of_2_equal"])
+def test_ccc_loss_has_finite_gradients_on_a_batch_of_two(targets):
+    predictions = torch.tensor([[3.9, 2.1, 5.0], [3.9, 2.1, 5.0]], requires_grad=True)
+    loss = CCCLoss()(predictions, torch.tensor(targets))
+    loss.backward()
+    assert torch.isfinite(loss) and bool(torch.isfinite(predictions.grad).all())
+    assert 0.0 <= float(loss.detach()) <= 2.0
+
+
+def test_ccc_loss_is_one_minus_the_float64_ccc():
+    generator = torch.Generator().manual_seed(0)
+    y = 1 + 6 * torch.rand(64, 3, generator=generator, dtype=torch.float64)
+    x = y + torch.randn(64, 3, generator=generator, dtype=torch.float64)
+    expected = 1 - sum(concordance_cc(x[:, i].numpy(), y[:, i].numpy()) for i in range(3)) / 3
+    assert float(CCCLoss()(x, y)) == pytest.approx(expected, abs=1e-5)

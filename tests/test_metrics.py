@@ -6,7 +6,13 @@ import torch
 from sklearn.metrics import f1_score
 
 from ser.emotions import EMOTION_NAMES, EMOTIONS
-from ser.metrics import classification_report, format_f1_table
+from ser.metrics import (
+    attribute_report,
+    classification_report,
+    concordance_cc,
+    format_ccc_table,
+    format_f1_table,
+)
 
 
 def _random_labels(seed, n=200):
@@ -103,3 +109,42 @@ def test_f1_table_rejects_mismatched_or_incomplete_reports():
         format_f1_table({"a": {"per_class_f1": {}, "accuracy": 1.0}})
     with pytest.raises(ValueError, match="at least one report"):
         format_f1_table({})
+
+
+def _direct_ccc(x, y):
+    """CCC written out term by term in float64 Python arithmetic."""
+    n = len(x)
+    mx, my = sum(x) / n, sum(y) / n
+    vx = sum((a - mx) ** 2 for a in x) / n
+    vy = sum((b - my) ** 2 for b in y) / n
+    cov = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / n
+    return 2 * cov / (vx + vy + (mx - my) ** 2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ccc_equals_direct_float64_evaluation(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.uniform(1, 7, 150)
+    x = 0.6 * y + rng.normal(1.5, 0.8, 150)
+    assert concordance_cc(x, y) == pytest.approx(_direct_ccc(x.tolist(), y.tolist()), rel=1e-12)
+
+
+def test_ccc_is_one_for_identical_inputs_and_finite_on_constant_predictions():
+    y = np.random.default_rng(0).uniform(1, 7, 40)
+    assert concordance_cc(y, y) == pytest.approx(1.0)
+    assert concordance_cc(np.full(40, 4.0), y) == 0.0
+    assert concordance_cc(np.full(3, 4.0), np.full(3, 4.0)) == 1.0
+    assert np.isfinite(concordance_cc(np.full(3, 4.0), np.full(3, 5.0)))
+    with pytest.raises(ValueError, match="finite"):
+        concordance_cc([1.0, np.nan], [1.0, 2.0])
+
+
+def test_attribute_report_and_ccc_table():
+    rng = np.random.default_rng(1)
+    y = rng.uniform(1, 7, (30, 3))
+    report = attribute_report(y + rng.normal(0, 0.5, y.shape), y, ["EmoAct", "EmoVal", "EmoDom"])
+    assert report["mean_ccc"] == pytest.approx(np.mean(list(report["ccc"].values())))
+    table = format_ccc_table({"A": report, "B": report}).splitlines()
+    assert table[0] == "| Attribute | A | B |"
+    assert [line.split(" | ")[0] for line in table[2:]] == [
+        "| Arousal (EmoAct)", "| Valence (EmoVal)", "| Dominance (EmoDom)", "| **Mean CCC**"]
