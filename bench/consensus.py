@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep.consensus import class_count_table, recompute_consensus, relabel
-from data_prep.msp_labels import read_consensus_labels, read_detailed_labels
+from data_prep.corpora.msp_label_files import read_consensus_file, read_detailed_file
 from ser.emotions import LETTER_TO_WORD, OTHER
 
 # Rough MSP-Podcast class prior (Train counts of paper Table 2, plus Other).
@@ -130,8 +130,10 @@ def main(argv=None):
         detailed[["FileName", "EmoDetail"]].to_csv(
             os.path.join(root, "Labels", "labels_detailed.csv"), index=False)
 
-        read_consensus, t_consensus = _time(read_consensus_labels, root)
-        read_detailed, t_detailed = _time(read_detailed_labels, root)
+        labels = os.path.join(root, "Labels")
+        read_consensus, t_consensus = _time(read_consensus_file, os.path.join(labels, "labels_consensus.csv"))
+        read_annotations, t_detailed = _time(read_detailed_file, os.path.join(labels, "labels_detailed.csv"))
+        read_detailed = read_annotations.table
     relabeled, t_relabel = _time(relabel, read_detailed, read_consensus, threshold=0.5)
 
     assert (read_detailed["Emotion"].to_numpy() == detailed["Emotion"].to_numpy()).all()

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 import ser.inference
-from data_prep.msp_layout import audio_path, list_hidden_test_audio
+from data_prep.corpora import open_corpus
 from ser.emotions import EMOTIONS
 from ser.inference import EmotionRecognizer
 from ser.model import SpeechBranch, TextBranch
@@ -98,10 +98,10 @@ def instrument(recognizer, clock):
 
 def test3_files(data_folder, count):
     """The first ``count`` Test3 turns (sorted by name) of a corpus."""
-    names = sorted(list_hidden_test_audio(data_folder))
-    if len(names) < count:
-        raise SystemExit(f"{data_folder}: only {len(names)} Test3 turns, --files asks for {count}")
-    return [audio_path(data_folder, name) for name in names[:count]]
+    turns = open_corpus(data_folder).turns(["Test3"]).sort_values("FileName")
+    if len(turns) < count:
+        raise SystemExit(f"{data_folder}: only {len(turns)} Test3 turns, --files asks for {count}")
+    return [Path(wav) for wav in turns["wav"][:count]]
 
 
 def fused_matrix(results):

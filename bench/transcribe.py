@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.mini_corpus import generate_mini_corpus
-from data_prep.mini_corpus_plan import MIN_TURNS
-from data_prep.msp_layout import audio_path, transcript_path
+from data_prep.mini_corpus.plan import MIN_TURNS
+from data_prep.corpora import open_corpus
 from data_prep.transcribe import read_audio_16k
 from data_prep.whisper_backends import SAMPLE_RATE, DecodeOptions, bundled_tiny_en_path, load_backend
 
@@ -73,8 +73,9 @@ def spoken_turns(corpus, count):
     if len(names) < count:
         raise SystemExit(f"{corpus}: only {len(names)} turns with a spoken text, --turns asks for {count}")
     names = [f"{stem}.wav" for stem in names[:count]]
-    audios = [read_audio_16k(audio_path(corpus, name)) for name in names]
-    texts = [transcript_path(corpus, name).read_text().strip() for name in names]
+    reader = open_corpus(corpus)
+    audios = [read_audio_16k(reader.audio_path(name)) for name in names]
+    texts = [reader.transcript(name) for name in names]
     return audios, texts
 
 

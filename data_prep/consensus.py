@@ -16,7 +16,13 @@ second.
 
 Command line::
 
-    python -m data_prep.consensus --data_folder DIR --threshold 0.5 --out relabeled.csv
+    python -m data_prep.consensus --data_folder DIR --threshold 0.5 --out relabeled.csv [--strict]
+
+The corpus is read through its reader (:func:`data_prep.corpora.open_corpus`, any
+MSP-Podcast release whose per-annotator labels are released). An odd annotation
+row (a word that names no emotion, a row that does not parse, a rating that is
+not a number) is left out and listed in ``skipped_annotations.csv`` beside the
+output (``File,Line,Reason``), with a count; ``--strict`` stops at it instead.
 
 The output CSV has the columns ``FileName, Split_Set, EmoClass_Original,
 EmoClass_Recomputed, AddedToTrain``; the training manifest of system E is the
@@ -27,13 +33,15 @@ usual Train turns plus the rows with ``AddedToTrain == True``, labelled with
 import argparse
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from data_prep.msp_labels import read_consensus_labels, read_detailed_labels
+from data_prep.corpora import open_corpus
 from ser.atomic_io import atomic_write
 from ser.emotions import EMOTIONS, NO_AGREEMENT, OTHER
+from ser.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +54,8 @@ TABLE_ORDER = ("N", "H", "S", "A", "U", "C", "D", "F")
 RELABELED_COLUMNS = (
     "FileName", "Split_Set", "EmoClass_Original", "EmoClass_Recomputed", "AddedToTrain",
 )
+#: Where the annotation rows left out are listed, beside the relabeling.
+SKIPPED_ANNOTATIONS_CSV = "skipped_annotations.csv"
 
 # Labels an annotator can give: the eight classes and Other. NEUTRAL is
 # looked up once because N loses two-way ties.
@@ -93,8 +103,8 @@ def annotator_scores(detailed, consensus):
     Parameters
     ----------
     detailed : pandas.DataFrame
-        One row per annotation with ``FileName, Worker, Emotion`` (as from
-        :func:`data_prep.msp_labels.read_detailed_labels`).
+        One row per annotation with ``FileName, Worker, Emotion`` (the table of
+        annotations of a corpus reader, :mod:`data_prep.corpora.base`).
     consensus : pandas.DataFrame
         ``FileName, EmoClass`` (one row per turn).
 
@@ -230,6 +240,58 @@ def relabel(detailed, consensus, threshold=0.5, addable=DEFAULT_ADDABLE):
     })
 
 
+def relabel_corpus(corpus, threshold=0.5, addable=DEFAULT_ADDABLE, strict=False):
+    """Relabel a corpus read by its reader: :func:`relabel` on its two tables.
+
+    Parameters
+    ----------
+    corpus : data_prep.corpora.CorpusReader
+        From :func:`data_prep.corpora.open_corpus`.
+    threshold, addable
+        As for :func:`relabel`.
+    strict : bool
+        Stop at the first odd annotation row instead of leaving it out.
+
+    Returns
+    -------
+    (pandas.DataFrame, list of SkippedRow)
+        The relabeling (one row per labelled turn) and the annotation rows left out.
+    """
+    annotations = corpus.annotations(strict=strict)
+    turns = corpus.turns()
+    labelled = turns[turns["EmoClass"].notna()].reset_index(drop=True)
+    return relabel(annotations.table, labelled, threshold=threshold, addable=addable), annotations.skipped
+
+
+def write_relabeling(relabeled, skipped, out_path):
+    """Write the relabeling and, beside it, the list of annotation rows left out.
+
+    ``skipped_annotations.csv`` (columns ``File,Line,Reason``) is written even when
+    empty, so that a fixed file leaves no stale list behind. Returns its path.
+
+    Example
+    -------
+    >>> import pathlib, tempfile
+    >>> from data_prep.corpora import SkippedRow
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "relabeled.csv"
+    >>> listed = write_relabeling(pd.DataFrame({"FileName": ["a.wav"]}),
+    ...                           [SkippedRow("Labels/d.csv", 9, "unknown primary emotion 'Joy'")], out)
+    >>> print(listed.read_text().strip())
+    File,Line,Reason
+    Labels/d.csv,9,unknown primary emotion 'Joy'
+    """
+    out_path = Path(out_path)
+    listed = out_path.with_name(SKIPPED_ANNOTATIONS_CSV)
+    write_csv_atomically(pd.DataFrame([(row.path, row.line, row.reason) for row in skipped],
+                                      columns=["File", "Line", "Reason"]), listed)
+    write_csv_atomically(relabeled, out_path)
+    if skipped:
+        for row in skipped[:10]:
+            logger.warning("%s (left out)", row)
+        logger.warning("%d annotation row(s) left out, listed in %s", len(skipped), listed)
+    return listed
+
+
 def class_count_table(relabeled):
     """Render Train class counts before and after relabeling (paper Table 2).
 
@@ -308,17 +370,25 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="output CSV")
     parser.add_argument("--addable", type=_parse_addable, default=DEFAULT_ADDABLE,
                         help="classes that may join training, e.g. ACDFSU (default)")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first odd annotation row instead of leaving it out")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     start = time.perf_counter()
-    consensus = read_consensus_labels(args.data_folder)
-    detailed = read_detailed_labels(args.data_folder)
-    relabeled = relabel(detailed, consensus, threshold=args.threshold, addable=args.addable)
-    write_csv_atomically(relabeled, args.out)
+    try:
+        corpus = open_corpus(args.data_folder)
+        print(f"corpus: {corpus.describe()}")
+        relabeled, skipped = relabel_corpus(corpus, threshold=args.threshold, addable=args.addable,
+                                            strict=args.strict)
+        listed = write_relabeling(relabeled, skipped, args.out)
+    except UserInputError as error:
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
     elapsed = time.perf_counter() - start
 
     print(class_count_table(relabeled))
+    if skipped:
+        print(f"{len(skipped)} annotation row(s) left out (listed in {listed})")
     print(f"{int(relabeled['AddedToTrain'].sum())} turns added to training; "
           f"wrote {args.out} in {elapsed:.2f} s")
     return 0

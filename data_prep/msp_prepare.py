@@ -18,7 +18,9 @@ key             meaning
 
 Run it as ``python -m data_prep.msp_prepare --data_folder DIR --save_folder OUT``
 or call :func:`prepare_msp_podcast` (``train.py`` does, through ``run_on_main``).
-The corpus is only read, never written.
+The corpus is reached through its reader (:func:`data_prep.corpora.open_corpus`:
+any MSP-Podcast release, told from the folder), whose table of turns is all this
+module uses; the corpus is only read, never written.
 
 A turn whose audio is missing, unreadable, empty or too short (see
 :mod:`data_prep.audio_check`) is left out with a warning and listed in
@@ -38,18 +40,7 @@ from pathlib import Path
 import pandas as pd
 
 from data_prep.audio_check import SKIPPED_CSV, BadAudioError, TurnAudioChecker
-from data_prep.msp_labels import LabelFileError, read_consensus_labels
-from data_prep.msp_layout import (
-    CONSENSUS_CSV,
-    CONSENSUS_JSON,
-    HIDDEN_TEST_SPLIT,
-    KNOWN_SPLITS,
-    CorpusLayoutError,
-    audio_path,
-    check_layout,
-    list_hidden_test_audio,
-    transcript_path,
-)
+from data_prep.corpora import open_corpus
 from data_prep.prepare_options import is_done, mark_done, mark_undone, preparation_options
 from ser.atomic_io import write_json_atomic
 from ser.emotions import EMOTIONS
@@ -81,7 +72,7 @@ def prepare_msp_podcast(
     Parameters
     ----------
     data_folder : str or Path
-        Root of the MSP-Podcast release (``Audios/``, ``Labels/``, ``Transcripts/``).
+        Root of an MSP-Podcast release (any release :mod:`data_prep.corpora` reads).
     save_folder : str or Path
         Where ``<name>.json`` manifests and ``prepare_options.json`` go.
         Must not be inside ``data_folder``.
@@ -117,34 +108,37 @@ def prepare_msp_podcast(
     if skip_prep:
         return manifests
 
-    root = check_layout(data_folder)
+    corpus = open_corpus(data_folder)
+    root = corpus.root
+    logger.info("Preparing %s", corpus.describe())
     _check_outside_corpus(root, save_folder)
-    _check_split_names(splits)
+    corpus.check_audio()
+    _check_split_names(corpus, splits)
     if missing_transcript not in ("error", "empty"):
         raise ValueError(f"missing_transcript must be 'error' or 'empty', not {missing_transcript!r}")
-    labels_file = root / CONSENSUS_CSV if (root / CONSENSUS_CSV).is_file() else root / CONSENSUS_JSON
     options = preparation_options(
-        root, labels_file, splits, transcripts, relabeled_csv, keep_all_labels, missing_transcript, strict
+        root, corpus.consensus_file, splits, transcripts, relabeled_csv, keep_all_labels, missing_transcript,
+        strict
     )
     if is_done(save_folder, [*manifests.values(), save_folder / SKIPPED_CSV], options):
         logger.info("Preparation already done with the same options in %s: skipped", save_folder)
         return manifests
 
-    labels = read_consensus_labels(root)
-    transcript_lookup = _transcript_lookup(root, transcripts)
+    table = corpus.turns()
+    transcript_lookup = _transcript_lookup(corpus, transcripts)
     added = _relabeled_additions(relabeled_csv) if relabeled_csv else None
     save_folder.mkdir(parents=True, exist_ok=True)
     mark_undone(save_folder)  # outputs are about to change: a run stopped half-way is not done
     audio = TurnAudioChecker(strict)
     for name, split in splits.items():
-        turns = _split_turns(root, labels, split)
+        turns = _split_turns(table, split)
         if name not in keep_all_labels:
             turns = turns[turns["EmoClass"].isin(EMOTIONS)]
         turns = turns.assign(relabeled=False)
         if name == "train" and added is not None:
-            turns = pd.concat([turns, _added_turns(labels, added)], ignore_index=True)
+            turns = pd.concat([turns, _added_turns(table, added, corpus)], ignore_index=True)
         try:
-            entries = _manifest_entries(root, turns, transcript_lookup, missing_transcript, audio)
+            entries = _manifest_entries(corpus, turns, transcript_lookup, missing_transcript, audio)
         except BadAudioError as error:  # strict mode
             raise PreparationError(
                 f"{error} (a turn of {split}); without strict mode such turns are left out "
@@ -177,20 +171,16 @@ def _check_outside_corpus(root, save_folder):
         )
 
 
-def _check_split_names(splits):
+def _check_split_names(corpus, splits):
     for name, split in splits.items():
-        if split not in KNOWN_SPLITS:
+        if split not in corpus.splits:
             raise PreparationError(
-                f"split {name!r}: unknown Split_Set {split!r}; expected one of {list(KNOWN_SPLITS)}"
+                f"split {name!r}: unknown Split_Set {split!r}; expected one of {list(corpus.splits)}"
             )
 
 
-def _split_turns(root, labels, split):
-    turns = labels[labels["Split_Set"] == split]
-    if split == HIDDEN_TEST_SPLIT:
-        # Test3 is released as audio only: add the turns the labels do not list.
-        hidden = sorted(set(list_hidden_test_audio(root)) - set(turns["FileName"]))
-        turns = pd.concat([turns, pd.DataFrame({"FileName": hidden, "Split_Set": split})], ignore_index=True)
+def _split_turns(table, split):
+    turns = table[table["Split_Set"] == split]
     return turns.sort_values("FileName", kind="stable").reset_index(drop=True)
 
 
@@ -214,29 +204,24 @@ def _relabeled_additions(relabeled_csv):
     return added.set_index("FileName")["EmoClass_Recomputed"]
 
 
-def _added_turns(labels, added):
-    known = labels.set_index("FileName")
+def _added_turns(table, added, corpus):
+    known = table.set_index("FileName")
     unknown = [name for name in added.index if name not in known.index]
     if unknown:
         raise PreparationError(
-            f"relabeled turns not in {CONSENSUS_CSV}: {unknown[:5]} ({len(unknown)} in all)"
+            f"relabeled turns not in {corpus.consensus_file}: {unknown[:5]} ({len(unknown)} in all)"
         )
     turns = known.loc[added.index].reset_index()
     turns["EmoClass"] = added.to_numpy()
     return turns.assign(relabeled=True)
 
 
-def _transcript_lookup(root, transcripts):
+def _transcript_lookup(corpus, transcripts):
     """A function FileName → transcript or None (missing)."""
     if transcripts is None:
         return None
     if transcripts == "human":
-
-        def human(file_name):
-            path = transcript_path(root, file_name)
-            return path.read_text(encoding="utf-8").strip() if path.is_file() else None
-
-        return human
+        return corpus.transcript
     path = Path(transcripts)
     if not path.is_file():
         raise PreparationError(f"{path}: transcripts file not found (run data_prep.transcribe)")
@@ -247,11 +232,11 @@ def _transcript_lookup(root, transcripts):
     return whisper.get
 
 
-def _manifest_entries(root, turns, transcript_lookup, missing_transcript, audio):
+def _manifest_entries(corpus, turns, transcript_lookup, missing_transcript, audio):
     entries = {}
     n_missing = 0
     for row in turns.itertuples(index=False):
-        wav = audio_path(root, row.FileName)
+        wav = Path(row.wav)
         duration = audio.duration(wav, row.FileName, row.Split_Set)
         if duration is None:
             continue
@@ -269,7 +254,7 @@ def _manifest_entries(root, turns, transcript_lookup, missing_transcript, audio)
             if text is None:
                 if missing_transcript == "error":
                     raise PreparationError(
-                        f"{transcript_path(root, row.FileName)}: transcript missing for "
+                        f"{corpus.transcript_path(row.FileName)}: transcript missing for "
                         f"{row.FileName} ({row.Split_Set}); transcribe the corpus with "
                         "data_prep.transcribe or set missing_transcript='empty'"
                     )
@@ -326,7 +311,7 @@ def main(argv=None):
             missing_transcript=args.missing_transcript,
             strict=args.strict,
         )
-    except (PreparationError, LabelFileError, CorpusLayoutError) as error:
+    except UserInputError as error:
         parser.exit(1, f"error: {error}\n")
     for name, path in manifests.items():
         count = len(json.loads(Path(path).read_text()))

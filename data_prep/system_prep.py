@@ -13,8 +13,8 @@
 import logging
 from pathlib import Path
 
-from data_prep.consensus import class_count_table, relabel, write_csv_atomically
-from data_prep.msp_labels import read_consensus_labels, read_detailed_labels
+from data_prep.consensus import class_count_table, relabel_corpus, write_relabeling
+from data_prep.corpora import open_corpus
 from data_prep.msp_prepare import prepare_msp_podcast
 
 logger = logging.getLogger(__name__)
@@ -86,13 +86,12 @@ def _relabel(hparams):
     out = Path(hparams["manifest_folder"]) / f"relabeled_K{threshold:g}_{classes}.csv"
     if out.is_file():
         return out
-    data_folder = hparams["data_folder"]
-    relabeled = relabel(
-        read_detailed_labels(data_folder),
-        read_consensus_labels(data_folder),
+    relabeled, skipped = relabel_corpus(
+        open_corpus(hparams["data_folder"]),
         threshold=threshold,
         addable=tuple(hparams["relabel_classes"]),
+        strict=bool(hparams.get("strict_prep", False)),
     )
-    write_csv_atomically(relabeled, out)
+    write_relabeling(relabeled, skipped, out)
     logger.info("Consensus relabeling (K = %g):\n%s", threshold, class_count_table(relabeled))
     return out

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_prep.msp_layout import audio_path, list_split_turns
+from data_prep.corpora import open_corpus
 from data_prep.transcript_cache import (
     TranscriptCache,
     atomic_write_text,
@@ -305,7 +305,7 @@ def transcribe_corpus(data_folder, splits, model, out, backend="faster-whisper",
     Parameters
     ----------
     data_folder : str or Path
-        MSP-Podcast root.
+        Corpus root (any release :func:`data_prep.corpora.open_corpus` reads).
     splits : list of str
         ``Split_Set`` names, e.g. ``["Train", "Development", "Test3"]``.
     model : str or Path
@@ -333,8 +333,12 @@ def transcribe_corpus(data_folder, splits, model, out, backend="faster-whisper",
     # speed, not the model or the decoding, and shards may run on mixed hardware.
     key = {"backend": backend, "model": model_identity(model), **options.as_dict()}
 
-    per_split = list_split_turns(data_folder, splits)
-    names = sorted({name for split_names in per_split.values() for name in split_names})
+    corpus = open_corpus(data_folder)
+    logger.info("Transcribing %s of %s", " ".join(splits), corpus.describe())
+    corpus.check_audio()
+    turns = corpus.turns(splits)
+    wav_of = dict(zip(turns["FileName"], turns["wav"], strict=True))
+    names = sorted(wav_of)
     if max_turns is not None:
         names = names[:max_turns]
     out = Path(out)
@@ -344,7 +348,7 @@ def transcribe_corpus(data_folder, splits, model, out, backend="faster-whisper",
     with TranscriptCache(out / "cache", key, shard_label) as cache:
         if not merge_only:
             mine = select_shard(names, shard_index, shard_count)
-            wav_paths = {name: audio_path(data_folder, name) for name in mine}
+            wav_paths = {name: Path(wav_of[name]) for name in mine}
             done = cache.records()
             needs_model = any("Transcript" not in done.get(name, {}) for name in mine)
             loaded = load_backend(backend, model, options, device, compute_type) if needs_model else None

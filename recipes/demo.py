@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_prep.consensus import class_count_table, relabel
+from data_prep.consensus import class_count_table, relabel_corpus
+from data_prep.corpora import open_corpus
 from data_prep.mini_corpus import generate_mini_corpus, is_up_to_date
-from data_prep.msp_labels import read_consensus_labels, read_detailed_labels
 from data_prep.transcribe import transcribe_corpus
 from data_prep.whisper_backends import bundled_tiny_en_path
 
@@ -87,8 +87,7 @@ def _word_accuracy(reference, hypothesis):
 
 
 def relabeling_summary(corpus):
-    consensus = read_consensus_labels(corpus)
-    relabeled = relabel(read_detailed_labels(corpus), consensus, threshold=0.5)
+    relabeled, _ = relabel_corpus(open_corpus(corpus), threshold=0.5)
     truth = pd.read_csv(corpus / "true_labels.csv").set_index("FileName")["EmoClass"]
     was_x = relabeled[relabeled["EmoClass_Original"] == "X"]
     recovered = (was_x["EmoClass_Recomputed"] == truth.loc[was_x["FileName"]].to_numpy()).mean()

@@ -23,7 +23,8 @@ EMOTION_NAMES = {
     "U": "Surprise",
 }
 
-# Primary-emotion words used by annotators in labels_detailed.csv.
+# Primary-emotion words used by annotators in labels_detailed.csv, in the spellings
+# of every release (v1.11 "Angry", 2.0's vote columns "Anger", ...).
 _WORD_TO_LETTER = {
     "angry": "A",
     "anger": "A",
@@ -36,6 +37,7 @@ _WORD_TO_LETTER = {
     "sad": "S",
     "sadness": "S",
     "surprise": "U",
+    "surprised": "U",
     "other": "O",
 }
 
@@ -43,8 +45,10 @@ _WORD_TO_LETTER = {
 def emotion_letter(word):
     """Map an annotator's primary-emotion word to its class letter.
 
-    ``Other`` (possibly followed by free text, e.g. ``Other-Concerned``)
-    maps to ``"O"``.
+    Either spelling of a release is understood (``Angry``/``Anger``,
+    ``Happy``/``Happiness``, ``Sad``/``Sadness``, ``Surprise``/``Surprised``);
+    case and spaces do not matter. ``Other`` (possibly followed by free text,
+    e.g. ``Other-Concerned``, ``Other - bored``) maps to ``"O"``.
 
     Parameters
     ----------
@@ -63,10 +67,10 @@ def emotion_letter(word):
 
     Example
     -------
-    >>> emotion_letter("Happy"), emotion_letter("Other-bored")
-    ('H', 'O')
+    >>> emotion_letter("Happy"), emotion_letter(" HAPPINESS"), emotion_letter("Other - bored")
+    ('H', 'H', 'O')
     """
-    key = word.strip().lower()
+    key = "".join(word.split()).lower()
     if key in _WORD_TO_LETTER:
         return _WORD_TO_LETTER[key]
     if key.startswith("other"):

@@ -163,8 +163,11 @@ def test_cli_end_to_end(tmp_path):
     assert dict(zip(written["FileName"], written["EmoClass_Recomputed"], strict=True)) == {
         **{f"c{i}": "H" for i in range(1, 9)}, **EXPECTED_LABELS}
     assert written.loc[written["AddedToTrain"] == "True", "FileName"].tolist() == ["t1", "t8"]
-    assert sorted(p.name for p in out.parent.iterdir()) == ["relabeled.csv"]  # no temp left
-    lines = result.stdout.splitlines()
+    # No temp file left; the list of odd annotation rows is there, empty.
+    assert sorted(p.name for p in out.parent.iterdir()) == ["relabeled.csv", "skipped_annotations.csv"]
+    assert (out.parent / "skipped_annotations.csv").read_text() == "File,Line,Reason\n"
+    release, *lines = result.stdout.splitlines()
+    assert release.startswith(f"corpus: MSP-Podcast v1.11 in {tmp_path / 'corpus'}"), release
     assert lines[0].split() == ["Class", "Train", "Train", "Augmented", "Added"]
     assert lines[9].split() == ["Total", "2", "4", "2"]
     assert "2 turns added to training" in result.stdout and " s" in lines[-1]

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from data_prep.espeak import EspeakError, EspeakSynthesizer
+from data_prep.mini_corpus.espeak import EspeakError, EspeakSynthesizer
 from data_prep.mini_corpus import generate_mini_corpus, main
-from data_prep.mini_corpus_speech import CUES, SHARED_CUES
+from data_prep.mini_corpus.speech import CUES, SHARED_CUES
 from ser.emotions import EMOTIONS, emotion_letter
 
 TRAIN_NAME = re.compile(r"^MSP-PODCAST_\d{4}_\d{4}\.wav$")

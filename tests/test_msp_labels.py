@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from data_prep.msp_labels import LabelFileError, read_consensus_labels, read_detailed_labels
+from data_prep.corpora import LabelFileError
+from data_prep.corpora.msp_label_files import read_consensus_file, read_detailed_file
+from data_prep.corpora.msp_podcast import MSPPodcast
 
 HEADER = "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"
 CONSENSUS_ROWS = [
@@ -13,6 +15,16 @@ CONSENSUS_ROWS = [
     "MSP-PODCAST_0001_0002.wav,X,2.5,3.0,4.0,0012,Female,Development",
     "MSP-PODCAST_0002_0001.wav,O,5.0,,6.0,Unknown,Male,Test1",
 ]
+
+
+def read_consensus_labels(root):
+    """The consensus table as the v1.11 reader finds it under ``root``."""
+    return MSPPodcast(root).consensus()
+
+
+def read_detailed_labels(root, strict=True):
+    """The annotations table of ``root/Labels/labels_detailed.csv`` (odd rows are errors)."""
+    return read_detailed_file(root / "Labels" / "labels_detailed.csv", strict=strict).table
 
 
 def write_labels(root, name, text):
@@ -63,7 +75,7 @@ def test_consensus_csv_preferred_over_json_and_path_keyword(tmp_path):
     assert len(read_consensus_labels(tmp_path)) == 3
     elsewhere = tmp_path / "other.csv"
     elsewhere.write_text(HEADER + "\n" + CONSENSUS_ROWS[0] + "\n")
-    assert read_consensus_labels(tmp_path, path=elsewhere)["EmoClass"].tolist() == ["N"]
+    assert read_consensus_file(elsewhere)["EmoClass"].tolist() == ["N"]
 
 
 @pytest.mark.parametrize(
@@ -126,7 +138,8 @@ V111_ROWS = [
 def test_detailed_v111_format(tmp_path):
     write_labels(tmp_path, "labels_detailed.csv", "FileName,EmoDetail\n" + "\n".join(V111_ROWS))
     detailed = read_detailed_labels(tmp_path)
-    assert list(detailed.columns) == ["FileName", "Worker", "Emotion", "Secondary"]
+    assert list(detailed.columns) == ["FileName", "Worker", "Emotion", "Secondary", "EmoAct", "EmoVal", "EmoDom"]
+    assert detailed["EmoAct"].tolist() == [3.0, 2.0, 6.0, 5.0]
     assert detailed["Worker"].tolist() == [
         "WORKER00014325", "WORKER00000007", "WORKER00014325", "WORKER00000009"]
     assert detailed["Emotion"].tolist() == ["N", "O", "A", "U"]
@@ -195,8 +208,6 @@ def test_detailed_errors_for_missing_column_and_file(tmp_path):
 
 
 def test_mini_corpus_labels_read_cleanly(request):
-    # The mini corpus generator is written in parallel; skip until it exists.
-    pytest.importorskip("data_prep.mini_corpus")
     mini_corpus = request.getfixturevalue("mini_corpus")
     consensus = read_consensus_labels(mini_corpus)
     assert len(consensus) > 0

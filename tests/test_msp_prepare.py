@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 import soundfile
 
-from data_prep.consensus import relabel, write_csv_atomically
-from data_prep.msp_labels import read_consensus_labels, read_detailed_labels
-from data_prep.msp_layout import CorpusLayoutError
+from data_prep.consensus import relabel_corpus, write_csv_atomically
+from data_prep.corpora import CorpusLayoutError, open_corpus
 from data_prep.msp_prepare import PreparationError, main, prepare_msp_podcast
 from ser.emotions import EMOTIONS
 
@@ -37,7 +36,7 @@ def test_manifests_hold_the_right_turns(mini_corpus, tmp_path):
     manifests = prepare_msp_podcast(mini_corpus, tmp_path / "prep", missing_transcript="empty")
     assert _snapshot(mini_corpus) == before, "the corpus must never be written"
 
-    labels = read_consensus_labels(mini_corpus)
+    labels = _consensus(mini_corpus)
     truth = pd.read_csv(mini_corpus / "true_labels.csv")
     train = json.loads(manifests["train"].read_text())
     valid = json.loads(manifests["valid"].read_text())
@@ -82,7 +81,7 @@ def test_any_split_can_be_selected(mini_corpus, tmp_path):
 
 
 def test_relabeled_turns_join_training(mini_corpus, tmp_path):
-    relabeled = relabel(read_detailed_labels(mini_corpus), read_consensus_labels(mini_corpus))
+    relabeled = relabel_corpus(open_corpus(mini_corpus))[0]
     assert relabeled["AddedToTrain"].any(), "the mini corpus has recoverable X turns"
     relabeled_csv = tmp_path / "relabeled.csv"
     write_csv_atomically(relabeled, relabeled_csv)
@@ -157,8 +156,12 @@ def _damage(path, kind):
         soundfile.write(path, np.zeros(399), 16000)
 
 
+def _consensus(corpus):
+    return open_corpus(corpus).consensus()
+
+
 def _first_train_turn(corpus):
-    labels = read_consensus_labels(corpus)
+    labels = _consensus(corpus)
     train = labels[(labels["Split_Set"] == "Train") & labels["EmoClass"].isin(EMOTIONS)]
     return train["FileName"].iloc[0]
 

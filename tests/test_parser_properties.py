@@ -2,7 +2,7 @@
 
 Random tables are written in the real file formats (v1.11 ``labels_detailed.csv``
 with ``EmoDetail`` strings, ``labels_consensus.csv``) and read back by
-``data_prep.msp_labels``; the recomputed consensus of ``data_prep.consensus`` is
+``data_prep.corpora``; the recomputed consensus of ``data_prep.consensus`` is
 checked on what they return. Properties:
 
 * a reader returns a valid table or raises its documented ``LabelFileError``,
@@ -27,14 +27,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from data_prep.consensus import recompute_consensus, relabel
-from data_prep.msp_labels import (
-    CONSENSUS_CLASSES,
-    CONSENSUS_COLUMNS,
-    SPLITS,
-    LabelFileError,
-    read_consensus_labels,
-    read_detailed_labels,
-)
+from data_prep.corpora import SPLITS, LabelFileError
+from data_prep.corpora.msp_label_files import CONSENSUS_CLASSES, CONSENSUS_COLUMNS, read_detailed_file
+from data_prep.corpora.msp_podcast import MSPPodcast
 from ser.emotions import EMOTIONS, LETTER_TO_WORD, NO_AGREEMENT, OTHER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +75,15 @@ def annotation(draw):
     end = draw(st.sampled_from([";", "", "; "]))  # the last semicolon is optional
     detail = f"{worker}; {word}; {secondary}; A:{draw(SCORE)}; V:{draw(SCORE)}; D:{draw(SCORE)}{end}"
     return turn, worker, word, secondary, detail
+
+
+def read_consensus_labels(folder):
+    return MSPPodcast(folder).consensus()
+
+
+def read_detailed_labels(folder):
+    """Odd rows are errors here (``strict``): the tests check that each one is named."""
+    return read_detailed_file(Path(folder) / "Labels" / "labels_detailed.csv", strict=True).table
 
 
 def _csv_text(header, rows):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from data_prep.msp_layout import audio_path, list_split_turns, transcript_path
+from data_prep.corpora import open_corpus
 from data_prep.transcribe import BadAudioError, main, read_audio_16k, transcribe_turns
 from data_prep.transcript_cache import CacheError, TranscriptCache, read_transcripts_csv
 from data_prep.whisper_backends import DecodeOptions, bundled_tiny_en_path, load_backend
@@ -37,8 +37,7 @@ def word_accuracy(hypothesis, reference):
 
 def sorted_turns(corpus):
     """All turns the CLI sees for ALL_SPLITS, in its (sorted) order."""
-    per_split = list_split_turns(corpus, ALL_SPLITS)
-    return sorted({name for names in per_split.values() for name in names})
+    return sorted(open_corpus(corpus).turns(ALL_SPLITS)["FileName"])
 
 
 def cache_lines(out):
@@ -63,11 +62,11 @@ def tiny_en():
 @pytest.fixture(scope="module")
 def spoken_turns(mini_corpus):
     """Twelve turns, spread over the corpus, whose spoken sentence is known (Transcripts/*.txt)."""
-    names = [n for n in sorted_turns(mini_corpus) if transcript_path(mini_corpus, n).is_file()]
+    corpus = open_corpus(mini_corpus)
+    names = [n for n in sorted_turns(mini_corpus) if corpus.transcript(n) is not None]
     chosen = names[:: max(1, len(names) // 12)][:12]
     assert len(chosen) == 12, "the mini corpus should hold at least twelve transcribed turns"
-    return {name: (audio_path(mini_corpus, name), transcript_path(mini_corpus, name).read_text())
-            for name in chosen}
+    return {name: (corpus.audio_path(name), corpus.transcript_path(name).read_text()) for name in chosen}
 
 
 def test_faster_whisper_tiny_en_gets_most_words_right(tiny_en, spoken_turns):

@@ -1,90 +1,58 @@
-"""Readers for the MSP-Podcast label files (consensus and per-annotator).
+"""Parsers of the MSP-Podcast label files, one function per file format.
 
-Both readers take the corpus root (the folder holding ``Labels/``) and an
-optional ``path=`` for a label file kept elsewhere. Every problem in a file
-is reported as a :class:`LabelFileError` whose message starts with
-``<path>:<line>:`` (1-based line, header included) or ``<path>:<key>:`` for
-JSON, so a user can open the file at the faulty row.
+Each takes the file's path (which file of which folder is the reader's business:
+:mod:`data_prep.corpora.msp_podcast`). A problem that makes a file unusable is a
+:class:`LabelFileError` whose message starts with ``<path>:<line>:`` (the line an
+editor shows: header = 1, blank lines and quoted newlines counted) or
+``<path>:<key>:`` for JSON. In the per-annotator file one odd row is not such a
+problem: it is left out and listed (:class:`~data_prep.corpora.base.SkippedRow`)
+unless ``strict``.
 
-Column contracts (strings unless said otherwise):
+Formats:
 
-* :func:`read_consensus_labels`: ``FileName`` (``MSP-PODCAST_0002_0033.wav``),
-  ``EmoClass`` (``A C D F H N S U``, ``X`` no agreement, ``O`` other),
-  ``EmoAct EmoVal EmoDom`` (floats, 1-7 scale, NaN when empty), ``SpkrID``
-  (may be ``Unknown``), ``Gender``, ``Split_Set`` (``Train Development
-  Test1 Test2 Test3``).
-* :func:`read_detailed_labels`, one row per annotation: ``FileName``,
-  ``Worker``, ``Emotion`` (``A..U`` or ``O``), ``Secondary`` (raw string).
+* consensus, CSV or JSON (every release): ``FileName,EmoClass,EmoAct,EmoVal,
+  EmoDom,SpkrID,Gender,Split_Set`` — :func:`read_consensus_file`;
+* per-annotator, v1.11 and v1.12: ``FileName,EmoDetail`` with EmoDetail like
+  ``WORKER00014325; Neutral; Concerned,Frustrated; A:3.0; V:4.0; D:4.0;``;
+  2.0: ``FileName,WorkerID,EmoClass_Major,EmoClass_Second,EmoAct,EmoVal,EmoDom``
+  (integer ratings); older releases: the same columns with ``Workers`` (or
+  ``Worker``), attributes optional — :func:`read_detailed_file`;
+* per-turn vote counts, 2.0: ``FileName,count::Anger,...,num_other_annotations``
+  — :func:`read_vote_counts_file`.
 """
 
 import csv
 import io
 import json
 import logging
-import os
 
 import numpy as np
 import pandas as pd
 
+from data_prep.corpora.base import ANNOTATION_COLUMNS, ATTRIBUTE_COLUMNS, SPLITS, Annotations, SkippedRow
+from data_prep.corpora.text_files import LabelFileError, read_csv_strings, read_text
 from ser.emotions import EMOTIONS, NO_AGREEMENT, OTHER, emotion_letter
-from ser.errors import UserInputError
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["LabelFileError", "read_consensus_file", "read_detailed_file", "read_vote_counts_file",
+           "CONSENSUS_COLUMNS", "CONSENSUS_CLASSES", "VOTE_LABELS"]
 
 CONSENSUS_COLUMNS = (
     "FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender", "Split_Set",
 )
-ATTRIBUTE_COLUMNS = ("EmoAct", "EmoVal", "EmoDom")
 CONSENSUS_CLASSES = EMOTIONS + (NO_AGREEMENT, OTHER)
-SPLITS = ("Train", "Development", "Test1", "Test2", "Test3")
-DETAILED_COLUMNS = ("FileName", "Worker", "Emotion", "Secondary")
+#: Labels an annotator can give, in the column order of :func:`read_vote_counts_file`.
+VOTE_LABELS = EMOTIONS + (OTHER,)
 
 # v1.11 EmoDetail: "WORKER00014325; Neutral; Concerned,Frustrated; A:3.0; V:4.0; D:4.0;".
 # The secondary field is matched lazily up to "; A:" so that stray semicolons
 # in free text stay in it instead of breaking the row.
 _EMO_DETAIL = (
     r"^\s*(?P<Worker>[^;\s][^;]*?)\s*;\s*(?P<Primary>[^;]*?)\s*;\s*(?P<Secondary>.*?)\s*;"
-    r"\s*A:[^;]*;\s*V:[^;]*;\s*D:[^;]*;?\s*$"
+    r"\s*A:(?P<EmoAct>[^;]*);\s*V:(?P<EmoVal>[^;]*);\s*D:(?P<EmoDom>[^;]*?);?\s*$"
 )
-
-
-class LabelFileError(UserInputError, ValueError):
-    """A label file is missing or holds a row that cannot be used.
-
-    The message reads ``"<path>:<line>: <problem>"`` (``<key>`` instead of
-    ``<line>`` for JSON files, nothing for file-level problems).
-
-    Example
-    -------
-    >>> str(LabelFileError("Labels/x.csv", 3, "unknown class 'Q'"))
-    "Labels/x.csv:3: unknown class 'Q'"
-    """
-
-    def __init__(self, path, where, problem):
-        self.path, self.where, self.problem = str(path), where, problem
-        location = self.path if where is None else f"{self.path}:{where}"
-        super().__init__(f"{location}: {problem}")
-
-
-def _csv_lines(frame):
-    """File line of each row: 1-based, after the header line."""
-    return np.arange(len(frame)) + 2
-
-
-def _read_csv_strings(path):
-    """Read a CSV as strings, turning pandas' errors into LabelFileError."""
-    if not os.path.isfile(path):
-        raise LabelFileError(path, None, "file not found")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise LabelFileError(path, 1, "empty file") from None
-    except pd.errors.ParserError as error:
-        raise LabelFileError(path, None, f"not a valid CSV file ({error})") from None
-    frame.columns = [str(name).strip() for name in frame.columns]
-    if len(frame) == 0:
-        raise LabelFileError(path, 2, "empty file: a header but no label rows")
-    return frame
+_EMO_DETAIL_SHAPE = "expected 'WORKER; Primary; Secondary; A:x; V:y; D:z;'"
 
 
 def _require_columns(frame, columns, path, where):
@@ -93,13 +61,13 @@ def _require_columns(frame, columns, path, where):
         raise LabelFileError(path, where, f"missing column(s) {', '.join(missing)}")
 
 
-def _first_bad(mask, locations, values, path, problem):
-    """Raise for the first True in ``mask`` with its location and value."""
+def _first_bad(mask, locate, values, path, problem):
+    """Raise for the first True in ``mask``, at ``locate(row)``, with its value."""
     bad = np.flatnonzero(np.asarray(mask))
     if bad.size:
         first = bad[0]
         more = f" (and {bad.size - 1} more row(s))" if bad.size > 1 else ""
-        raise LabelFileError(path, locations[first], f"{problem} {values[first]!r}{more}")
+        raise LabelFileError(path, locate(first), f"{problem} {values[first]!r}{more}")
 
 
 def _read_consensus_json(path):
@@ -112,11 +80,10 @@ def _read_consensus_json(path):
             seen.add(key)
         return dict(pairs)
 
+    text = read_text(path)
+    if not text.strip():
+        raise LabelFileError(path, 1, "empty file")
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-        if not text.strip():
-            raise LabelFileError(path, 1, "empty file")
         table = json.loads(text, object_pairs_hook=reject_duplicates)
     except json.JSONDecodeError as error:
         raise LabelFileError(path, error.lineno, f"not valid JSON ({error.msg})") from None
@@ -133,30 +100,20 @@ def _read_consensus_json(path):
         records.append({**text_fields, "FileName": key})
     frame = pd.DataFrame.from_records(records)
     _require_columns(frame, CONSENSUS_COLUMNS[1:], path, list(table)[0])
-    return frame, list(table)
+    keys = list(table)
+    return frame, keys.__getitem__
 
 
-def _locate_consensus_file(data_folder, path):
-    if path is not None:
-        return str(path)
-    labels = os.path.join(str(data_folder), "Labels")
-    csv_path = os.path.join(labels, "labels_consensus.csv")
-    json_path = os.path.join(labels, "labels_consensus.json")
-    if os.path.isfile(csv_path) or not os.path.isfile(json_path):
-        return csv_path
-    return json_path
-
-
-def read_consensus_labels(data_folder, path=None):
-    """Read the consensus labels of MSP-Podcast into a validated DataFrame.
+def read_consensus_file(path, split_names=None):
+    """Read a consensus label file (CSV or ``.json``) into a validated DataFrame.
 
     Parameters
     ----------
-    data_folder : str or os.PathLike
-        The corpus root. ``Labels/labels_consensus.csv`` is read, or
-        ``Labels/labels_consensus.json`` when there is no CSV.
-    path : str or os.PathLike, optional
-        A consensus file elsewhere (``.json`` or CSV); overrides the lookup.
+    path : str or os.PathLike
+        ``labels_consensus.csv`` or ``labels_consensus.json`` (any text encoding).
+    split_names : dict, optional
+        The release's own ``Split_Set`` names mapped to :data:`~data_prep.corpora.base.SPLITS`
+        (older releases call Development ``Validation``).
 
     Returns
     -------
@@ -174,40 +131,39 @@ def read_consensus_labels(data_folder, path=None):
     Example
     -------
     >>> import pathlib, tempfile
-    >>> root = pathlib.Path(tempfile.mkdtemp()); (root / "Labels").mkdir()
-    >>> _ = (root / "Labels" / "labels_consensus.csv").write_text(
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "labels_consensus.csv"
+    >>> _ = path.write_text(
     ...     "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set\\n"
-    ...     "MSP-PODCAST_0001_0001.wav,N,4.0,4.2,4.0,12,Female,Train\\n")
-    >>> labels = read_consensus_labels(root)
-    >>> labels.loc[0, "EmoClass"], float(labels.loc[0, "EmoVal"])
-    ('N', 4.2)
+    ...     "MSP-PODCAST_0001_0001.wav,N,4.0,4.2,4.0,12,Female,Validation\\n")
+    >>> labels = read_consensus_file(path, split_names={"Validation": "Development"})
+    >>> labels.loc[0, "EmoClass"], float(labels.loc[0, "EmoVal"]), labels.loc[0, "Split_Set"]
+    ('N', 4.2, 'Development')
     """
-    path = _locate_consensus_file(data_folder, path)
-    if str(path).lower().endswith(".json"):
-        if not os.path.isfile(path):
-            raise LabelFileError(path, None, "file not found")
-        frame, locations = _read_consensus_json(path)
+    path = str(path)
+    if path.lower().endswith(".json"):
+        frame, locate = _read_consensus_json(path)
     else:
-        frame = _read_csv_strings(path)
+        table = read_csv_strings(path)
+        frame = table.frame
         _require_columns(frame, CONSENSUS_COLUMNS, path, 1)
-        locations = _csv_lines(frame)
+        locate = table.line
     frame = frame.loc[:, list(CONSENSUS_COLUMNS)].reset_index(drop=True)
-    for name in ("FileName", "EmoClass", "Split_Set"):
+    for name in ("FileName", "EmoClass", "Split_Set", "SpkrID", "Gender"):
         frame[name] = frame[name].str.strip()
-
-    _first_bad(frame["FileName"].eq(""), locations, frame["FileName"].to_numpy(), path,
-               "empty FileName")
-    _first_bad(~frame["EmoClass"].isin(CONSENSUS_CLASSES), locations,
-               frame["EmoClass"].to_numpy(), path,
+    if split_names:
+        frame["Split_Set"] = frame["Split_Set"].replace(split_names)
+    _first_bad(frame["FileName"].eq(""), locate, frame["FileName"].to_numpy(), path, "empty FileName")
+    _first_bad(~frame["EmoClass"].isin(CONSENSUS_CLASSES), locate, frame["EmoClass"].to_numpy(), path,
                f"EmoClass not one of {' '.join(CONSENSUS_CLASSES)}:")
-    _first_bad(~frame["Split_Set"].isin(SPLITS), locations, frame["Split_Set"].to_numpy(), path,
-               f"Split_Set not one of {' '.join(SPLITS)}:")
+    known_splits = SPLITS + tuple(split_names or ())
+    _first_bad(~frame["Split_Set"].isin(SPLITS), locate, frame["Split_Set"].to_numpy(), path,
+               f"Split_Set not one of {' '.join(dict.fromkeys(known_splits))}:")
     duplicated = frame["FileName"].duplicated(keep="first")
-    _first_bad(duplicated, locations, frame["FileName"].to_numpy(), path, "duplicate FileName")
+    _first_bad(duplicated, locate, frame["FileName"].to_numpy(), path, "duplicate FileName")
     for name in ATTRIBUTE_COLUMNS:
         raw = frame[name].str.strip()
         numbers = pd.to_numeric(raw.where(raw.ne("")), errors="coerce")
-        _first_bad(numbers.isna() & raw.ne("") & raw.str.lower().ne("nan"), locations,
+        _first_bad(numbers.isna() & raw.ne("") & raw.str.lower().ne("nan"), locate,
                    raw.to_numpy(), path, f"{name} is not a number:")
         frame[name] = numbers.astype(float)
     logger.info("read %d consensus labels from %s", len(frame), path)
@@ -219,12 +175,12 @@ def _strip_by_uniques(values):
     worker ids or file names holds far fewer distinct strings.
     """
     codes, uniques = pd.factorize(pd.Series(values), use_na_sentinel=False)
-    stripped = np.array([str(u).strip() for u in uniques], dtype=object)
+    stripped = np.array(["" if pd.isna(u) else str(u).strip() for u in uniques], dtype=object)
     return stripped[codes]
 
 
-def _primary_letters(primary, locations, path):
-    """Map primary-emotion words (or v1.6 letters) to class letters.
+def _primary_letters(primary):
+    """Class letters of primary-emotion words (or letters); None where unknown.
 
     ``emotion_letter`` runs once per distinct spelling, not once per row, so
     a million annotations cost one hash pass.
@@ -232,26 +188,31 @@ def _primary_letters(primary, locations, path):
     codes, spellings = pd.factorize(pd.Series(primary), use_na_sentinel=False)
     letters = np.empty(len(spellings), dtype=object)
     for i, spelling in enumerate(spellings):
-        spelling = str(spelling).strip()
-        if spelling.upper() in EMOTIONS + (OTHER,) and len(spelling) == 1:
+        spelling = "" if pd.isna(spelling) else str(spelling).strip()
+        if len(spelling) == 1 and spelling.upper() in VOTE_LABELS:
             letters[i] = spelling.upper()
             continue
         try:
             letters[i] = emotion_letter(spelling) if spelling else None
         except ValueError:
             letters[i] = None
-    mapped = letters[codes]
-    _first_bad(pd.isna(mapped), locations, np.asarray(primary), path,
-               "unknown primary emotion")
-    return mapped
+    return letters[codes]
+
+
+def _ratings(values):
+    """Floats of rating strings (``"3"``, ``"3.0"``, ``"A:3.0"`` with the prefix cut); NaN if none."""
+    codes, uniques = pd.factorize(pd.Series(values), use_na_sentinel=False)
+    numbers = pd.to_numeric(pd.Series(["" if pd.isna(u) else str(u).strip() for u in uniques]),
+                            errors="coerce").to_numpy(dtype=float)
+    return numbers[codes]
 
 
 def _split_emo_detail_fast(details):
     """Split EmoDetail strings with pandas' C CSV parser (``;`` separated).
 
-    Returns ``(worker, primary, secondary)`` arrays, or None when a row does
-    not have the expected shape; the caller then falls back to the exact
-    regular expression, which also finds the faulty line.
+    Returns a dict of columns, or None when a row does not have the expected
+    shape; the caller then falls back to the exact regular expression, which
+    also tells which rows are bad.
     """
     text = "\n".join(details.tolist())
     try:
@@ -264,95 +225,191 @@ def _split_emo_detail_fast(details):
         return None
     # Attribute fields repeat a few values (A:1.0 ... A:7.0): check the
     # distinct ones only.
-    for column, prefix in ((3, "A:"), (4, "V:"), (5, "D:")):
+    ratings = {}
+    for column, prefix, name in ((3, "A:", "EmoAct"), (4, "V:", "EmoVal"), (5, "D:", "EmoDom")):
         if not all(str(u).startswith(prefix) for u in pd.unique(fields[column])):
             return None
+        ratings[name] = fields[column].str[2:]
     if fields.shape[1] == 7 and set(pd.unique(fields[6])) - {""}:
         return None
     worker = _strip_by_uniques(fields[0])
     if (worker == "").any():
         return None
-    return worker, fields[1].to_numpy(), _strip_by_uniques(fields[2])
+    return {"Worker": worker, "Primary": fields[1].to_numpy(), "Secondary": _strip_by_uniques(fields[2]),
+            **ratings}
 
 
-def _parse_emo_detail(frame, locations, path):
-    """Split v1.11 ``EmoDetail`` strings into worker, primary and secondary."""
-    fast = _split_emo_detail_fast(frame["EmoDetail"])
+def _parse_emo_detail(details, path):
+    """Columns of v1.11 ``EmoDetail`` strings; a row that does not parse has Worker NaN."""
+    fast = _split_emo_detail_fast(details)
     if fast is not None:
         return fast
     logger.info("%s: EmoDetail needs the exact (slower) parser", path)
-    parts = frame["EmoDetail"].str.extract(_EMO_DETAIL)
-    _first_bad(parts["Worker"].isna(), locations, frame["EmoDetail"].to_numpy(), path,
-               "cannot parse EmoDetail (expected 'WORKER; Primary; Secondary; A:x; V:y; D:z;'):")
-    return parts["Worker"].to_numpy(), parts["Primary"].to_numpy(), parts["Secondary"].to_numpy()
+    parts = details.str.extract(_EMO_DETAIL)
+    return {name: parts[name].to_numpy() for name in parts.columns}
 
 
-def read_detailed_labels(data_folder, path=None):
-    """Read every individual annotation of MSP-Podcast, one row each.
+def _detailed_columns(frame, path):
+    """Worker, Primary, Secondary and the three ratings, whichever layout the file has."""
+    if "EmoDetail" in frame.columns:
+        _require_columns(frame, ("FileName",), path, 1)
+        return _parse_emo_detail(frame["EmoDetail"], path)
+    worker_column = next((name for name in ("WorkerID", "Workers", "Worker") if name in frame.columns), None)
+    if worker_column is None or "EmoClass_Major" not in frame.columns:
+        raise LabelFileError(
+            path, 1, "missing column(s): expected FileName,EmoDetail (v1.11, v1.12) or "
+            "FileName,WorkerID,EmoClass_Major,EmoClass_Second,EmoAct,EmoVal,EmoDom (2.0; Workers in "
+            "older releases)")
+    _require_columns(frame, ("FileName",), path, 1)
+    no_values = pd.Series("", index=frame.index)
+    columns = {
+        "Worker": _strip_by_uniques(frame[worker_column]),
+        "Primary": frame["EmoClass_Major"].to_numpy(),
+        "Secondary": _strip_by_uniques(frame.get("EmoClass_Second", no_values)),
+    }
+    for name in ATTRIBUTE_COLUMNS:
+        # Older releases may have no ratings here: absent columns are no error, empty cells are.
+        columns[name] = frame[name].to_numpy() if name in frame.columns else None
+    return columns
 
-    Two layouts are understood:
 
-    * v1.11: ``FileName,EmoDetail`` with EmoDetail like
-      ``WORKER00014325; Neutral; Concerned,Frustrated; A:3.0; V:4.0; D:4.0;``.
-    * v1.6: separate columns ``FileName,Workers,EmoClass_Major`` and
-      optionally ``EmoClass_Second`` (``Worker`` is also accepted). The
-      primary emotion may be a word (``Neutral``, ``Other-Bored``) or a
-      letter (``N``, ``O``); other columns (attributes) are ignored.
+def _bad_row_reasons(file_names, columns):
+    """A reason (str) per row that cannot be used, None for good rows."""
+    n_rows = len(file_names)
+    reasons = np.full(n_rows, None, dtype=object)
+
+    def flag(mask, make_reason):
+        new = np.flatnonzero(np.asarray(mask) & pd.isna(reasons))
+        for row in new:
+            reasons[row] = make_reason(row)
+
+    worker = columns["Worker"]
+    flag(pd.isna(worker), lambda row: f"cannot parse EmoDetail ({_EMO_DETAIL_SHAPE}): {columns['raw'][row]!r}")
+    flag(pd.Series(worker).fillna("x").eq("").to_numpy(), lambda row: "empty worker id")
+    flag(file_names == "", lambda row: "empty FileName")
+    letters = _primary_letters(columns["Primary"])
+    flag(pd.isna(letters), lambda row: f"unknown primary emotion {columns['Primary'][row]!r}")
+    ratings = {}
+    for name in ATTRIBUTE_COLUMNS:
+        raw = columns[name]
+        if raw is None:
+            ratings[name] = np.full(n_rows, np.nan)
+            continue
+        ratings[name] = _ratings(raw)
+        flag(np.isnan(ratings[name]), lambda row, name=name, raw=raw: f"{name} rating is not a number: {raw[row]!r}")
+    return reasons, letters, ratings
+
+
+def read_detailed_file(path, strict=False):
+    """Read every individual annotation, one row each, leaving odd rows out.
 
     Parameters
     ----------
-    data_folder : str or os.PathLike
-        The corpus root; ``Labels/labels_detailed.csv`` is read.
-    path : str or os.PathLike, optional
-        A detailed-labels CSV elsewhere; overrides the lookup.
+    path : str or os.PathLike
+        ``labels_detailed.csv`` of any release (see the module docstring), any
+        text encoding.
+    strict : bool
+        Stop at the first odd row instead of leaving it out.
 
     Returns
     -------
-    pandas.DataFrame
-        Columns ``FileName Worker Emotion Secondary``; ``Emotion`` is one of
-        ``A C D F H N S U O``.
+    Annotations
+        ``table``: columns ``FileName Worker Emotion Secondary EmoAct EmoVal
+        EmoDom`` (``Emotion`` one of ``A C D F H N S U O``; ratings NaN when
+        the release gives none); ``skipped``: one
+        :class:`~data_prep.corpora.base.SkippedRow` per row left out.
 
     Raises
     ------
     LabelFileError
-        Missing or empty file, missing columns, a row that does not parse or
-        names an unknown primary emotion.
+        Missing or empty file, missing columns; with ``strict``, the first
+        odd row (its line and why).
 
     Example
     -------
     >>> import pathlib, tempfile
-    >>> root = pathlib.Path(tempfile.mkdtemp()); (root / "Labels").mkdir()
-    >>> _ = (root / "Labels" / "labels_detailed.csv").write_text(
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "labels_detailed.csv"
+    >>> _ = path.write_text(
     ...     'FileName,EmoDetail\\n'
     ...     'a.wav,"WORKER01; Neutral; Concerned,Frustrated; A:3.0; V:4.0; D:4.0;"\\n'
-    ...     'a.wav,"WORKER02; Other-Bored; ; A:2.0; V:3.0; D:4.0;"\\n')
-    >>> read_detailed_labels(root)[["Worker", "Emotion", "Secondary"]].values.tolist()
-    [['WORKER01', 'N', 'Concerned,Frustrated'], ['WORKER02', 'O', '']]
+    ...     'a.wav,"WORKER02; Other-Bored; ; A:2.0; V:3.0; D:4.0;"\\n'
+    ...     'a.wav,"WORKER03; Joyful; ; A:2.0; V:3.0; D:4.0;"\\n')
+    >>> annotations = read_detailed_file(path)
+    >>> annotations.table[["Worker", "Emotion", "Secondary", "EmoAct"]].values.tolist()
+    [['WORKER01', 'N', 'Concerned,Frustrated', 3.0], ['WORKER02', 'O', '', 2.0]]
+    >>> print(annotations.skipped[0].line, annotations.skipped[0].reason)
+    4 unknown primary emotion 'Joyful'
     """
-    if path is None:
-        path = os.path.join(str(data_folder), "Labels", "labels_detailed.csv")
-    frame = _read_csv_strings(path)
-    locations = _csv_lines(frame)
-    if "EmoDetail" in frame.columns:
-        _require_columns(frame, ("FileName",), path, 1)
-        worker, primary, secondary = _parse_emo_detail(frame, locations, path)
-    else:
-        worker_column = "Workers" if "Workers" in frame.columns else "Worker"
-        if worker_column not in frame.columns or "EmoClass_Major" not in frame.columns:
-            raise LabelFileError(
-                path, 1, "missing column(s): expected FileName,EmoDetail (v1.11) or "
-                "FileName,Workers,EmoClass_Major[,EmoClass_Second] (v1.6)")
-        _require_columns(frame, ("FileName",), path, 1)
-        worker = _strip_by_uniques(frame[worker_column])
-        primary = frame["EmoClass_Major"].to_numpy()
-        no_secondary = pd.Series("", index=frame.index)
-        secondary = _strip_by_uniques(frame.get("EmoClass_Second", no_secondary))
-        _first_bad(worker == "", locations, worker, path, "empty worker id")
+    path = str(path)
+    table = read_csv_strings(path)
+    frame = table.frame
+    columns = _detailed_columns(frame, path)
+    columns["raw"] = frame["EmoDetail"].to_numpy() if "EmoDetail" in frame.columns else None
     file_names = _strip_by_uniques(frame["FileName"])
-    _first_bad(file_names == "", locations, file_names, path, "empty FileName")
-    emotion = _primary_letters(primary, locations, path)
-    detailed = pd.DataFrame(dict(zip(DETAILED_COLUMNS, (file_names, worker, emotion, secondary),
-                                     strict=True)))
-    logger.info("read %d annotations of %d turns from %s", len(detailed),
-                detailed["FileName"].nunique(), path)
-    return detailed
+    reasons, letters, ratings = _bad_row_reasons(file_names, columns)
+    bad = np.flatnonzero(pd.notna(reasons))
+    if strict and bad.size:
+        more = f" (and {bad.size - 1} more row(s))" if bad.size > 1 else ""
+        raise LabelFileError(path, table.line(bad[0]), f"{reasons[bad[0]]}{more}")
+    skipped = [SkippedRow(path, table.line(row), reasons[row]) for row in bad]
+    good = pd.isna(reasons)
+    values = (file_names, columns["Worker"], letters, columns["Secondary"],
+              *(ratings[name] for name in ATTRIBUTE_COLUMNS))
+    detailed = pd.DataFrame({name: np.asarray(column)[good]
+                             for name, column in zip(ANNOTATION_COLUMNS, values, strict=True)})
+    detailed["Secondary"] = detailed["Secondary"].fillna("").astype(str)
+    logger.info("read %d annotations of %d turns from %s (%d odd row(s) left out)", len(detailed),
+                detailed["FileName"].nunique(), path, len(skipped))
+    return Annotations(detailed, skipped)
+
+
+def read_vote_counts_file(path):
+    """Read per-turn vote counts (2.0's ``labels_detailed_aggregated.csv``).
+
+    Columns ``count::<Emotion>`` (``Anger``, ``Happiness``, ... in any of the
+    spellings :func:`ser.emotions.emotion_letter` knows) and
+    ``num_other_annotations``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``FileName``; integer columns :data:`VOTE_LABELS`
+        (``A C D F H N S U O``).
+
+    Raises
+    ------
+    LabelFileError
+        An unknown emotion in a column name, or a count that is not a
+        non-negative integer (its line).
+
+    Example
+    -------
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "agg.csv"
+    >>> _ = path.write_text("FileName,count::Anger,count::Neutral,num_other_annotations\\n"
+    ...                     "a.wav,2,3,1\\n")
+    >>> read_vote_counts_file(path).loc["a.wav"].to_dict()
+    {'A': 2, 'C': 0, 'D': 0, 'F': 0, 'H': 0, 'N': 3, 'S': 0, 'U': 0, 'O': 1}
+    """
+    path = str(path)
+    table = read_csv_strings(path)
+    frame = table.frame
+    _require_columns(frame, ("FileName",), path, 1)
+    counts = pd.DataFrame(0, index=pd.Index(frame["FileName"].str.strip(), name="FileName"),
+                          columns=list(VOTE_LABELS))
+    for column in frame.columns:
+        if column == "num_other_annotations":
+            letter = OTHER
+        elif column.startswith("count::"):
+            try:
+                letter = emotion_letter(column[len("count::"):])
+            except ValueError:
+                raise LabelFileError(path, 1, f"column {column!r} names no known emotion") from None
+        else:
+            continue
+        raw = frame[column].str.strip()
+        numbers = pd.to_numeric(raw, errors="coerce")
+        bad = numbers.isna() | (numbers < 0) | (numbers != numbers.round())
+        _first_bad(bad, table.line, raw.to_numpy(), path, f"{column} is not a vote count:")
+        counts[letter] += numbers.astype(int).to_numpy()
+    return counts

@@ -21,9 +21,9 @@ Layout written under ``--out`` (as the real corpus, plus one answer key)::
 
 Splits are speaker-disjoint (about 60/20/20 % of turns); Train and Development
 classes are skewed like MSP-Podcast Train, Test3 is class-balanced
-(:mod:`data_prep.mini_corpus_plan`). Sentences and prosody come from
-:mod:`data_prep.mini_corpus_speech`, annotations from
-:mod:`data_prep.mini_corpus_annotators`. The same seed always gives byte-identical
+(:mod:`data_prep.mini_corpus.plan`). Sentences and prosody come from
+:mod:`data_prep.mini_corpus.speech`, annotations from
+:mod:`data_prep.mini_corpus.annotators`. The same seed always gives byte-identical
 files.
 """
 
@@ -38,10 +38,10 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from data_prep.espeak import TARGET_RATE, EspeakSynthesizer
-from data_prep.mini_corpus_annotators import format_emo_detail, plurality_label
-from data_prep.mini_corpus_plan import MIN_TURNS, SPLITS, plan_corpus
-from data_prep.mini_corpus_speech import compose_sentence, turn_prosody
+from data_prep.mini_corpus.espeak import TARGET_RATE, EspeakSynthesizer
+from data_prep.mini_corpus.annotators import format_emo_detail, plurality_label
+from data_prep.mini_corpus.plan import MIN_TURNS, SPLITS, plan_corpus
+from data_prep.mini_corpus.speech import compose_sentence, turn_prosody
 
 logger = logging.getLogger(__name__)
 

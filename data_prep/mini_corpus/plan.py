@@ -6,7 +6,7 @@ Everything about a turn except its audio is decided here, from one seed:
 - Train and Development classes are skewed like MSP-Podcast Train, Test3 is balanced;
 - about 17 % of the turns are *hard* (their annotators split so that the consensus
   is X) and about 3 % are *other* turns (consensus O); see
-  :mod:`data_prep.mini_corpus_annotators`;
+  :mod:`data_prep.mini_corpus.annotators`;
 - names follow MSP-Podcast: ``MSP-PODCAST_<podcast>_<turn>.wav`` (one podcast per
   speaker) and ``MSP-PODCAST_test3_<5 digits>.wav`` for the hidden Test3 turns.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data_prep.mini_corpus_annotators import annotate_turn, make_workers
-from data_prep.mini_corpus_speech import make_speakers
+from data_prep.mini_corpus.annotators import annotate_turn, make_workers
+from data_prep.mini_corpus.speech import make_speakers
 from ser.emotions import EMOTIONS
 
 MIN_TURNS = 24

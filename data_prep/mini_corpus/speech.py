@@ -186,7 +186,7 @@ def turn_prosody(rng, speaker, emotion, intensity):
     Returns
     -------
     dict
-        Keyword arguments for :meth:`data_prep.espeak.EspeakSynthesizer.synthesize`
+        Keyword arguments for :meth:`data_prep.mini_corpus.espeak.EspeakSynthesizer.synthesize`
         (without ``text``).
 
     Example
