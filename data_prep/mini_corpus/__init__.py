@@ -1,12 +1,17 @@
-"""Generate a small synthetic corpus in the exact MSP-Podcast v1.11 layout.
+"""Generate a small synthetic corpus in the exact MSP-Podcast layout (any release).
 
 MSP-Podcast is licensed and cannot ship with this repository, so the tests and the
 demo run on a mini corpus spoken by espeak-ng voices and labelled by simulated
-crowd workers. Usage::
+crowd workers. It is a fixture and a demo data source, not a corpus reader: the
+readers are in :mod:`data_prep.corpora`. Usage::
 
-    python -m data_prep.mini_corpus --out data/mini_corpus --seed 0 --turns 480
+    python -m data_prep.mini_corpus --out data/mini_corpus --seed 0 --turns 480 [--release v1.11]
 
-Layout written under ``--out`` (as the real corpus, plus one answer key)::
+``--release`` (``v1.11`` by default, ``v1.12``, ``2.0``, ``v1.6``) writes that
+release's file names and label files (:mod:`data_prep.mini_corpus.releases`); the
+same seed gives the same turns, audio and votes in every release.
+
+Layout written under ``--out`` for v1.11 (as the real corpus, plus one answer key)::
 
     Audios/MSP-PODCAST_<podcast>_<turn>.wav   16 kHz mono PCM-16, Train/Development
     Audios/MSP-PODCAST_test3_<5 digits>.wav   Test3: audio only, like the challenge
@@ -41,12 +46,19 @@ from tqdm import tqdm
 from data_prep.mini_corpus.espeak import TARGET_RATE, EspeakSynthesizer
 from data_prep.mini_corpus.annotators import format_emo_detail, plurality_label
 from data_prep.mini_corpus.plan import MIN_TURNS, SPLITS, plan_corpus
+from data_prep.mini_corpus.releases import (
+    DEFAULT_RELEASE,
+    RELEASES,
+    V112_FOLDERS,
+    check_release,
+    label_files,
+    release_file_names,
+)
 from data_prep.mini_corpus.speech import compose_sentence, turn_prosody
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TURNS = 480
-CONSENSUS_COLUMNS = "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"
 TRUE_LABEL_COLUMNS = "FileName,EmoClass,Split_Set,SpkrID,Gender,Hard"
 OPTIONS_FILE = "mini_corpus_options.json"
 # Bump when the generator changes what a seed produces, so old corpora are rebuilt.
@@ -56,7 +68,7 @@ MIN_SECONDS, MAX_SECONDS = 1.5, 5.0
 NOISE_STD = 0.002
 PEAK_LIMIT = 0.95
 
-__all__ = ["DEFAULT_TURNS", "MIN_TURNS", "generate_mini_corpus", "summarize", "main"]
+__all__ = ["DEFAULT_TURNS", "MIN_TURNS", "RELEASES", "generate_mini_corpus", "summarize", "main"]
 
 
 def _speak(rng, synthesizer, turn):
@@ -96,31 +108,24 @@ def _mean(values):
     return str(round(float(np.mean(values)), 4))
 
 
-def _write_tables(out, turns):
+def _write_tables(out, turns, release):
     labelled = sorted((t for t in turns if t.split != "Test3"), key=lambda t: t.file_name)
-    consensus, detailed = [CONSENSUS_COLUMNS], ["FileName,EmoDetail"]
-    for turn in labelled:
-        notes = turn.annotations
-        consensus.append(",".join([
-            turn.file_name, plurality_label([a.label for a in notes]),
-            _mean([a.act for a in notes]), _mean([a.val for a in notes]),
-            _mean([a.dom for a in notes]), str(turn.speaker.spkr_id),
-            turn.speaker.gender, turn.split]))
-        detailed += [f'{turn.file_name},"{format_emo_detail(a)}"' for a in notes]
+    consensus_label = lambda turn: plurality_label([a.label for a in turn.annotations])  # noqa: E731
+    for relative, text in label_files(labelled, release, format_emo_detail, consensus_label).items():
+        (out / relative).parent.mkdir(parents=True, exist_ok=True)
+        _write_text(out / relative, text)
     truth = [TRUE_LABEL_COLUMNS] + [
         f"{t.file_name},{t.emotion},{t.split},{t.speaker.spkr_id},{t.speaker.gender},"
         f"{int(t.kind == 'hard')}" for t in sorted(turns, key=lambda t: t.file_name)]
-    _write_text(out / "Labels" / "labels_consensus.csv", "\n".join(consensus) + "\n")
-    _write_text(out / "Labels" / "labels_detailed.csv", "\n".join(detailed) + "\n")
     _write_text(out / "true_labels.csv", "\n".join(truth) + "\n")
 
 
-def _options(seed, n_turns):
-    return {"seed": int(seed), "n_turns": int(n_turns), "format_version": FORMAT_VERSION}
+def _options(seed, n_turns, release):
+    return {"seed": int(seed), "n_turns": int(n_turns), "release": release, "format_version": FORMAT_VERSION}
 
 
-def is_up_to_date(out, seed, n_turns):
-    """Whether ``out`` holds a complete mini corpus made with this seed and size.
+def is_up_to_date(out, seed, n_turns, release=DEFAULT_RELEASE):
+    """Whether ``out`` holds a complete mini corpus made with this seed, size and release.
 
     Example
     -------
@@ -128,7 +133,7 @@ def is_up_to_date(out, seed, n_turns):
     >>> is_up_to_date(tempfile.mkdtemp(), seed=0, n_turns=24)
     False
     """
-    return _is_up_to_date(Path(out), _options(seed, n_turns))
+    return _is_up_to_date(Path(out), _options(seed, n_turns, release))
 
 
 def _is_up_to_date(out, options):
@@ -152,17 +157,21 @@ def _claim_folder(out, options):
         raise FileExistsError(f"{out} is not empty and holds no mini corpus; refusing to write")
     # Also the temporary files an interrupted run may have left.
     for pattern in ("Audios/*.wav", "Transcripts/*.txt", "Labels/*.csv", "true_labels.csv",
-                    "*/.*.tmp", ".*.tmp"):
+                    "*/.*.tmp", ".*.tmp", *(f"{folder}/README.txt" for folder in V112_FOLDERS)):
         for path in out.glob(pattern):
             path.unlink()
+    # The folders that mark v1.12: another release written here must not look like it.
+    for folder in V112_FOLDERS:
+        if (out / folder).is_dir() and not any((out / folder).iterdir()):
+            (out / folder).rmdir()
     for sub in ("Audios", "Labels", "Transcripts"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     # Marks the folder as a mini corpus at once, so an interrupted run can be redone.
     _write_text(out / OPTIONS_FILE, json.dumps({**options, "complete": False}, indent=2) + "\n")
 
 
-def generate_mini_corpus(out, seed=0, n_turns=DEFAULT_TURNS):
-    """Write a mini corpus in the MSP-Podcast v1.11 layout (see the module docstring).
+def generate_mini_corpus(out, seed=0, n_turns=DEFAULT_TURNS, release=DEFAULT_RELEASE):
+    """Write a mini corpus in the MSP-Podcast layout of ``release`` (see the module docstring).
 
     Parameters
     ----------
@@ -173,6 +182,9 @@ def generate_mini_corpus(out, seed=0, n_turns=DEFAULT_TURNS):
         Random seed; the same seed gives byte-identical files.
     n_turns : int
         Number of turns, from :data:`MIN_TURNS` (24) to 40000.
+    release : str
+        The MSP-Podcast release whose names and label files are written, one of
+        :data:`RELEASES`.
 
     Returns
     -------
@@ -194,11 +206,14 @@ def generate_mini_corpus(out, seed=0, n_turns=DEFAULT_TURNS):
     ['Audios', 'Labels', 'Transcripts', 'mini_corpus_options.json', 'true_labels.csv']
     """
     out = Path(out)
-    options = _options(seed, n_turns)
+    check_release(release)
+    options = _options(seed, n_turns, release)
     if _is_up_to_date(out, options):
-        logger.info("mini corpus in %s is up to date (seed %d, %d turns)", out, seed, n_turns)
+        logger.info("mini corpus in %s is up to date (seed %d, %d turns, %s)", out, seed, n_turns, release)
         return out
     rng, turns, _ = plan_corpus(seed, n_turns)
+    for turn, name in zip(turns, release_file_names(turns, release).values(), strict=True):
+        turn.file_name = name
     _claim_folder(out, options)
     synthesizer = EspeakSynthesizer(TARGET_RATE)
     for turn in tqdm(turns, desc="mini corpus", unit="turn", disable=None):
@@ -207,7 +222,7 @@ def generate_mini_corpus(out, seed=0, n_turns=DEFAULT_TURNS):
             tmp, wav, TARGET_RATE, subtype="PCM_16", format="WAV"))
         if turn.split != "Test3":
             _write_text(out / "Transcripts" / f"{Path(turn.file_name).stem}.txt", turn.text + "\n")
-    _write_tables(out, turns)
+    _write_tables(out, turns, release)
     # Rewritten last: "complete" means every file is in place.
     _write_text(out / OPTIONS_FILE, json.dumps({**options, "complete": True}, indent=2) + "\n")
     return out
@@ -219,18 +234,22 @@ def summarize(out):
     Example
     -------
     >>> import tempfile
-    >>> summarize(generate_mini_corpus(tempfile.mkdtemp(), seed=1, n_turns=24))[:24]
-    '24 turns (Train 11, Deve'
+    >>> summarize(generate_mini_corpus(tempfile.mkdtemp(), seed=1, n_turns=24))[:46]
+    'MSP-Podcast v1.11 layout, 24 turns (Train 11, '
     """
     import pandas as pd
 
+    from data_prep.corpora import open_corpus
+
+    # Read back through the corpus reader: what the stages will see, in any release.
+    corpus = open_corpus(out)
     truth = pd.read_csv(Path(out) / "true_labels.csv")
-    consensus = pd.read_csv(Path(out) / "Labels" / "labels_consensus.csv")
-    detailed = pd.read_csv(Path(out) / "Labels" / "labels_detailed.csv")
+    consensus = corpus.consensus()
+    detailed = corpus.annotations().table
     splits = truth["Split_Set"].value_counts()
     seconds = [sf.info(Path(out) / "Audios" / name).duration for name in truth["FileName"]]
     share = consensus["EmoClass"].value_counts(normalize=True)
-    return (f"{len(truth)} turns ("
+    return (f"{corpus.corpus} {corpus.release} layout, {len(truth)} turns ("
             + ", ".join(f"{s} {splits.get(s, 0)}" for s in SPLITS)
             + f"), {truth['SpkrID'].nunique()} speakers, {len(detailed)} annotations, "
             f"consensus X {share.get('X', 0):.0%} O {share.get('O', 0):.0%}, "
@@ -238,16 +257,18 @@ def summarize(out):
 
 
 def main(argv=None):
-    """Command line: ``python -m data_prep.mini_corpus --out DIR [--seed S] [--turns N]``."""
+    """Command line: ``python -m data_prep.mini_corpus --out DIR [--seed S] [--turns N] [--release R]``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--turns", type=int, default=DEFAULT_TURNS,
                         help=f"number of turns (default {DEFAULT_TURNS})")
+    parser.add_argument("--release", choices=RELEASES, default=DEFAULT_RELEASE,
+                        help=f"MSP-Podcast release whose layout is written (default {DEFAULT_RELEASE})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
-    root = generate_mini_corpus(args.out, seed=args.seed, n_turns=args.turns)
+    root = generate_mini_corpus(args.out, seed=args.seed, n_turns=args.turns, release=args.release)
     print(f"mini corpus in {root}: {summarize(root)}; {time.perf_counter() - start:.1f} s")
 
 
