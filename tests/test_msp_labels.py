@@ -215,3 +215,19 @@ def test_mini_corpus_labels_read_cleanly(request):
         detailed = read_detailed_labels(mini_corpus)
         # Every annotated turn is a labelled turn of the same corpus.
         assert set(detailed["FileName"]) <= set(consensus["FileName"])
+
+
+def test_consensus_line_numbers_count_blank_lines_and_quoted_newlines(tmp_path):
+    rows = [CONSENSUS_ROWS[0], "", '"MSP-PODCAST_0001_0002.wav",X,2.5,3.0,4.0,"00\n12",Female,Train', "",
+            CONSENSUS_ROWS[2].replace(",O,", ",Q,")]
+    path = write_consensus_csv(tmp_path, rows=rows)
+    with pytest.raises(LabelFileError) as caught:
+        read_consensus_labels(tmp_path)
+    assert str(caught.value).startswith(f"{path}:7: EmoClass not one of")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1"])
+def test_consensus_in_other_encodings(tmp_path, encoding):
+    path = write_consensus_csv(tmp_path, rows=[CONSENSUS_ROWS[0].replace("Female", "Féminin")])
+    path.write_bytes(path.read_text().encode(encoding))
+    assert read_consensus_labels(tmp_path)["Gender"].tolist() == ["Féminin"]

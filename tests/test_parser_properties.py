@@ -157,6 +157,7 @@ def test_random_emo_detail_parses_or_names_its_row(good, bad, after):
     rows.insert(position, ("MSP-PODCAST_0099_0001.wav", bad))
     with tempfile.TemporaryDirectory() as folder:
         path = _write_labels(folder, "labels_detailed.csv", _csv_text(["FileName", "EmoDetail"], rows))
+        lenient = read_detailed_file(path)  # a corpus-wide job: the odd row is left out and listed
         try:
             detailed = read_detailed_labels(folder)
         except LabelFileError as error:
@@ -164,7 +165,10 @@ def test_random_emo_detail_parses_or_names_its_row(good, bad, after):
             _assert_names_a_row(error, path, len(rows))
             # Only the random row can be wrong: the error points at it (header = line 1).
             assert error.where == position + 2, str(error)
+            assert [(row.line, row.reason) for row in lenient.skipped] == [(error.where, error.problem)]
+            assert lenient.table["Worker"].tolist() == [a[1] for a in good]
             return
+    assert lenient.skipped == []
     event("read")
     assert len(detailed) == len(rows)
     assert set(detailed["Emotion"]) <= set(EMOTIONS + (OTHER,))

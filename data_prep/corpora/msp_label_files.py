@@ -175,7 +175,8 @@ def _strip_by_uniques(values):
     worker ids or file names holds far fewer distinct strings.
     """
     codes, uniques = pd.factorize(pd.Series(values), use_na_sentinel=False)
-    stripped = np.array(["" if pd.isna(u) else str(u).strip() for u in uniques], dtype=object)
+    uniques = np.asarray(uniques, dtype=object)
+    stripped = np.array([u.strip() if isinstance(u, str) else "" for u in uniques], dtype=object)
     return stripped[codes]
 
 
@@ -199,11 +200,15 @@ def _primary_letters(primary):
     return letters[codes]
 
 
-def _ratings(values):
-    """Floats of rating strings (``"3"``, ``"3.0"``, ``"A:3.0"`` with the prefix cut); NaN if none."""
+def _ratings(values, prefix=""):
+    """Floats of rating strings (``"3"``, ``"3.0"``; ``"A:3.0"`` with ``prefix="A:"``); NaN if none.
+
+    Parsed once per distinct string: a million ratings hold a few dozen.
+    """
     codes, uniques = pd.factorize(pd.Series(values), use_na_sentinel=False)
-    numbers = pd.to_numeric(pd.Series(["" if pd.isna(u) else str(u).strip() for u in uniques]),
-                            errors="coerce").to_numpy(dtype=float)
+    uniques = np.asarray(uniques, dtype=object)
+    texts = [u.strip()[len(prefix):] if isinstance(u, str) else "" for u in uniques]
+    numbers = pd.to_numeric(pd.Series(texts, dtype=object), errors="coerce").to_numpy(dtype=float)
     return numbers[codes]
 
 
@@ -229,14 +234,14 @@ def _split_emo_detail_fast(details):
     for column, prefix, name in ((3, "A:", "EmoAct"), (4, "V:", "EmoVal"), (5, "D:", "EmoDom")):
         if not all(str(u).startswith(prefix) for u in pd.unique(fields[column])):
             return None
-        ratings[name] = fields[column].str[2:]
+        ratings[name] = fields[column].to_numpy()
     if fields.shape[1] == 7 and set(pd.unique(fields[6])) - {""}:
         return None
     worker = _strip_by_uniques(fields[0])
     if (worker == "").any():
         return None
     return {"Worker": worker, "Primary": fields[1].to_numpy(), "Secondary": _strip_by_uniques(fields[2]),
-            **ratings}
+            **ratings, "rating_prefixes": ("A:", "V:", "D:")}
 
 
 def _parse_emo_detail(details, path):
@@ -290,12 +295,13 @@ def _bad_row_reasons(file_names, columns):
     letters = _primary_letters(columns["Primary"])
     flag(pd.isna(letters), lambda row: f"unknown primary emotion {columns['Primary'][row]!r}")
     ratings = {}
-    for name in ATTRIBUTE_COLUMNS:
+    prefixes = columns.get("rating_prefixes", ("", "", ""))
+    for name, prefix in zip(ATTRIBUTE_COLUMNS, prefixes, strict=True):
         raw = columns[name]
         if raw is None:
             ratings[name] = np.full(n_rows, np.nan)
             continue
-        ratings[name] = _ratings(raw)
+        ratings[name] = _ratings(raw, prefix)
         flag(np.isnan(ratings[name]), lambda row, name=name, raw=raw: f"{name} rating is not a number: {raw[row]!r}")
     return reasons, letters, ratings
 

@@ -129,10 +129,10 @@ class MSPPodcast(CorpusReader):
 
         Example
         -------
-        >>> MSPPodcast("/corpus").describe()
+        >>> MSPPodcast("/corpus").describe()  # the files it reads (or would, were they there)
         'MSP-Podcast v1.11 in /corpus (Labels/labels_consensus.csv, Labels/labels_detailed.csv)'
         """
-        files = [self.consensus_file, self.detailed_file]
+        files = self.label_files() or [self.consensus_file, self.detailed_file]
         named = ", ".join(str(path.relative_to(self.root)) for path in files)
         return f"{super().describe()} ({named})"
 

@@ -13,6 +13,7 @@ import csv
 import io
 import logging
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,8 @@ from ser.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
+# A line holding nothing but spaces and separators, after the header.
+_BLANK_LINE = re.compile(r"\n[ \t,]*(\r?\n|[ \t,]$)")
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF16_LE, "utf-16"),
@@ -246,8 +249,8 @@ def read_csv_strings(path, text=None):
     frame.columns = [str(name).strip() for name in frame.columns]
     # Blank lines (and lines of separators only) are no rows; the csv-module line count
     # of CsvTable.lines skips exactly the same records.
-    blank = (frame == "").all(axis=1) if frame.shape[1] else pd.Series(False, index=frame.index)
-    if blank.any():
+    if _BLANK_LINE.search(text):  # rare: look for blank rows only then (a million-row check costs)
+        blank = (frame == "").all(axis=1)
         frame = frame.loc[~blank]
     frame = frame.reset_index(drop=True)
     if len(frame) == 0:
