@@ -3,12 +3,13 @@
 Builds a synthetic corpus of ``--turns`` turns (default 152,000, about
 6.5 annotations each, so about a million annotation rows), writes it as
 ``Labels/labels_consensus.csv`` and ``Labels/labels_detailed.csv`` (v1.11
-``EmoDetail`` format) in a temporary folder, then times reading both files
-and relabeling. Target on a 2-core machine: under 5 s in total.
+``EmoDetail`` format, or 2.0's one column per field with ``--release 2.0``) in a
+temporary folder, then times reading both files through the corpus reader (as the
+stages do) and relabeling. Target on a 2-core machine: under 5 s in total.
 
 Usage::
 
-    python bench/consensus.py [--turns 152000] [--seed 0]
+    python bench/consensus.py [--turns 152000] [--seed 0] [--release v1.11|2.0]
 
 The synthetic annotators: a Zipf-like activity (a few workers annotate
 thousands of turns, most a handful); 15 % of them are unreliable (60 %
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep.consensus import class_count_table, recompute_consensus, relabel
-from data_prep.corpora.msp_label_files import read_consensus_file, read_detailed_file
+from data_prep.corpora import open_corpus
 from ser.emotions import LETTER_TO_WORD, OTHER
 
 # Rough MSP-Podcast class prior (Train counts of paper Table 2, plus Other).
@@ -120,6 +121,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=152_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--release", choices=("v1.11", "2.0"), default="v1.11",
+                        help="format of labels_detailed.csv")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -127,18 +130,28 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as root:
         os.makedirs(os.path.join(root, "Labels"))
         consensus.to_csv(os.path.join(root, "Labels", "labels_consensus.csv"), index=False)
-        detailed[["FileName", "EmoDetail"]].to_csv(
-            os.path.join(root, "Labels", "labels_detailed.csv"), index=False)
+        if args.release == "2.0":
+            ratings = detailed["EmoDetail"].str.extract(r"A:(\S+); V:(\S+); D:(\S+);").astype(float).astype(int)
+            words_2_0 = {"Angry": "Anger", "Happy": "Happiness", "Sad": "Sadness", "Other-Bored": "Other - bored"}
+            columns = pd.DataFrame({
+                "FileName": detailed["FileName"], "WorkerID": detailed["Worker"],
+                "EmoClass_Major": detailed["EmoDetail"].str.split("; ").str[1].replace(words_2_0),
+                "EmoClass_Second": "", "EmoAct": ratings[0], "EmoVal": ratings[1], "EmoDom": ratings[2]})
+            columns.to_csv(os.path.join(root, "Labels", "labels_detailed.csv"), index=False)
+        else:
+            detailed[["FileName", "EmoDetail"]].to_csv(
+                os.path.join(root, "Labels", "labels_detailed.csv"), index=False)
 
-        labels = os.path.join(root, "Labels")
-        read_consensus, t_consensus = _time(read_consensus_file, os.path.join(labels, "labels_consensus.csv"))
-        read_annotations, t_detailed = _time(read_detailed_file, os.path.join(labels, "labels_detailed.csv"))
+        corpus = open_corpus(root)
+        read_consensus, t_consensus = _time(corpus.consensus)
+        read_annotations, t_detailed = _time(corpus.annotations)
         read_detailed = read_annotations.table
     relabeled, t_relabel = _time(relabel, read_detailed, read_consensus, threshold=0.5)
 
     assert (read_detailed["Emotion"].to_numpy() == detailed["Emotion"].to_numpy()).all()
     n_rows, n_turns = len(read_detailed), len(read_consensus)
     total = t_consensus + t_detailed + t_relabel
+    print(f"{corpus.corpus} {corpus.release} label files")
     print(class_count_table(relabeled))
     print(f"\n{n_turns:,} turns, {n_rows:,} annotations "
           f"({n_rows / n_turns:.2f} per turn), "

@@ -358,11 +358,12 @@ def read_detailed_file(path, strict=False):
         more = f" (and {bad.size - 1} more row(s))" if bad.size > 1 else ""
         raise LabelFileError(path, table.line(bad[0]), f"{reasons[bad[0]]}{more}")
     skipped = [SkippedRow(path, table.line(row), reasons[row]) for row in bad]
-    good = pd.isna(reasons)
     values = (file_names, columns["Worker"], letters, columns["Secondary"],
               *(ratings[name] for name in ATTRIBUTE_COLUMNS))
-    detailed = pd.DataFrame({name: np.asarray(column)[good]
-                             for name, column in zip(ANNOTATION_COLUMNS, values, strict=True)})
+    if bad.size:  # only then copy a million rows to drop a few
+        good = pd.isna(reasons)
+        values = [np.asarray(column)[good] for column in values]
+    detailed = pd.DataFrame(dict(zip(ANNOTATION_COLUMNS, values, strict=True)))
     detailed["Secondary"] = detailed["Secondary"].fillna("").astype(str)
     logger.info("read %d annotations of %d turns from %s (%d odd row(s) left out)", len(detailed),
                 detailed["FileName"].nunique(), path, len(skipped))
