@@ -9,9 +9,11 @@ Usage::
 
 Runs the data stages (unless ``skip_prep``), trains with SpeechBrain (resumes
 by itself from the last checkpoint), keeps the checkpoint with the best dev
-macro-F1, then writes to the output folder:
-``posteriors/valid.csv``, ``posteriors/test.csv`` (``FileName`` + 8
-probabilities, class order A C D F H N S U) and ``metrics.json`` (dev).
+macro-F1 (mean CCC for an attribute system), then writes to the output folder:
+``posteriors/valid.csv``, ``posteriors/test.csv`` (``FileName`` + one
+probability per class of the YAML's ``classes``), for systems with
+``attributes`` ``attributes/valid.csv``, ``attributes/test.csv``
+(``FileName,EmoAct,EmoVal,EmoDom``), and ``metrics.json`` (dev).
 """
 
 import dataclasses
@@ -30,6 +32,8 @@ from ser.batching import loader_options
 from ser.brain import EmotionBrain
 from ser.data import make_dataset
 from ser.experiment import OverrideError, merge_overrides, pop_profile
+from ser.imbalance import balanced_sampler_for, class_counts, inverse_frequency_weights
+from ser.targets import Targets
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +71,20 @@ def main(argv):
         post_func=lambda: manifests.update(prepare_system_data({**hparams, "skip_prep": True})),
     )
 
-    with_text = hparams["model"].uses_text
-    limits = {"max_duration": hparams["max_duration"], "eval_max_duration": hparams["eval_max_duration"]}
+    targets = Targets.from_hparams(hparams)
+    options = {
+        "with_text": hparams["model"].uses_text,
+        "max_duration": hparams["max_duration"],
+        "eval_max_duration": hparams["eval_max_duration"],
+        "classes": targets.classes,
+        "attributes": targets.attributes,
+    }
+    soft = bool(hparams.get("soft_labels", False))
     datasets = {
-        name: make_dataset(path, train=(name == "train"), with_text=with_text, **limits)
+        name: make_dataset(path, train=(name == "train"), soft_labels=soft and name == "train", **options)
         for name, path in manifests.items()
     }
+    _set_auto_class_weights(hparams, manifests["train"], targets)
     brain = EmotionBrain(
         modules=hparams["modules"],
         hparams=hparams,
@@ -81,6 +93,8 @@ def main(argv):
     )
     # Fixed random batches or length-bucketed dynamic ones (YAML "Batching" section).
     loaders = {name: loader_options(data, hparams, name == "train") for name, data in datasets.items()}
+    if hparams.get("balanced_sampler", False):
+        loaders["train"] = _balanced(loaders["train"], datasets["train"], hparams, targets)
     brain.fit(
         brain.hparams.epoch_counter,
         datasets["train"],
@@ -92,8 +106,30 @@ def main(argv):
     output = Path(hparams["output_folder"])
     for name in ("valid", "test"):
         brain.posteriors_file = output / "posteriors" / f"{name}.csv"
+        brain.attributes_file = output / "attributes" / f"{name}.csv"
         brain.metrics_file = output / "metrics.json" if name == "valid" else None
         brain.evaluate(datasets[name], test_loader_kwargs=loaders[name])
+
+
+def _set_auto_class_weights(hparams, train_manifest, targets):
+    """``class_weights: auto``: the official baseline's N / (K N_c) from the training manifest."""
+    cost = hparams.get("compute_cost")
+    if targets.classes and getattr(cost, "auto_weights", False):
+        weights = inverse_frequency_weights(class_counts(train_manifest, targets.classes))
+        cost.set_class_weights(weights)
+        logger.info("class weights (N / (K N_c)) %s", dict(zip(targets.classes, weights, strict=True)))
+
+
+def _balanced(options, dataset, hparams, targets):
+    """Training loader options with the class-balanced sampler in place of shuffling."""
+    if "batch_sampler" in options:
+        raise OverrideError("balanced_sampler: True needs dynamic_batching: False (length buckets "
+                            "decide the batch order themselves)")
+    if not targets.classes:
+        raise OverrideError("balanced_sampler: True needs classes (an attribute system has none)")
+    options = {key: value for key, value in options.items() if key != "shuffle"}
+    options["sampler"] = balanced_sampler_for(dataset, targets.classes, seed=int(hparams["seed"]))
+    return options
 
 
 if __name__ == "__main__":

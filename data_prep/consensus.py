@@ -144,6 +144,62 @@ def _majority_labels(vote_counts):
     return np.where(resolved, _VOTE_LABELS[winner], NO_AGREEMENT)
 
 
+def _kept_vote_counts(detailed, consensus, threshold):
+    """Turns x labels (8 classes + O) counts of the annotations of workers scoring >= threshold."""
+    turn_code, vote_code, worker_code, workers = _encode(detailed, consensus)
+    scores = _scores_from_codes(turn_code, vote_code, worker_code, len(workers),
+                                consensus["EmoClass"].to_numpy())
+    kept = scores[worker_code] >= threshold
+    n_turns, n_labels = len(consensus), len(_VOTE_LABELS)
+    flat = turn_code[kept] * n_labels + vote_code[kept]
+    vote_counts = np.bincount(flat, minlength=n_turns * n_labels).reshape(n_turns, n_labels)
+    logger.info("threshold %.2f keeps %d of %d annotators (%d of %d annotations)",
+                threshold, int((scores >= threshold).sum()), len(workers),
+                int(kept.sum()), len(kept))
+    return vote_counts
+
+
+def vote_table(detailed, consensus, threshold=None):
+    """Each turn's primary votes per label (8 classes and O), optionally after the §5.4 filter.
+
+    The soft labels of the best later systems: the distribution of these
+    votes over the classes is a training target (``soft_labels`` in the YAML).
+
+    Parameters
+    ----------
+    detailed : pandas.DataFrame
+        ``FileName, Worker, Emotion`` one row per annotation.
+    consensus : pandas.DataFrame
+        ``FileName, EmoClass`` one row per turn.
+    threshold : float, optional
+        K: drop every annotation of annotators scoring below it first
+        (None keeps every annotator).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``FileName`` (in the order of ``consensus``), one integer
+        column per label ``A C D F H N S U O``.
+
+    Example
+    -------
+    >>> consensus = pd.DataFrame({"FileName": ["a", "b"], "EmoClass": ["S", "X"]})
+    >>> detailed = pd.DataFrame({
+    ...     "FileName": ["a", "a", "a", "b", "b", "b"],
+    ...     "Worker": ["w1", "w2", "w3", "w1", "w2", "w3"],
+    ...     "Emotion": ["S", "S", "N", "S", "N", "O"]})
+    >>> vote_table(detailed, consensus).loc["b", ["S", "N", "O"]].tolist()
+    [1, 1, 1]
+    >>> vote_table(detailed, consensus, threshold=0.5).loc["b", ["S", "N", "O"]].tolist()  # w3 dropped
+    [1, 1, 0]
+    """
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+    counts = _kept_vote_counts(detailed, consensus, 0.0 if threshold is None else float(threshold))
+    return pd.DataFrame(counts, index=pd.Index(consensus["FileName"], name="FileName"),
+                        columns=list(_VOTE_LABELS))
+
+
 def recompute_consensus(detailed, consensus, threshold=0.5):
     """Relabel every turn from the annotations of reliable annotators only.
 
@@ -174,16 +230,7 @@ def recompute_consensus(detailed, consensus, threshold=0.5):
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
-    turn_code, vote_code, worker_code, workers = _encode(detailed, consensus)
-    scores = _scores_from_codes(turn_code, vote_code, worker_code, len(workers),
-                                consensus["EmoClass"].to_numpy())
-    kept = scores[worker_code] >= threshold
-    n_turns, n_labels = len(consensus), len(_VOTE_LABELS)
-    flat = turn_code[kept] * n_labels + vote_code[kept]
-    vote_counts = np.bincount(flat, minlength=n_turns * n_labels).reshape(n_turns, n_labels)
-    logger.info("threshold %.2f keeps %d of %d annotators (%d of %d annotations)",
-                threshold, int((scores >= threshold).sum()), len(workers),
-                int(kept.sum()), len(kept))
+    vote_counts = _kept_vote_counts(detailed, consensus, threshold)
     return pd.Series(_majority_labels(vote_counts), index=pd.Index(consensus["FileName"]),
                      name="EmoClass_Recomputed")
 

@@ -14,6 +14,10 @@ key             meaning
 ``gender``      ``Gender`` (``null`` when hidden)
 ``split``       the corpus ``Split_Set`` the turn comes from
 ``relabeled``   ``true`` for turns added by consensus relabeling (system E)
+``attributes``  ``{"EmoAct": a, "EmoVal": v, "EmoDom": d}`` (1-7 scale; ``null``
+                when hidden), the Task 2 targets
+``votes``       only with ``votes_csv``: label letter -> number of (kept)
+                annotators whose primary emotion it is (soft labels)
 ==============  ==========================================================
 
 Run it as ``python -m data_prep.msp_prepare --data_folder DIR --save_folder OUT``
@@ -41,7 +45,8 @@ import pandas as pd
 
 from data_prep.audio_check import SKIPPED_CSV, BadAudioError, TurnAudioChecker
 from data_prep.corpora import open_corpus
-from data_prep.prepare_options import is_done, mark_done, mark_undone, preparation_options
+from data_prep.corpora.base import ATTRIBUTE_COLUMNS
+from data_prep.prepare_options import input_stamp, is_done, mark_done, mark_undone, preparation_options
 from ser.atomic_io import write_json_atomic
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
@@ -66,6 +71,7 @@ def prepare_msp_podcast(
     missing_transcript="error",
     skip_prep=False,
     strict=False,
+    votes_csv=None,
 ):
     """Write one manifest per split; skip when done with the same options.
 
@@ -96,6 +102,10 @@ def prepare_msp_podcast(
     strict : bool
         Stop with a :class:`PreparationError` at the first turn with bad audio
         instead of leaving it out and listing it in ``skipped.csv``.
+    votes_csv : path, optional
+        A vote table (``FileName`` + one count column per label, as
+        written by :func:`data_prep.system_prep.prepare_system_data` for soft
+        labels): each entry gains ``votes``.
 
     Returns
     -------
@@ -120,6 +130,8 @@ def prepare_msp_podcast(
         root, corpus.consensus_file, splits, transcripts, relabeled_csv, keep_all_labels, missing_transcript,
         strict
     )
+    # Attributes joined the entries with the vote tables: older manifests are prepared again.
+    options["votes_csv"] = input_stamp(votes_csv) if votes_csv else None
     if is_done(save_folder, [*manifests.values(), save_folder / SKIPPED_CSV], options):
         logger.info("Preparation already done with the same options in %s: skipped", save_folder)
         return manifests
@@ -127,6 +139,7 @@ def prepare_msp_podcast(
     table = corpus.turns()
     transcript_lookup = _transcript_lookup(corpus, transcripts)
     added = _relabeled_additions(relabeled_csv) if relabeled_csv else None
+    votes = _read_votes(votes_csv) if votes_csv else None
     save_folder.mkdir(parents=True, exist_ok=True)
     mark_undone(save_folder)  # outputs are about to change: a run stopped half-way is not done
     audio = TurnAudioChecker(strict)
@@ -138,7 +151,7 @@ def prepare_msp_podcast(
         if name == "train" and added is not None:
             turns = pd.concat([turns, _added_turns(table, added, corpus)], ignore_index=True)
         try:
-            entries = _manifest_entries(corpus, turns, transcript_lookup, missing_transcript, audio)
+            entries = _manifest_entries(corpus, turns, transcript_lookup, missing_transcript, audio, votes)
         except BadAudioError as error:  # strict mode
             raise PreparationError(
                 f"{error} (a turn of {split}); without strict mode such turns are left out "
@@ -232,7 +245,20 @@ def _transcript_lookup(corpus, transcripts):
     return whisper.get
 
 
-def _manifest_entries(corpus, turns, transcript_lookup, missing_transcript, audio):
+def _read_votes(votes_csv):
+    """FileName -> {label: count} of a vote table (counts of 0 left out)."""
+    table = pd.read_csv(votes_csv, index_col="FileName")
+    return {name: {label: int(n) for label, n in row.items() if n} for name, row in table.iterrows()}
+
+
+def _attributes(row):
+    values = {name: _known(row, name) for name in ATTRIBUTE_COLUMNS}
+    if all(value is None for value in values.values()):
+        return None
+    return {name: None if value is None else float(value) for name, value in values.items()}
+
+
+def _manifest_entries(corpus, turns, transcript_lookup, missing_transcript, audio, votes=None):
     entries = {}
     n_missing = 0
     for row in turns.itertuples(index=False):
@@ -248,7 +274,10 @@ def _manifest_entries(corpus, turns, transcript_lookup, missing_transcript, audi
             "gender": _known(row, "Gender"),
             "split": row.Split_Set,
             "relabeled": bool(row.relabeled),
+            "attributes": _attributes(row),
         }
+        if votes is not None:
+            entry["votes"] = votes.get(row.FileName, {})
         if transcript_lookup is not None:
             text = transcript_lookup(row.FileName)
             if text is None:

@@ -6,14 +6,24 @@
    transcripts (``transcripts: whisper``); cached per utterance and shared
    by all systems through ``whisper_folder``, so D and E transcribe once;
 2. consensus relabeling — only when ``relabel_threshold`` is set (system E);
-3. the manifests (``data_prep.msp_prepare``), skipped when done with the
-   same options.
+3. the vote table — only for soft labels (``soft_labels``; the annotators
+   scoring under ``soft_label_threshold`` dropped first when it is set);
+4. the manifests (``data_prep.msp_prepare``), skipped when done with the
+   same options. Turns labelled X or O stay in the train and dev manifests
+   of a system with attributes (they have attributes: Task 2 trains and
+   scores on them) and in the train manifest of a soft-label system.
 """
 
 import logging
 from pathlib import Path
 
-from data_prep.consensus import class_count_table, relabel_corpus, write_relabeling
+from data_prep.consensus import (
+    class_count_table,
+    relabel_corpus,
+    vote_table,
+    write_csv_atomically,
+    write_relabeling,
+)
 from data_prep.corpora import open_corpus
 from data_prep.msp_prepare import prepare_msp_podcast
 
@@ -46,14 +56,38 @@ def prepare_system_data(hparams):
     relabeled_csv = None
     if hparams.get("relabel_threshold") is not None:
         relabeled_csv = _relabel(hparams)
+    soft = bool(hparams.get("soft_labels", False))
+    keep_all = {"test"}
+    if hparams.get("attributes"):
+        keep_all |= {"train", "valid"}
+    if soft:
+        keep_all.add("train")
     return prepare_msp_podcast(
         data_folder,
         hparams["manifest_folder"],
         splits=splits,
         transcripts=transcripts,
         relabeled_csv=relabeled_csv,
+        keep_all_labels=tuple(sorted(keep_all & set(splits))),
         strict=bool(hparams.get("strict_prep", False)),
+        votes_csv=_votes(hparams) if soft else None,
     )
+
+
+def _votes(hparams):
+    threshold = hparams.get("soft_label_threshold")
+    name = "votes_all.csv" if threshold is None else f"votes_K{float(threshold):g}.csv"
+    out = Path(hparams["manifest_folder"]) / name
+    if out.is_file():
+        return out
+    corpus = open_corpus(hparams["data_folder"])
+    annotations = corpus.annotations(strict=bool(hparams.get("strict_prep", False)))
+    turns = corpus.turns()
+    labelled = turns[turns["EmoClass"].notna()].reset_index(drop=True)
+    table = vote_table(annotations.table, labelled, threshold=None if threshold is None else float(threshold))
+    write_csv_atomically(table.reset_index(), out)
+    logger.info("Vote table of %d turns (soft labels) -> %s", len(table), out)
+    return out
 
 
 def _transcripts_source(hparams, splits):

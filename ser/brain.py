@@ -3,15 +3,20 @@
 What differs between systems (encoders, pooling, loss, optimizer groups)
 comes from the YAML; this class only wires it together:
 
-- ``compute_forward``: waveform (+ transcripts) → ``hparams.model`` → log-probs;
+- ``compute_forward``: waveform (+ transcripts) → ``hparams.model`` → outputs
+  (log-probs and/or attributes: the targets the YAML declares, :mod:`ser.targets`);
 - ``compute_objectives``: ``hparams.compute_cost`` on the turns with a known
-  label (test turns may have hidden labels);
+  label (test turns may have hidden labels), plus ``attribute_weight`` times
+  ``hparams.attribute_cost`` on the turns with known attributes;
 - one optimizer per entry of ``hparams.optimizers`` (each over a named group of
   modules, each annealed by its own NewBob scheduler on the dev score);
-- checkpoints kept by **dev macro-F1** (the challenge metric, STYLE.md habit 6);
-- evaluation writes the posteriors (8 probabilities per turn) and metrics.
+- checkpoints kept by **dev macro-F1** (the challenge metric, STYLE.md habit 6),
+  or dev mean CCC for an attribute system;
+- evaluation writes the posteriors (one probability per class and turn), the
+  attribute predictions and the metrics.
 """
 
+import functools
 import logging
 import re
 from pathlib import Path
@@ -19,17 +24,16 @@ from pathlib import Path
 import speechbrain as sb
 import torch
 
+from ser import targets as target_tools
 from ser.atomic_io import atomic_write, write_json_atomic
-from ser.data import UNKNOWN_LABEL
-from ser.emotions import EMOTIONS
-from ser.metrics import classification_report
-from ser.posteriors import write_posteriors
+from ser.posteriors import write_attributes, write_posteriors
+from ser.targets import EXCLUDED_LABEL, Targets
 
 logger = logging.getLogger(__name__)
 
 
 def dev_score_rank(checkpoint):
-    """Sort key of checkpoints: dev macro-F1, then epoch.
+    """Sort key of checkpoints: dev score (macro-F1, or mean CCC for attribute systems), then epoch.
 
     The epoch breaks ties the same way on every process; ranking by the
     score alone lets DDP processes pick different "best" checkpoints among
@@ -43,7 +47,8 @@ def dev_score_rank(checkpoint):
     2
     """
     # Intra-epoch checkpoints (--ckpt_interval_minutes) have no dev score: they rank last.
-    return (checkpoint.meta.get("macro_f1", -1.0), checkpoint.meta.get("epoch", -1))
+    score = checkpoint.meta.get("score", checkpoint.meta.get("macro_f1", -1.0))
+    return (score, checkpoint.meta.get("epoch", -1))
 
 
 def drop_epochs_after(train_log, last_epoch):
@@ -81,12 +86,17 @@ def _logged_epoch(line):
 class EmotionBrain(sb.Brain):
     """Trains and evaluates an :class:`ser.model.EmotionClassifier`.
 
-    Before ``evaluate``, set ``posteriors_file`` (and optionally
-    ``metrics_file``) to have the posteriors and metrics of that split written.
+    Before ``evaluate``, set ``posteriors_file`` / ``attributes_file`` (and
+    optionally ``metrics_file``) to have that split's outputs written.
     """
 
     posteriors_file = None
+    attributes_file = None
     metrics_file = None
+
+    @functools.cached_property
+    def targets(self):
+        return Targets.from_hparams(vars(self.hparams))
 
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
@@ -94,56 +104,49 @@ class EmotionBrain(sb.Brain):
         texts = batch.transcript if self.hparams.model.uses_text else None
         return self.modules.model(wavs, wav_lens, texts)
 
-    def compute_objectives(self, log_probs, batch, stage):
-        targets = batch.emo_encoded.data.view(-1)
+    def compute_objectives(self, outputs, batch, stage):
+        targets = self.targets
         if stage != sb.Stage.TRAIN:
-            self.outputs["ids"].extend(batch.id)
-            self.outputs["probs"].append(log_probs.detach().exp().float().cpu())
-            self.outputs["targets"].append(targets.cpu())
-        known = targets != UNKNOWN_LABEL
-        if not bool(known.any()):
-            # Hidden labels (e.g. Test3): posteriors only, no loss.
-            return log_probs.sum() * 0.0
-        return self.hparams.compute_cost(log_probs[known], targets[known])
+            target_tools.collect(self.outputs, targets, outputs, batch)
+        soft = stage == sb.Stage.TRAIN and bool(getattr(self.hparams, "soft_labels", False))
+        return target_tools.training_loss(
+            targets, outputs, batch, getattr(self.hparams, "compute_cost", None),
+            getattr(self.hparams, "attribute_cost", None), soft_labels=soft,
+        )
 
     def on_stage_start(self, stage, epoch=None):
-        self.outputs = {"ids": [], "probs": [], "targets": []}
+        self.outputs = target_tools.empty_outputs(self.targets)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         if stage == sb.Stage.TRAIN:
             self.train_loss = stage_loss
             return
-        ids, probs, targets = self._gather_outputs()
-        known = targets != UNKNOWN_LABEL
-        report = None
-        if bool(known.any()):
-            report = classification_report(targets[known].tolist(), probs[known].argmax(-1).tolist())
+        collected = self._gather_outputs()
+        reports = target_tools.evaluation_reports(self.targets, collected)
         if stage == sb.Stage.VALID:
-            self._end_of_epoch(epoch, stage_loss, report)
+            self._end_of_epoch(epoch, stage_loss, *reports)
         else:
-            self._write_evaluation(ids, probs, stage_loss, report)
+            self._write_evaluation(collected, stage_loss, *reports)
 
-    def _end_of_epoch(self, epoch, stage_loss, report):
-        score = report["macro_f1"] if report else 0.0
+    def _end_of_epoch(self, epoch, stage_loss, class_report, attribute_scores):
+        score = target_tools.selection_score(self.targets, class_report, attribute_scores)
         learning_rates = {}
         for name, group in self.hparams.optimizers.items():
             if name not in self.optimizers_dict:
                 continue
-            # NewBob anneals when the dev error (1 - macro-F1) stops improving.
+            # NewBob anneals when the dev error (1 - macro-F1, or 1 - mean CCC) stops improving.
             old_lr, new_lr = group["lr_annealing"](1.0 - score)
             sb.nnet.schedulers.update_learning_rate(self.optimizers_dict[name], new_lr)
             learning_rates[f"lr_{name}"] = old_lr
-        valid_stats = {"loss": stage_loss, "macro_f1": score}
-        if report:
-            valid_stats["accuracy"] = report["accuracy"]
+        valid_stats = {"loss": stage_loss, **_headline(class_report, attribute_scores)}
         self.hparams.train_logger.log_stats(
             stats_meta={"epoch": epoch, **learning_rates},
             train_stats={"loss": self.train_loss},
             valid_stats=valid_stats,
         )
-        self.checkpointer.save_and_keep_only(
-            meta={"macro_f1": score, "epoch": epoch}, importance_keys=[dev_score_rank]
-        )
+        meta = {"score": score, "epoch": epoch}
+        meta.update({k: v for k, v in valid_stats.items() if k in ("macro_f1", "mean_ccc")})
+        self.checkpointer.save_and_keep_only(meta=meta, importance_keys=[dev_score_rank])
 
     def on_fit_start(self):
         super().on_fit_start()  # loads the latest checkpoint, if any
@@ -156,12 +159,13 @@ class EmotionBrain(sb.Brain):
         if random_state is not None:
             loader_kwargs.setdefault("generator", random_state.loader_generator)
         loader = super().make_dataloader(dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs)
-        batch_sampler = loader_kwargs.get("batch_sampler")
-        if stage == sb.Stage.TRAIN and self.train_sampler is None and hasattr(batch_sampler, "set_epoch"):
+        sampler = loader_kwargs.get("batch_sampler") or loader_kwargs.get("sampler")
+        if stage == sb.Stage.TRAIN and self.train_sampler is None and hasattr(sampler, "set_epoch"):
             # SpeechBrain calls set_epoch only on the samplers it makes itself (shuffle, DDP): a
-            # bucketed batch sampler would repeat one batch order, and a resumed epoch would skip
-            # the batches of another order. (Under DDP it is wrapped, and the wrapper passes it on.)
-            self.train_sampler = batch_sampler
+            # bucketed batch sampler (or the class-balanced one) would repeat one order, and a
+            # resumed epoch would skip the batches of another order. (Under DDP it is wrapped, and
+            # the wrapper passes it on.)
+            self.train_sampler = sampler
         return loader
 
     def _save_intra_epoch_ckpt(self):
@@ -180,42 +184,58 @@ class EmotionBrain(sb.Brain):
         )
 
     def on_evaluate_start(self, max_key=None, min_key=None):
-        """Load the checkpoint with the best dev macro-F1 (ties: the later epoch)."""
+        """Load the checkpoint with the best dev score (ties: the later epoch)."""
         if self.checkpointer is not None:
             self.checkpointer.recover_if_possible(importance_key=dev_score_rank)
 
-    def _write_evaluation(self, ids, probs, stage_loss, report):
+    def _write_evaluation(self, collected, stage_loss, class_report, attribute_scores):
         # Every process gets here: the train logger is collective under DDP
         # (main_process_only broadcasts), only the files are the main's job.
         main = sb.utils.distributed.if_main_process()
-        if self.posteriors_file and main:
-            write_posteriors(self.posteriors_file, [f"{uid}.wav" for uid in ids], probs.numpy())
-            logger.info("Posteriors of %d turns written to %s", len(ids), self.posteriors_file)
-        if self.metrics_file and report:
+        targets = self.targets
+        names = [f"{uid}.wav" for uid in collected["ids"]]
+        if self.posteriors_file and targets.classes and main:
+            # Turns whose known label is outside the class set (X, O: kept for the attributes)
+            # have no Task 1 posterior: fusion scores posteriors against the labels.
+            rows = (collected["labels"] != EXCLUDED_LABEL).nonzero().view(-1).tolist()
+            write_posteriors(self.posteriors_file, [names[i] for i in rows], collected["probs"][rows].numpy(),
+                             classes=targets.classes)
+            logger.info("Posteriors of %d turns written to %s", len(rows), self.posteriors_file)
+        if self.attributes_file and targets.attributes and main:
+            scale = getattr(self.hparams, "attribute_scale", (1.0, 7.0))
+            write_attributes(self.attributes_file, names, collected["attr_pred"].numpy(), targets.attributes,
+                             scale=scale)
+            logger.info("Attributes of %d turns written to %s", len(names), self.attributes_file)
+        if self.metrics_file and (class_report or attribute_scores):
             if main:
-                metrics = {"loss": float(stage_loss), "n_turns": len(ids), **report}
+                metrics = {"loss": float(stage_loss), "n_turns": len(names), **targets.as_dict()}
+                metrics.update(class_report or {})
+                if attribute_scores:
+                    metrics.update({"ccc": attribute_scores["ccc"], "mean_ccc": attribute_scores["mean_ccc"],
+                                    "n_turns_attributes": attribute_scores["n_samples"]})
+                if class_report:
+                    metrics["n_turns"] = class_report["n_samples"]
                 write_json_atomic(self.metrics_file, metrics, indent=2)
             self.hparams.train_logger.log_stats(
                 stats_meta={"evaluation": str(self.metrics_file)},
-                test_stats={"macro_f1": report["macro_f1"], "accuracy": report["accuracy"]},
+                test_stats=_headline(class_report, attribute_scores),
             )
 
     def _gather_outputs(self):
         """All processes' outputs (DDP shards), duplicates from padding removed."""
-        ids = list(self.outputs["ids"])
-        probs = torch.cat(self.outputs["probs"]) if ids else torch.empty(0, len(EMOTIONS))
-        targets = torch.cat(self.outputs["targets"]) if ids else torch.empty(0, dtype=torch.long)
+        collected = target_tools.concatenated(self.outputs, self.targets)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             shards = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(shards, (ids, probs, targets))
-            ids = [uid for shard in shards for uid in shard[0]]
-            probs = torch.cat([shard[1] for shard in shards])
-            targets = torch.cat([shard[2] for shard in shards])
+            torch.distributed.all_gather_object(shards, collected)
+            collected = {"ids": [uid for shard in shards for uid in shard["ids"]]}
+            collected.update({name: torch.cat([shard[name] for shard in shards]) for name in shards[0]
+                              if name != "ids"})
         first = {}
-        for row, uid in enumerate(ids):
+        for row, uid in enumerate(collected["ids"]):
             first.setdefault(uid, row)
         rows = torch.tensor(list(first.values()), dtype=torch.long)
-        return list(first), probs[rows], targets[rows]
+        gathered = {name: value[rows] for name, value in collected.items() if name != "ids"}
+        return {"ids": list(first), **gathered}
 
     def init_optimizers(self):
         """One optimizer per ``hparams.optimizers`` group, each with its scheduler.
@@ -241,3 +261,14 @@ class EmotionBrain(sb.Brain):
         orphans = [n for n, p in self.modules.named_parameters() if p.requires_grad and id(p) not in owner]
         if orphans:
             raise ValueError(f"trainable parameters in no optimizer group: {orphans[:5]}")
+
+
+def _headline(class_report, attribute_scores):
+    """The numbers a log line shows: macro-F1 and accuracy, and/or CCC per attribute and mean."""
+    stats = {}
+    if class_report:
+        stats.update(macro_f1=class_report["macro_f1"], accuracy=class_report["accuracy"])
+    if attribute_scores:
+        stats.update({f"ccc_{name}": value for name, value in attribute_scores["ccc"].items()})
+        stats["mean_ccc"] = attribute_scores["mean_ccc"]
+    return stats

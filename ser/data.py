@@ -1,8 +1,11 @@
 """SpeechBrain datasets built from the preparation's JSON manifests.
 
 Each item gives ``id``, ``sig`` (16 kHz mono waveform), ``emo_encoded`` (class
-index in :data:`ser.emotions.EMOTIONS` order, or ``-1`` when the label is
-hidden or not one of the 8 classes) and, for text systems, ``transcript``.
+index in the system's class order, ``-1`` when the label is hidden, ``-2``
+when it is known but not one of the classes, as X and O), ``attr`` (the
+Task 2 attributes, NaN when unknown), for soft labels ``soft`` (the
+distribution of the annotators' votes over the classes, NaN when none) and,
+for text systems, ``transcript``.
 
 Length limits (so WavLM-large fits GPU memory):
 
@@ -17,22 +20,37 @@ import torch
 
 from ser.audio import SAMPLE_RATE, crop_waveform, load_waveform
 from ser.emotions import EMOTIONS
+from ser.imbalance import soft_target
+from ser.targets import EXCLUDED_LABEL, UNKNOWN_LABEL
 
-UNKNOWN_LABEL = -1
 
-
-def emotion_index(label):
-    """Index of a class letter in :data:`EMOTIONS`; ``-1`` if hidden or X/O.
+def emotion_index(label, classes=EMOTIONS):
+    """Index of a class letter in ``classes``; ``-1`` if hidden, ``-2`` if outside them (X, O).
 
     Example
     -------
     >>> emotion_index("A"), emotion_index("U"), emotion_index(None), emotion_index("X")
-    (0, 7, -1, -1)
+    (0, 7, -1, -2)
     """
-    return EMOTIONS.index(label) if label in EMOTIONS else UNKNOWN_LABEL
+    if label is None:
+        return UNKNOWN_LABEL
+    return list(classes).index(label) if label in classes else EXCLUDED_LABEL
 
 
-def make_dataset(manifest, train, max_duration=None, eval_max_duration=None, with_text=False):
+def attribute_values(entry_attributes, names):
+    """The attribute values of a manifest entry, NaN where unknown.
+
+    Example
+    -------
+    >>> attribute_values({"EmoAct": 4.2, "EmoVal": None}, ["EmoAct", "EmoVal", "EmoDom"])
+    [4.2, nan, nan]
+    """
+    values = entry_attributes or {}
+    return [float("nan") if values.get(name) is None else float(values[name]) for name in names]
+
+
+def make_dataset(manifest, train, max_duration=None, eval_max_duration=None, with_text=False,
+                 classes=EMOTIONS, attributes=(), soft_labels=False):
     """A ``DynamicItemDataset`` over one manifest.
 
     Parameters
@@ -46,6 +64,13 @@ def make_dataset(manifest, train, max_duration=None, eval_max_duration=None, wit
         Seconds; ``None`` keeps whole turns.
     with_text : bool
         Also provide ``transcript`` (error if the manifest has none).
+    classes : sequence of str
+        The class order of ``emo_encoded`` (and ``soft``).
+    attributes : sequence of str
+        The attributes of ``attr`` (``EmoAct EmoVal EmoDom``); the manifest entries'
+        ``attributes`` mapping gives them.
+    soft_labels : bool
+        Also provide ``soft`` from the entries' ``votes`` (class letter -> count).
 
     Returns
     -------
@@ -68,14 +93,39 @@ def make_dataset(manifest, train, max_duration=None, eval_max_duration=None, wit
             ) from error
         return crop_waveform(waveform, max_samples, mode=mode)
 
+    classes = tuple(classes or ())
+
     @sb.utils.data_pipeline.takes("emotion")
     @sb.utils.data_pipeline.provides("emo_encoded")
     def label_pipeline(emotion):
-        return torch.LongTensor([emotion_index(emotion)])
+        return torch.LongTensor([emotion_index(emotion, classes)])
 
     dataset.add_dynamic_item(audio_pipeline)
     dataset.add_dynamic_item(label_pipeline)
     keys = ["id", "sig", "emo_encoded"]
+    if attributes:
+        names = tuple(attributes)
+
+        @sb.utils.data_pipeline.takes("attributes")
+        @sb.utils.data_pipeline.provides("attr")
+        def attribute_pipeline(values):
+            return torch.tensor(attribute_values(values, names), dtype=torch.float32)
+
+        _require_key(dataset, manifest, "attributes", "prepare again: the manifests predate attributes")
+        dataset.add_dynamic_item(attribute_pipeline)
+        keys.append("attr")
+    if soft_labels:
+
+        @sb.utils.data_pipeline.takes("votes")
+        @sb.utils.data_pipeline.provides("soft")
+        def soft_pipeline(votes):
+            target = soft_target(votes, classes)
+            return torch.tensor(target if target else [float("nan")] * len(classes), dtype=torch.float32)
+
+        _require_key(dataset, manifest, "votes", "soft labels need the annotators' votes (soft_labels: True "
+                     "prepares them)")
+        dataset.add_dynamic_item(soft_pipeline)
+        keys.append("soft")
     if with_text:
         missing = [uid for uid, entry in dataset.data.items() if "transcript" not in entry]
         if missing:
@@ -86,3 +136,9 @@ def make_dataset(manifest, train, max_duration=None, eval_max_duration=None, wit
         keys.append("transcript")
     dataset.set_output_keys(keys)
     return dataset
+
+
+def _require_key(dataset, manifest, key, hint):
+    missing = [uid for uid, entry in dataset.data.items() if key not in entry]
+    if missing:
+        raise ValueError(f"{manifest}: {len(missing)} entries have no {key!r} (e.g. {missing[0]}); {hint}")

@@ -12,7 +12,9 @@ network, the checkpoint with the best dev macro-F1 fills it) and classifies any 
   zero-padded to it;
 - text systems (D, E) get a Whisper transcript of the whole file, decoded with the options their
   training transcripts used; each file is transcribed once for all systems sharing a recogniser;
-- an unreadable or empty file gets an error in its :class:`Result`; the others are still classified.
+- an unreadable or empty file gets an error in its :class:`Result`; the others are still classified;
+- systems that predict the Task 2 attributes (``attributes`` in their YAML) give each file's
+  arousal, valence and dominance (1-7), averaged over those systems.
 
 ``ser`` never imports ``data_prep`` or ``fusion`` at module level (the library stays free of the
 recipes' dependencies): Whisper and the fused model are imported inside the functions that use them.
@@ -33,6 +35,7 @@ from tqdm import tqdm
 from ser.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_waveform
 from ser.brain import dev_score_rank
 from ser.emotions import EMOTIONS
+from ser.targets import Targets
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +56,19 @@ class Result:
     file : str
         The path as given.
     label : str or None
-        Predicted class letter (argmax of ``probabilities``); None on error.
+        Predicted class letter (argmax of ``probabilities``); None on error or when no loaded
+        system predicts classes.
     probabilities : dict or None
         Class letter → probability: with a fusion model, its scores (softmax of the SVM decision
         values: they sum to 1 but are not calibrated); otherwise the average of the systems'
         posteriors. None on error.
     system_probabilities : dict
-        System name → (class letter → probability).
+        System name → (class letter → probability), for the systems that predict classes.
+    attributes : dict or None
+        Attribute (``EmoAct``, ``EmoVal``, ``EmoDom``) → value on the 1-7 scale, the average of
+        the systems that predict attributes; None when none does.
+    system_attributes : dict
+        System name → (attribute → value).
     transcript : str or None
         Whisper transcript when a text system is loaded.
     error : str or None
@@ -72,6 +81,8 @@ class Result:
     system_probabilities: dict = field(default_factory=dict)
     transcript: str | None = None
     error: str | None = None
+    attributes: dict | None = None
+    system_attributes: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -84,6 +95,10 @@ class LoadedSystem:
     window_samples: int | None
     #: (backend, model, decode options as JSON) of its Whisper, None for speech-only systems.
     transcriber_key: tuple | None = None
+    #: What it predicts (classes and/or attributes), from its YAML.
+    targets: Targets = field(default_factory=lambda: Targets(classes=EMOTIONS))
+    #: The corpus scale its attributes are clipped to.
+    attribute_scale: tuple = (1.0, 7.0)
 
 
 def window_starts(n_samples, window):
@@ -156,8 +171,8 @@ def load_system(folder, name=None, device="cpu"):
         raise FileNotFoundError(
             f"{folder / 'save'}: no checkpoint (a --debug run keeps them only with --debug_persistently)"
         )
-    score = checkpoint.meta.get("macro_f1")
-    logger.info("%s: loaded %s (dev macro-F1 %s)", folder, checkpoint.path.name, score)
+    score = checkpoint.meta.get("score", checkpoint.meta.get("macro_f1"))
+    logger.info("%s: loaded %s (dev score %s)", folder, checkpoint.path.name, score)
     model.to(device).eval()
     limit = hparams.get("eval_max_duration")
     window = int(limit * SAMPLE_RATE) if limit else None
@@ -165,7 +180,8 @@ def load_system(folder, name=None, device="cpu"):
     if model.uses_text:
         options = _decode_options(hparams.get("whisper_folder"))
         key = (hparams["whisper_backend"], str(hparams["whisper_model"]), json.dumps(options, sort_keys=True))
-    return LoadedSystem(name or folder.name, folder, model, window, key)
+    scale = tuple(hparams.get("attribute_scale") or (1.0, 7.0))
+    return LoadedSystem(name or folder.name, folder, model, window, key, Targets.from_hparams(hparams), scale)
 
 
 def _decode_options(whisper_folder):
@@ -224,6 +240,16 @@ class EmotionRecognizer:
         self.fusion = fusion
         self.device = device
         self.batch_size = int(batch_size)
+        class_sets = {s.targets.classes for s in self.systems if s.targets.classes}
+        if len(class_sets) > 1:
+            raise ValueError(f"the systems predict different class sets: {sorted(class_sets)}")
+        #: The class order of ``Result.probabilities`` (empty when no system predicts classes).
+        self.classes = class_sets.pop() if class_sets else ()
+        attribute_sets = {s.targets.attributes for s in self.systems if s.targets.attributes}
+        if len(attribute_sets) > 1:
+            raise ValueError(f"the systems predict different attributes: {sorted(attribute_sets)}")
+        #: The attributes of ``Result.attributes`` (empty when no system predicts them).
+        self.attributes = attribute_sets.pop() if attribute_sets else ()
 
     @classmethod
     def from_folders(cls, system_dirs, fusion_dir=None, device="cpu", batch_size=8):
@@ -281,27 +307,48 @@ class EmotionRecognizer:
             key: backend.transcribe_many([w.numpy() for w in wavs], self.batch_size)
             for key, backend in self.transcribers.items()
         }
-        per_system = []
+        per_system, attributes_per_system = [], []
+        class_systems = [s for s in self.systems if s.targets.classes]
+        attribute_systems = [s for s in self.systems if s.targets.attributes]
         for system in self.systems:
             texts = transcripts[system.transcriber_key] if system.transcriber_key else None
-            per_system.append(self._posteriors(system, wavs, texts))
+            probs, attributes = self._outputs(system, wavs, texts)
+            if system.targets.classes:
+                per_system.append(probs)
+            if system.targets.attributes:
+                attributes_per_system.append(attributes)
+        combined = None
         if self.fusion is not None:
             combined = np.asarray(self.fusion.predict_proba(per_system))
-        else:
+        elif per_system:
             combined = np.mean(per_system, axis=0)
+        mean_attributes = np.mean(attributes_per_system, axis=0) if attributes_per_system else None
         for row, index in enumerate(indices):
             result = results[index]
-            result.probabilities = _as_dict(combined[row])
-            result.label = EMOTIONS[int(np.argmax(combined[row]))]
-            result.system_probabilities = {
-                s.name: _as_dict(p[row]) for s, p in zip(self.systems, per_system, strict=True)
-            }
+            if combined is not None:
+                result.probabilities = self._as_dict(self.classes, combined[row])
+                result.label = self.classes[int(np.argmax(combined[row]))]
+                result.system_probabilities = {
+                    s.name: self._as_dict(self.classes, p[row])
+                    for s, p in zip(class_systems, per_system, strict=True)
+                }
+            if mean_attributes is not None:
+                result.attributes = self._as_dict(self.attributes, mean_attributes[row])
+                result.system_attributes = {
+                    s.name: self._as_dict(self.attributes, a[row])
+                    for s, a in zip(attribute_systems, attributes_per_system, strict=True)
+                }
             texts = [transcripts[s.transcriber_key][row] for s in self.systems if s.transcriber_key]
             result.transcript = texts[0] if texts else None
         return results
 
-    def _posteriors(self, system, wavs, texts):
-        """Posteriors ``(n_files, 8)`` of one system: each file's windows averaged."""
+    @staticmethod
+    def _as_dict(names, values):
+        return {name: float(v) for name, v in zip(names, values, strict=True)}
+
+    def _outputs(self, system, wavs, texts):
+        """Posteriors ``(n_files, K)`` and attributes ``(n_files, A)`` of one system (None where
+        it predicts none): each file's windows averaged."""
         items = []  # (file row, window)
         for row, wav in enumerate(wavs):
             for start in window_starts(len(wav), system.window_samples):
@@ -310,7 +357,8 @@ class EmotionRecognizer:
                     window = torch.nn.functional.pad(window, (0, MIN_SAMPLES - len(window)))
                 items.append((row, window))
         items.sort(key=lambda item: len(item[1]))
-        sums = torch.zeros(len(wavs), len(EMOTIONS), dtype=torch.float64)
+        sums = {"log_probs": torch.zeros(len(wavs), system.targets.n_classes, dtype=torch.float64),
+                "attributes": torch.zeros(len(wavs), len(system.targets.attributes), dtype=torch.float64)}
         counts = torch.zeros(len(wavs), dtype=torch.float64)
         for start in range(0, len(items), self.batch_size):
             batch = items[start : start + self.batch_size]
@@ -319,10 +367,18 @@ class EmotionRecognizer:
             padded = torch.nn.utils.rnn.pad_sequence([w for _, w in batch], batch_first=True)
             batch_texts = [texts[row] for row, _ in batch] if texts is not None else None
             wav_lens = (lengths / lengths.max()).to(self.device)
-            log_probs = system.model(padded.to(self.device), wav_lens, batch_texts)
-            sums.index_add_(0, rows, log_probs.exp().double().cpu())
+            outputs = system.model(padded.to(self.device), wav_lens, batch_texts)
+            if "log_probs" in outputs:
+                sums["log_probs"].index_add_(0, rows, outputs["log_probs"].exp().double().cpu())
+            if "attributes" in outputs:
+                sums["attributes"].index_add_(0, rows, outputs["attributes"].double().cpu())
             counts.index_add_(0, rows, torch.ones(len(batch), dtype=torch.float64))
-        return (sums / counts[:, None]).numpy()
+        probs = (sums["log_probs"] / counts[:, None]).numpy() if system.targets.classes else None
+        attributes = None
+        if system.targets.attributes:
+            # The attribute files are clipped to the corpus scale: so is what prediction returns.
+            attributes = (sums["attributes"] / counts[:, None]).clamp(*system.attribute_scale).numpy()
+        return probs, attributes
 
 
 def _duration(path):
@@ -330,10 +386,6 @@ def _duration(path):
         return soundfile.info(path).duration
     except Exception:  # noqa: BLE001 - unreadable files sort first; load_waveform reports them
         return 0.0
-
-
-def _as_dict(probabilities):
-    return {label: float(p) for label, p in zip(EMOTIONS, probabilities, strict=True)}
 
 
 def _load_fusion(fusion_dir, systems):

@@ -26,8 +26,8 @@ mass evenly. With alpha = beta = 0 it is plain cross-entropy.
 import torch
 from torch import nn
 
-__all__ = ["NLLLoss", "FocalLoss", "JeffreysLoss", "CCCLoss", "ClassWeightedLoss", "jeffreys_loss",
-           "batch_ccc", "weighted_mean"]
+__all__ = ["classification_loss", "NLLLoss", "FocalLoss", "JeffreysLoss", "CCCLoss", "ClassWeightedLoss",
+           "jeffreys_loss", "batch_ccc", "weighted_mean"]
 
 #: Added to the CCC denominator: a batch of 2 equal targets and predictions
 #: would otherwise divide 0 by 0 (loss and gradients nan).
@@ -478,3 +478,29 @@ class CCCLoss(nn.Module):
             raise ValueError(f"CCCLoss has {self.weights.numel()} weights for {losses.numel()} attributes")
         weights = self.weights.to(losses.device)
         return (weights * losses).sum() / weights.sum()
+
+
+def classification_loss(name="nll", class_weights=None, gamma=2.0, alpha=0.1, beta=0.025):
+    """The classification loss a YAML's ``loss`` key names.
+
+    Parameters
+    ----------
+    name : {"nll", "focal", "jeffreys"}
+        ``nll``: softmax + NLL (systems A, C, D, E); ``focal``:
+        :class:`FocalLoss` (``gamma``); ``jeffreys``: :class:`JeffreysLoss`
+        (``alpha``, ``beta``; system B).
+    class_weights : sequence of float, "auto" or None
+        See :class:`ClassWeightedLoss`.
+
+    Example
+    -------
+    >>> classification_loss("focal", gamma=1.0)
+    FocalLoss(gamma=1.0)
+    """
+    if name == "nll":
+        return NLLLoss(class_weights)
+    if name == "focal":
+        return FocalLoss(gamma, class_weights)
+    if name == "jeffreys":
+        return JeffreysLoss(alpha, beta, class_weights=class_weights)
+    raise ValueError(f"loss must be nll, focal or jeffreys, not {name!r}")

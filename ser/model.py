@@ -1,4 +1,9 @@
-"""The sub-system network: branches → pooling → concatenation → linear → log-softmax.
+"""The sub-system network: branches → pooling → concatenation → target heads.
+
+The heads (:class:`TargetHeads`) are sized by the targets the YAML declares:
+a linear classifier + log-softmax over the class set (Task 1) and/or a
+linear regressor of the emotional attributes (Task 2) on the same pooled
+vector; the network returns a dict with ``log_probs`` and/or ``attributes``.
 
 Every system of the paper is one :class:`EmotionClassifier`; they differ
 only in the branches the YAML gives it (paper Figures 1–3):
@@ -69,14 +74,70 @@ class TextBranch(torch.nn.Module):
         return self.pooling(hidden, lengths)
 
 
-class EmotionClassifier(torch.nn.Module):
-    """Branches, concatenated pooled vectors, a linear head, log-softmax.
+class TargetHeads(torch.nn.Module):
+    """Classification and/or attribute-regression heads on one pooled vector.
 
     Parameters
     ----------
-    head : torch.nn.Module
-        Maps the concatenated pooled vectors to class scores (paper §5.3:
-        one linear layer).
+    in_features : int
+        Size of the concatenated pooled vectors.
+    classes : sequence of str, optional
+        The class set (paper §5.3: one linear layer, softmax).
+    attributes : sequence of str, optional
+        The attributes (Task 2): one linear output each, mapped to the
+        attribute scale as ``center + half_range * z`` so that a fresh head
+        predicts the middle of the scale.
+    class_bias : bool
+        Bias of the class layer (the authors' recipe: none).
+    attribute_scale : (float, float)
+        The corpus scale of the attributes (MSP-Podcast: 1 to 7).
+
+    Example
+    -------
+    >>> heads = TargetHeads(16, classes="ACN", attributes=["EmoAct", "EmoVal"])
+    >>> out = heads(torch.randn(4, 16))
+    >>> out["log_probs"].shape, out["attributes"].shape
+    (torch.Size([4, 3]), torch.Size([4, 2]))
+    """
+
+    def __init__(self, in_features, classes=(), attributes=(), class_bias=False, attribute_scale=(1.0, 7.0)):
+        super().__init__()
+        self.classes = tuple(classes or ())
+        self.attributes = tuple(attributes or ())
+        if not self.classes and not self.attributes:
+            raise ValueError("TargetHeads needs classes and/or attributes")
+        if self.classes:
+            self.classifier = torch.nn.Linear(in_features, len(self.classes), bias=class_bias)
+        if self.attributes:
+            self.regressor = torch.nn.Linear(in_features, len(self.attributes))
+        low, high = (float(v) for v in attribute_scale)
+        self.center, self.half_range = (low + high) / 2, (high - low) / 2
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints from before the targets were declared held a bare Linear classifier.
+        for name in ("weight", "bias"):
+            if prefix + name in state_dict and self.classes:
+                state_dict[f"{prefix}classifier.{name}"] = state_dict.pop(prefix + name)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, pooled):
+        out = {}
+        if self.classes:
+            # Log-softmax in float32: under bf16 autocast the head may be low precision.
+            out["log_probs"] = torch.log_softmax(self.classifier(pooled).float(), dim=-1)
+        if self.attributes:
+            out["attributes"] = self.center + self.half_range * self.regressor(pooled).float()
+        return out
+
+
+class EmotionClassifier(torch.nn.Module):
+    """Branches, concatenated pooled vectors, target heads.
+
+    Parameters
+    ----------
+    head : TargetHeads
+        Maps the concatenated pooled vectors to the outputs (a dict with
+        ``log_probs`` and/or ``attributes``).
     speech_branches : list of SpeechBranch
         All see the same waveform batch.
     text_branches : list of TextBranch
@@ -89,10 +150,10 @@ class EmotionClassifier(torch.nn.Module):
     ...     def forward(self, wavs, lens):
     ...         return wavs.unfold(1, 160, 160)
     >>> model = EmotionClassifier(
-    ...     torch.nn.Linear(320, 8),
+    ...     TargetHeads(320, classes="ACDFHNSU"),
     ...     speech_branches=[SpeechBranch(Framer(), MeanPooling()),
     ...                      SpeechBranch(Framer(), MeanPooling())])
-    >>> log_probs = model(torch.randn(2, 1600), torch.ones(2))
+    >>> log_probs = model(torch.randn(2, 1600), torch.ones(2))["log_probs"]
     >>> log_probs.shape, bool(torch.allclose(log_probs.exp().sum(-1), torch.ones(2)))
     (torch.Size([2, 8]), True)
     """
@@ -111,12 +172,10 @@ class EmotionClassifier(torch.nn.Module):
         return len(self.text_branches) > 0
 
     def forward(self, wavs=None, wav_lens=None, texts=None):
-        """Log-probabilities ``(batch, n_classes)``."""
+        """A dict: ``log_probs`` ``(batch, n_classes)`` and/or ``attributes`` ``(batch, n_attributes)``."""
         pooled = [branch(wavs, wav_lens) for branch in self.speech_branches]
         if self.uses_text:
             if texts is None:
                 raise ValueError("this model has a text branch: transcripts are required")
             pooled += [branch(list(texts)) for branch in self.text_branches]
-        logits = self.head(torch.cat(pooled, dim=-1))
-        # Log-softmax in float32: under bf16 autocast the head may be low precision.
-        return torch.log_softmax(logits.float(), dim=-1)
+        return self.head(torch.cat(pooled, dim=-1))

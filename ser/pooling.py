@@ -231,3 +231,31 @@ class AttentionPooling(nn.Module):
         # Every row keeps >= 1 valid frame (valid_frame_mask), so no row is
         # all -inf and the softmax is defined.
         return torch.softmax(scores, dim=1), frames
+
+
+class AttentiveStatisticsPooling(AttentionPooling):
+    """Attention-weighted mean and standard deviation, concatenated.
+
+    The official challenge baseline's pooling (Okabe et al. 2018): the same
+    attention weights as :class:`AttentionPooling` give a weighted mean
+    ``mu`` and a weighted standard deviation ``sqrt(sum w h^2 - mu^2)``;
+    the output has ``2 * input_size`` features.
+
+    Example
+    -------
+    >>> pool = AttentiveStatisticsPooling(input_size=3)
+    >>> out = pool(torch.ones(2, 4, 3), torch.tensor([1.0, 0.5])).detach()
+    >>> out.shape, out[:, :3].tolist() == [[1.0] * 3] * 2, bool((out[:, 3:] < 1e-2).all())
+    (torch.Size([2, 6]), True, True)
+    """
+
+    #: Floor of the variance, so the square root has finite gradients on constant frames.
+    VARIANCE_FLOOR = 1e-5
+
+    def forward(self, x, lengths=None):
+        """Pool ``x (batch, time, features)`` to ``(batch, 2 * features)``."""
+        weights, frames = self._weights_and_frames(x, lengths)
+        weights = weights.unsqueeze(-1)
+        mean = (weights * frames).sum(dim=1)
+        variance = (weights * frames.pow(2)).sum(dim=1) - mean.pow(2)
+        return torch.cat([mean, variance.clamp_min(self.VARIANCE_FLOOR).sqrt()], dim=-1)

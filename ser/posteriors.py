@@ -1,7 +1,11 @@
-"""Posterior files: the one thing each sub-system hands to the fusion.
+"""What each sub-system hands to the fusion: posterior and attribute files.
 
-``FileName`` then the 8 class probabilities in the fixed order of
-:data:`ser.emotions.EMOTIONS` (A C D F H N S U), one row per turn, sorted by
+Posteriors (Task 1): ``FileName`` then one probability per class in the
+system's class order (the YAML's ``classes``; the challenge's A C D F H N S
+U), one row per turn, sorted by ``FileName``.
+
+Attributes (Task 2): ``FileName`` then the predicted attributes
+(``EmoAct,EmoVal,EmoDom``) on the corpus scale (1 to 7), sorted by
 ``FileName``.
 """
 
@@ -14,7 +18,7 @@ from ser.emotions import EMOTIONS
 COLUMNS = ("FileName",) + EMOTIONS
 
 
-def write_posteriors(path, file_names, probabilities):
+def write_posteriors(path, file_names, probabilities, classes=EMOTIONS):
     """Write a posterior file atomically (a reader never sees half a file).
 
     Parameters
@@ -24,7 +28,9 @@ def write_posteriors(path, file_names, probabilities):
     file_names : sequence of str
         One per row, e.g. ``MSP-PODCAST_0002_0033.wav``.
     probabilities : array-like
-        Shape ``(n, 8)``, rows in the order of ``file_names``.
+        Shape ``(n, len(classes))``, rows in the order of ``file_names``.
+    classes : sequence of str
+        Column order (the system's class set).
 
     Example
     -------
@@ -34,17 +40,21 @@ def write_posteriors(path, file_names, probabilities):
     >>> read_posteriors(path).index.tolist()
     ['a.wav', 'b.wav']
     """
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.ndim != 2 or probabilities.shape[1] != len(EMOTIONS):
-        raise ValueError(f"{path}: expected (n, {len(EMOTIONS)}) probabilities, got {probabilities.shape}")
-    table = pd.DataFrame(probabilities, columns=list(EMOTIONS))
+    _write_table(path, file_names, probabilities, classes, "probabilities")
+
+
+def _write_table(path, file_names, values, columns, what):
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != len(columns):
+        raise ValueError(f"{path}: expected (n, {len(columns)}) {what}, got {values.shape}")
+    table = pd.DataFrame(values, columns=list(columns))
     table.insert(0, "FileName", list(file_names))
     table = table.sort_values("FileName", kind="stable")
     with atomic_write(path) as stream:
         table.to_csv(stream, index=False, float_format="%.6f")
 
 
-def read_posteriors(path):
+def read_posteriors(path, classes=EMOTIONS):
     """Read a posterior file, checking its columns and class order.
 
     Returns
@@ -57,9 +67,41 @@ def read_posteriors(path):
     ValueError
         If the columns are not ``FileName`` + the 8 classes in order.
     """
+    return _read_table(path, ("FileName", *classes), "class order")
+
+
+def _read_table(path, columns, what):
     table = pd.read_csv(path)
-    if tuple(table.columns) != COLUMNS:
-        raise ValueError(
-            f"{path}: columns {list(table.columns)}; expected {list(COLUMNS)} (fixed class order)"
-        )
+    if tuple(table.columns) != tuple(columns):
+        raise ValueError(f"{path}: columns {list(table.columns)}; expected {list(columns)} ({what})")
     return table.set_index("FileName")
+
+
+def write_attributes(path, file_names, values, attributes, scale=(1.0, 7.0)):
+    """Write an attribute file atomically, values clipped to the corpus ``scale``.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "valid.csv")
+    >>> write_attributes(path, ["b.wav", "a.wav"], [[4.0, 7.5, 2.0], [1.0, 2.0, 3.0]],
+    ...                  ["EmoAct", "EmoVal", "EmoDom"])
+    >>> print(open(path).read().strip())
+    FileName,EmoAct,EmoVal,EmoDom
+    a.wav,1.000000,2.000000,3.000000
+    b.wav,4.000000,7.000000,2.000000
+    """
+    low, high = (float(v) for v in scale)
+    _write_table(path, file_names, np.clip(np.asarray(values, dtype=np.float64), low, high), attributes,
+                 "attribute values")
+
+
+def read_attributes(path, attributes=("EmoAct", "EmoVal", "EmoDom")):
+    """Read an attribute file, checking its columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``FileName``, one column per attribute.
+    """
+    return _read_table(path, ("FileName", *attributes), "attribute columns")

@@ -15,7 +15,10 @@ Writes ``--out`` atomically, one row per input file, sorted as found::
 
 ``EmoClass`` is the predicted letter and ``A``–``U`` the probabilities (fused when ``--fusion``
 is given, else the average of the systems); for a file that cannot be read they are empty and
-``Error`` says why. Prints how many files were classified and lists the failed ones.
+``Error`` says why. When a loaded system predicts the Task 2 attributes, ``EmoAct,EmoVal,EmoDom``
+(1-7, the average of those systems) come before ``Error``; with attribute systems only,
+``EmoClass`` and the probabilities are left out. Prints how many files were classified and lists
+the failed ones.
 
 Exit code: 0 when every file was classified, 1 when at least one failed (or none was found, or
 ``--out`` could not be written), 2 for bad arguments (including an output folder that cannot be
@@ -34,7 +37,6 @@ from ser.emotions import EMOTIONS
 logger = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-COLUMNS = ("File", "EmoClass", *EMOTIONS, "Error")
 
 
 def find_audio_files(inputs):
@@ -65,8 +67,15 @@ def find_audio_files(inputs):
     return files
 
 
-def write_predictions(path, results):
+def write_predictions(path, results, classes=EMOTIONS, attributes=None):
     """Write :class:`ser.inference.Result` rows as ``File,EmoClass,A..U,Error`` (atomically).
+
+    Parameters
+    ----------
+    classes : sequence of str
+        Probability columns (empty: no ``EmoClass`` either, attribute systems only).
+    attributes : sequence of str, optional
+        Attribute columns (default: those of the first result that has attributes).
 
     Example
     -------
@@ -79,16 +88,27 @@ def write_predictions(path, results):
     File,EmoClass,A,C,D,F,H,N,S,U,Error
     a.wav,N,0.125000,0.125000,0.125000,0.125000,0.125000,0.125000,0.125000,0.125000,
     b.wav,,,,,,,,,,b.wav: empty audio file
+    >>> write_predictions(out, [Result("a.wav", attributes={"EmoAct": 4.5, "EmoVal": 3.0})], classes=())
+    >>> print(open(out).read().strip())
+    File,EmoAct,EmoVal,Error
+    a.wav,4.500000,3.000000,
     """
+    classes = tuple(classes)
+    if attributes is None:
+        attributes = next((tuple(r.attributes) for r in results if r.attributes), ())
+    columns = ["File", *(["EmoClass", *classes] if classes else []), *attributes, "Error"]
     with atomic_write(path) as stream:
         writer = csv.writer(stream, lineterminator="\n")
-        writer.writerow(COLUMNS)
+        writer.writerow(columns)
         for result in results:
             if result.error is None:
-                probabilities = [f"{result.probabilities[c]:.6f}" for c in EMOTIONS]
-                writer.writerow([result.file, result.label, *probabilities, ""])
+                row = [result.file]
+                if classes:
+                    row += [result.label, *(f"{result.probabilities[c]:.6f}" for c in classes)]
+                row += [f"{result.attributes[a]:.6f}" for a in attributes]
+                writer.writerow([*row, ""])
             else:
-                writer.writerow([result.file, "", *[""] * len(EMOTIONS), result.error])
+                writer.writerow([result.file, *[""] * (len(columns) - 2), result.error])
 
 
 def build_parser():
@@ -134,7 +154,7 @@ def main(argv=None):
         parser.error(describe_os_error(error))
     results = recognizer.classify_files(files, progress=not args.no_progress)
     try:
-        write_predictions(args.out, results)
+        write_predictions(args.out, results, recognizer.classes, recognizer.attributes)
     except OSError as error:  # e.g. the disk filled up while classifying
         print(f"error: predictions not saved: {describe_os_error(error, args.out)}", file=sys.stderr)
         return 1

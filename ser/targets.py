@@ -1,0 +1,195 @@
+"""What a system predicts, declared once in its YAML, and how it is scored.
+
+Keys of every system YAML (section "Targets")::
+
+    classes: [A, C, D, F, H, N, S, U]    # Task 1 class set, in posterior-file order; null: none
+    attributes: []                       # Task 2: [EmoAct, EmoVal, EmoDom]; []: none
+    attribute_weight: 1.0                # lambda of NLL + lambda * (1 - CCC) (multi-task)
+
+The class set sizes the classification head, orders ``posteriors/{split}.csv``
+and the metrics; the attributes size the regression head and name the
+columns of ``attributes/{split}.csv``. With both, the system is multi-task:
+both heads on the shared pooled vector, both outputs written. The checkpoint
+is kept by dev macro-F1 when the system has classes, by dev mean CCC
+otherwise (an attribute system).
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from ser.metrics import attribute_report, classification_report
+
+#: Task 2 attribute names, as in ``labels_consensus.csv``.
+ATTRIBUTES = ("EmoAct", "EmoVal", "EmoDom")
+#: Class index of a turn whose label is hidden (e.g. Test3).
+UNKNOWN_LABEL = -1
+#: Class index of a turn whose known label is not one of the classes (X, O).
+EXCLUDED_LABEL = -2
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The targets of one system.
+
+    Example
+    -------
+    >>> t = Targets.from_hparams({"classes": list("ACDFHNSU"), "attributes": ["EmoAct"]})
+    >>> t.n_classes, t.multitask, t.selection_metric
+    (8, True, 'macro_f1')
+    >>> Targets.from_hparams({"classes": None, "attributes": list(ATTRIBUTES)}).selection_metric
+    'mean_ccc'
+    """
+
+    classes: tuple = ()
+    attributes: tuple = ()
+    attribute_weight: float = 1.0
+
+    @classmethod
+    def from_hparams(cls, hparams):
+        classes = tuple(hparams.get("classes") or ())
+        attributes = tuple(hparams.get("attributes") or ())
+        if not classes and not attributes:
+            raise ValueError("the system predicts nothing: set classes and/or attributes in its YAML")
+        if len(set(classes)) != len(classes) or len(set(attributes)) != len(attributes):
+            raise ValueError(f"classes {list(classes)} and attributes {list(attributes)} must be distinct")
+        unknown = [a for a in attributes if a not in ATTRIBUTES]
+        if unknown:
+            raise ValueError(f"attributes {unknown} are not among {list(ATTRIBUTES)}")
+        return cls(classes, attributes, float(hparams.get("attribute_weight", 1.0)))
+
+    @property
+    def n_classes(self):
+        return len(self.classes)
+
+    @property
+    def multitask(self):
+        return bool(self.classes) and bool(self.attributes)
+
+    @property
+    def selection_metric(self):
+        """The dev score that keeps checkpoints and drives NewBob."""
+        return "macro_f1" if self.classes else "mean_ccc"
+
+    def as_dict(self):
+        return {"classes": list(self.classes), "attributes": list(self.attributes)}
+
+
+def training_loss(targets, outputs, batch, class_cost, attribute_cost, soft_labels=False):
+    """The loss of one batch: class loss + weight * attribute loss, on the turns that have them.
+
+    Parameters
+    ----------
+    targets : Targets
+    outputs : dict
+        Model outputs: ``log_probs`` and/or ``attributes``.
+    batch : PaddedBatch
+        With ``emo_encoded`` (class index, negative when none), ``attr`` (NaN when unknown) and,
+        for soft labels, ``soft`` (NaN rows when no vote is for a class).
+    class_cost, attribute_cost : callable
+    soft_labels : bool
+        Train the classes on the vote distributions instead of the consensus class.
+    """
+    zero = sum(value.sum() for value in outputs.values()) * 0.0  # keeps the graph when no term applies
+    loss = zero
+    if targets.classes:
+        log_probs = outputs["log_probs"]
+        if soft_labels:
+            soft = batch.soft.data.to(log_probs.device)
+            has = soft.isfinite().all(dim=1)
+            if bool(has.any()):
+                loss = loss + class_cost(log_probs[has], soft[has])
+        else:
+            labels = batch.emo_encoded.data.view(-1).to(log_probs.device)
+            known = labels >= 0
+            if bool(known.any()):
+                loss = loss + class_cost(log_probs[known], labels[known])
+    if targets.attributes:
+        predicted = outputs["attributes"]
+        reference = batch.attr.data.to(predicted.device)
+        has = reference.isfinite().all(dim=1)
+        if int(has.sum()) >= 1:
+            weight = targets.attribute_weight if targets.classes else 1.0
+            loss = loss + weight * attribute_cost(predicted[has], reference[has])
+    return loss
+
+
+def evaluation_reports(targets, collected):
+    """Task 1 and Task 2 reports of an evaluation (None where nothing is known).
+
+    Parameters
+    ----------
+    targets : Targets
+    collected : dict
+        ``labels`` (class indices), ``probs`` ``(n, K)``, ``attr_pred`` and ``attr_true``
+        ``(n, A)`` (NaN when unknown), as gathered by the Brain.
+
+    Returns
+    -------
+    (dict or None, dict or None)
+        :func:`ser.metrics.classification_report` and :func:`ser.metrics.attribute_report`.
+    """
+    class_report = attribute_scores = None
+    if targets.classes:
+        labels = collected["labels"]
+        known = labels >= 0
+        if bool(known.any()):
+            class_report = classification_report(
+                labels[known].tolist(), collected["probs"][known].argmax(-1).tolist(), classes=targets.classes
+            )
+    if targets.attributes:
+        reference = collected["attr_true"]
+        has = reference.isfinite().all(dim=1)
+        if bool(has.any()):
+            predicted = collected["attr_pred"][has].double().numpy()
+            reference = reference[has].double().numpy()
+            attribute_scores = attribute_report(predicted, reference, targets.attributes)
+    return class_report, attribute_scores
+
+
+def selection_score(targets, class_report, attribute_scores):
+    """The dev score of :attr:`Targets.selection_metric` (0 when nothing is known).
+
+    Example
+    -------
+    >>> selection_score(Targets((), ("EmoAct",)), None, {"mean_ccc": 0.4})
+    0.4
+    """
+    if targets.classes:
+        return class_report["macro_f1"] if class_report else 0.0
+    return attribute_scores["mean_ccc"] if attribute_scores else 0.0
+
+
+def empty_outputs(targets):
+    """What an evaluation collects per batch (lists, concatenated at the end)."""
+    names = ["labels"] + (["probs"] if targets.classes else []) + (
+        ["attr_pred", "attr_true"] if targets.attributes else [])
+    return {"ids": [], **{name: [] for name in names}}
+
+
+def collect(store, targets, outputs, batch):
+    """Append one evaluation batch's outputs and references to ``store`` (on the CPU)."""
+    store["ids"].extend(batch.id)
+    store["labels"].append(batch.emo_encoded.data.view(-1).cpu())
+    if targets.classes:
+        store["probs"].append(outputs["log_probs"].detach().exp().float().cpu())
+    if targets.attributes:
+        store["attr_pred"].append(outputs["attributes"].detach().float().cpu())
+        store["attr_true"].append(batch.attr.data.float().cpu())
+
+
+def concatenated(store, targets):
+    """``store`` with every list of tensors concatenated (empty tensors of the right width)."""
+    widths = {"probs": targets.n_classes, "attr_pred": len(targets.attributes),
+              "attr_true": len(targets.attributes)}
+    result = {"ids": list(store["ids"])}
+    for name, parts in store.items():
+        if name == "ids":
+            continue
+        if parts:
+            result[name] = torch.cat(parts)
+        elif name == "labels":
+            result[name] = torch.empty(0, dtype=torch.long)
+        else:
+            result[name] = torch.empty(0, widths[name])
+    return result
