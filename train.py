@@ -33,6 +33,7 @@ from ser.brain import EmotionBrain
 from ser.data import make_dataset
 from ser.experiment import OverrideError, merge_overrides, pop_profile
 from ser.imbalance import balanced_sampler_for, class_counts, inverse_frequency_weights
+from ser.losses import JeffreysLoss
 from ser.targets import Targets
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,9 @@ def main(argv):
         "attributes": targets.attributes,
     }
     soft = bool(hparams.get("soft_labels", False))
+    if soft and (not targets.classes or isinstance(hparams["compute_cost"], JeffreysLoss)):
+        raise OverrideError("soft_labels: True needs classes and loss nll or focal (the Jeffreys loss "
+                            "takes class indices)")
     datasets = {
         name: make_dataset(path, train=(name == "train"), soft_labels=soft and name == "train", **options)
         for name, path in manifests.items()

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from ser.atomic_io import atomic_write
 from ser.emotions import EMOTION_NAMES
 
-__all__ = ["row_normalise", "plot_confusion_matrix", "plot_f1_per_class"]
+__all__ = ["row_normalise", "plot_confusion_matrix", "plot_f1_per_class", "plot_attribute_scatter"]
 
 
 def row_normalise(matrix):
@@ -112,4 +112,27 @@ def plot_f1_per_class(reports, path, title="F1 per class (dev)"):
     axes.set_ylabel("F1")
     axes.set_title(title)
     axes.legend(fontsize=7, ncols=min(3, len(reports)), loc="upper left")
+    _save(figure, path)
+
+
+def plot_attribute_scatter(predicted, annotated, attribute, ccc, path):
+    """Predicted vs annotated values of one attribute (dev), with the identity line.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "scatter.png")
+    >>> plot_attribute_scatter([2.0, 4.0, 5.5], [2.5, 4.0, 6.0], "EmoAct", 0.93, path)
+    >>> open(path, "rb").read(4) == b"\\x89PNG"
+    True
+    """
+    figure = Figure(figsize=(4.2, 4.0))
+    axes = figure.add_subplot()
+    axes.scatter(annotated, predicted, s=12, alpha=0.6)
+    axes.plot([1, 7], [1, 7], color="grey", linewidth=1, linestyle="--")
+    axes.set_xlim(1, 7)
+    axes.set_ylim(1, 7)
+    axes.set_xlabel(f"annotated {attribute}")
+    axes.set_ylabel(f"predicted {attribute} (fusion, out of fold)")
+    axes.set_title(f"{attribute}: CCC {ccc:.3f} (dev)")
     _save(figure, path)

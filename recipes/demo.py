@@ -11,7 +11,12 @@ Stages, each reused when already done (re-running the demo costs little):
    printing its dev macro-F1 (a finished system is not trained again);
 5. SVM fusion (speaker-disjoint cross-validation on dev), the Table-1 report,
    the confusion matrix and per-class F1 figures, and ``submission.csv``;
-6. ``ser.predict`` on a few Test3 files with the five systems and the fusion.
+6. Task 2: the attribute systems (``hparams/task2_wavlm.yaml``, speech only,
+   and ``hparams/task2_d.yaml``, speech + text), each printing its dev CCC,
+   their fusion (a ridge regressor, speaker-disjoint cross-validation) and the
+   CCC table;
+7. ``ser.predict`` on a few Test3 files with all the systems and the fusion
+   (class and attributes).
 """
 
 import argparse
@@ -33,17 +38,18 @@ from data_prep.whisper_backends import bundled_tiny_en_path
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "hparams" / "profiles" / "demo.yaml"
 SYSTEMS = ("a", "b", "c", "d", "e")
+ATTRIBUTE_SYSTEMS = ("task2_wavlm", "task2_d")
 SEED = 1993  # the seed of the system YAMLs: their output folder is <system>/<seed>
 
 
 def ensure_corpus(folder, seed, turns):
     """Generate the mini corpus unless a complete one with this seed and size is there."""
     if is_up_to_date(folder, seed, turns):
-        print(f"[1/6] mini corpus: reusing {folder}")
+        print(f"[1/7] mini corpus: reusing {folder}")
         return
     start = time.perf_counter()
     generate_mini_corpus(folder, seed=seed, n_turns=turns)
-    print(f"[1/6] mini corpus: {turns} turns in {folder} ({time.perf_counter() - start:.0f} s)")
+    print(f"[1/7] mini corpus: {turns} turns in {folder} ({time.perf_counter() - start:.0f} s)")
 
 
 def transcribe(corpus, results):
@@ -59,7 +65,7 @@ def transcribe(corpus, results):
     truth = _spoken_sentences(corpus, whisper.index)
     accuracy = sum(_word_accuracy(truth[name], whisper[name]) for name in truth) / max(len(truth), 1)
     print(
-        f"[2/6] Whisper tiny.en: {len(whisper)} turns in {csv} "
+        f"[2/7] Whisper tiny.en: {len(whisper)} turns in {csv} "
         f"({time.perf_counter() - start:.0f} s); word accuracy vs. the spoken text {accuracy:.1%}"
     )
 
@@ -91,9 +97,25 @@ def relabeling_summary(corpus):
     truth = pd.read_csv(corpus / "true_labels.csv").set_index("FileName")["EmoClass"]
     was_x = relabeled[relabeled["EmoClass_Original"] == "X"]
     recovered = (was_x["EmoClass_Recomputed"] == truth.loc[was_x["FileName"]].to_numpy()).mean()
-    print("[3/6] consensus relabeling, K = 50 % (paper Table 2 on the mini corpus):")
+    print("[3/7] consensus relabeling, K = 50 % (paper Table 2 on the mini corpus):")
     print(class_count_table(relabeled))
     print(f"      {len(was_x)} X turns; the recomputed label is the true one for {recovered:.0%} of them")
+
+
+def _train(corpus, results, name, extra_args):
+    """Run train.py on ``hparams/<name>.yaml`` with the demo profile; its metrics.json and folder."""
+    command = [
+        sys.executable, str(ROOT / "train.py"), str(ROOT / "hparams" / f"{name}.yaml"),
+        "--profile", str(PROFILE), f"--data_folder={corpus}", f"--results_folder={results}",
+        *extra_args,
+    ]
+    log = results / f"{name}.log"
+    with open(log, "w") as stream:
+        done = subprocess.run(command, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed: see {log}")
+    folder = results / name / str(SEED)
+    return json.loads((folder / "metrics.json").read_text()), folder
 
 
 def train_systems(corpus, results, systems, extra_args=()):
@@ -101,23 +123,37 @@ def train_systems(corpus, results, systems, extra_args=()):
     folders = []
     for system in systems:
         start = time.perf_counter()
-        command = [
-            sys.executable, str(ROOT / "train.py"), str(ROOT / "hparams" / f"system_{system}.yaml"),
-            "--profile", str(PROFILE), f"--data_folder={corpus}", f"--results_folder={results}",
-            *extra_args,
-        ]
-        log = results / f"system_{system}.log"
-        with open(log, "w") as stream:
-            done = subprocess.run(command, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT)
-        if done.returncode != 0:
-            raise SystemExit(f"system {system.upper()} failed: see {log}")
-        folder = results / f"system_{system}" / str(SEED)
-        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics, folder = _train(corpus, results, f"system_{system}", extra_args)
         folders.append(folder)
         print(
-            f"[4/6] system {system.upper()}: dev macro-F1 {metrics['macro_f1']:.3f}, "
+            f"[4/7] system {system.upper()}: dev macro-F1 {metrics['macro_f1']:.3f}, "
             f"accuracy {metrics['accuracy']:.3f} ({time.perf_counter() - start:.0f} s)"
         )
+    return folders
+
+
+def task2(corpus, results, systems, extra_args=()):
+    """Train the attribute systems, fuse them, print the CCC table; their folders."""
+    folders = []
+    for name in systems:
+        start = time.perf_counter()
+        metrics, folder = _train(corpus, results, name, extra_args)
+        folders.append(folder)
+        cccs = ", ".join(f"{a} {v:.3f}" for a, v in metrics["ccc"].items())
+        print(f"[6/7] {name}: dev CCC {cccs}; mean {metrics['mean_ccc']:.3f} "
+              f"({time.perf_counter() - start:.0f} s)")
+    if len(folders) > 1:
+        from fusion.attributes import fuse_attribute_systems, render_attribute_report
+
+        metrics = fuse_attribute_systems(folders, results / "fusion_task2")
+        print(f"[6/7] Task 2 fusion: dev mean CCC {metrics['mean_ccc']:.3f} by speaker-disjoint "
+              "cross-validation\n")
+        print(render_attribute_report(metrics))
+        print(f"      {results / 'fusion_task2' / 'report.md'}, scatter_*.png, submission.csv")
+    else:
+        from ser.metrics import format_ccc_table
+
+        print(format_ccc_table({systems[0]: metrics}))
     return folders
 
 
@@ -127,7 +163,7 @@ def fuse(folders, results):
 
     start = time.perf_counter()
     metrics = fuse_systems(folders, results / "fusion")
-    print(f"[5/6] SVM fusion: dev macro-F1 {metrics['macro_f1']:.3f} by speaker-disjoint "
+    print(f"[5/7] SVM fusion: dev macro-F1 {metrics['macro_f1']:.3f} by speaker-disjoint "
           f"cross-validation ({time.perf_counter() - start:.0f} s)\n")
     print(render_report(metrics))
     for path in metrics["report_files"].values():
@@ -143,13 +179,16 @@ def predict_examples(corpus, folders, results, n_files=4):
     recognizer = EmotionRecognizer.from_folders(folders, fusion_dir=results / "fusion")
     predictions = recognizer.classify_files(files)
     out = results / "predict_examples.csv"
-    write_predictions(out, predictions)
+    write_predictions(out, predictions, recognizer.classes, recognizer.attributes)
     truth = pd.read_csv(corpus / "true_labels.csv").set_index("FileName")["EmoClass"]
-    print(f"\n[6/6] python -m ser.predict on {len(files)} Test3 files -> {out}")
+    print(f"\n[7/7] python -m ser.predict on {len(files)} Test3 files -> {out}")
     for result in predictions:
         name = Path(result.file).name
+        attributes = ""
+        if result.attributes:
+            attributes = " (" + ", ".join(f"{a} {v:.1f}" for a, v in result.attributes.items()) + ")"
         print(f"      {name}: {result.label} (true {truth.get(name, '?')}), "
-              f"p = {result.probabilities[result.label]:.2f}, transcript: {result.transcript!r}")
+              f"p = {result.probabilities[result.label]:.2f}{attributes}, transcript: {result.transcript!r}")
 
 
 def main(argv=None):
@@ -159,6 +198,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="mini corpus seed")
     parser.add_argument("--turns", type=int, default=None, help="mini corpus size (default: its own)")
     parser.add_argument("--systems", nargs="*", default=list(SYSTEMS), choices=SYSTEMS)
+    parser.add_argument("--attribute_systems", nargs="*", default=list(ATTRIBUTE_SYSTEMS),
+                        choices=ATTRIBUTE_SYSTEMS, help="Task 2 systems (hparams/<name>.yaml)")
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs (quick runs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -176,7 +217,10 @@ def main(argv=None):
     folders = train_systems(args.corpus, args.results, args.systems, extra)
     if len(folders) > 1:
         fuse(folders, args.results)
-        predict_examples(args.corpus, folders, args.results)
+    attribute_folders = task2(args.corpus, args.results, args.attribute_systems, extra) \
+        if args.attribute_systems else []
+    if len(folders) > 1:
+        predict_examples(args.corpus, folders + attribute_folders, args.results)
     print(f"\nDemo done in {time.perf_counter() - start:.0f} s; outputs in {args.results}")
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real pipeline on MSP-Podcast v1.11 (licensed corpus), with the real models:
-#   Whisper large-v3 transcripts -> consensus relabeling -> systems A-E -> SVM fusion -> Test3 submission.
+#   Whisper large-v3 transcripts -> consensus relabeling -> systems A-E -> SVM fusion -> Test3 submission
+#   -> Task 2: attribute systems (task2_wavlm, task2_d) -> their fusion -> Task 2 submission.
 #
 #   bash recipes/msp_podcast.sh /path/to/MSP-PODCAST-1.11 [results_folder]
 #
@@ -29,11 +30,11 @@ $PY -m data_prep.transcribe --data_folder "$DATA" --splits Train Development Tes
 echo "== 2. Consensus relabeling (paper Table 2)"
 $PY -m data_prep.consensus --data_folder "$DATA" --threshold 0.5 --out "$RESULTS/relabeled_K0.5.csv"
 
-echo "== 3. Sub-systems A-E"
-for system in a b c d e; do
-    args=(hparams/system_$system.yaml --data_folder "$DATA" --results_folder "$RESULTS")
+echo "== 3. Sub-systems A-E, then the Task 2 attribute systems"
+for system in system_a system_b system_c system_d system_e task2_wavlm task2_d; do
+    args=(hparams/$system.yaml --data_folder "$DATA" --results_folder "$RESULTS")
     # Text systems read the transcripts of stage 1 (same model, so the cache is shared).
-    case $system in d | e) args+=(--whisper_model "$WHISPER_MODEL") ;; esac
+    case $system in system_d | system_e | task2_d) args+=(--whisper_model "$WHISPER_MODEL") ;; esac
     if [ "$NGPU" -gt 1 ]; then
         torchrun --nproc_per_node="$NGPU" train.py "${args[@]}"
     else
@@ -44,3 +45,7 @@ done
 echo "== 4. SVM fusion and Test3 submission"
 $PY -m fusion.fuse "$RESULTS"/system_{a,b,c,d,e}/1993 --out "$RESULTS/fusion"
 echo "Submission: $RESULTS/fusion/submission.csv"
+
+echo "== 5. Task 2: fusion of the attribute systems and Test3 submission"
+$PY -m fusion.attributes "$RESULTS"/task2_wavlm/1993 "$RESULTS"/task2_d/1993 --out "$RESULTS/fusion_task2"
+echo "Task 2 submission: $RESULTS/fusion_task2/submission.csv"

@@ -110,8 +110,7 @@ class EmotionBrain(sb.Brain):
             target_tools.collect(self.outputs, targets, outputs, batch)
         soft = stage == sb.Stage.TRAIN and bool(getattr(self.hparams, "soft_labels", False))
         return target_tools.training_loss(
-            targets, outputs, batch, getattr(self.hparams, "compute_cost", None),
-            getattr(self.hparams, "attribute_cost", None), soft_labels=soft,
+            targets, outputs, batch, self.hparams.compute_cost, self.hparams.attribute_cost, soft_labels=soft
         )
 
     def on_stage_start(self, stage, epoch=None):
@@ -202,7 +201,7 @@ class EmotionBrain(sb.Brain):
                              classes=targets.classes)
             logger.info("Posteriors of %d turns written to %s", len(rows), self.posteriors_file)
         if self.attributes_file and targets.attributes and main:
-            scale = getattr(self.hparams, "attribute_scale", (1.0, 7.0))
+            scale = self.hparams.attribute_scale
             write_attributes(self.attributes_file, names, collected["attr_pred"].numpy(), targets.attributes,
                              scale=scale)
             logger.info("Attributes of %d turns written to %s", len(names), self.attributes_file)

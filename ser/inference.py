@@ -260,8 +260,8 @@ class EmotionRecognizer:
         system_dirs : list of str or Path
             Folders written by ``train.py`` (e.g. ``results/demo/system_d/1993``).
         fusion_dir : str or Path, optional
-            Folder written by ``python -m fusion.fuse``; ``system_dirs`` must be the fused systems
-            (in any order).
+            Folder written by ``python -m fusion.fuse``; the systems of ``system_dirs`` that predict
+            classes must be the fused systems (in any order).
         device : str
         batch_size : int
         """
@@ -269,7 +269,8 @@ class EmotionRecognizer:
         systems = [load_system(folder, name, device) for folder, name in zip(system_dirs, names, strict=True)]
         keys = dict.fromkeys(s.transcriber_key for s in systems if s.transcriber_key)
         transcribers = {key: _load_transcriber(key, device) for key in keys}
-        fusion = _load_fusion(fusion_dir, systems) if fusion_dir is not None else None
+        class_systems = [s for s in systems if s.targets.classes]
+        fusion = _load_fusion(fusion_dir, class_systems) if fusion_dir is not None else None
         return cls(systems, transcribers, fusion, device, batch_size)
 
     @torch.inference_mode()

@@ -114,3 +114,23 @@ def debug_results(mini_corpus, tiny_models, tmp_path_factory):
     for system in SYSTEMS:
         run(train_command(system, mini_corpus, results, tiny_models, "--debug", "--debug_persistently"))
     return results
+
+
+#: The Task 2 attribute systems (hparams/<name>.yaml).
+ATTRIBUTE_SYSTEMS = ("task2_wavlm", "task2_d")
+
+
+def yaml_train_command(name, mini_corpus, results, models, *extra):
+    """``train.py hparams/<name>.yaml`` with the demo profile on the test corpus."""
+    command = train_command("a", mini_corpus, results, models, *extra)
+    command[2] = str(ROOT / "hparams" / f"{name}.yaml")
+    return command
+
+
+@pytest.fixture(scope="session")
+def task2_results(mini_corpus, tiny_models, tmp_path_factory):
+    """Each attribute system trained with --debug (checkpoints kept) on the mini corpus."""
+    results = tmp_path_factory.mktemp("task2_results")
+    for name in ATTRIBUTE_SYSTEMS:
+        run(yaml_train_command(name, mini_corpus, results, tiny_models, "--debug", "--debug_persistently"))
+    return results

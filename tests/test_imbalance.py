@@ -58,3 +58,31 @@ def test_soft_targets_sum_to_one_and_ignore_other():
     assert sum(target) == pytest.approx(1.0)
     assert target == pytest.approx([0, 0, 0, 0, 0.25, 0.75, 0, 0])
     assert soft_target({"O": 5}, "ACDFHNSU") is None
+
+
+def test_soft_targets_match_a_hand_computed_vote_table():
+    import pandas as pd
+
+    from data_prep.consensus import vote_table
+
+    consensus = pd.DataFrame({"FileName": ["t1", "t2", "t3"], "EmoClass": ["H", "X", "N"]})
+    votes = {  # worker -> votes on t1, t2, t3
+        "w1": ["H", "S", "N"], "w2": ["H", "A", "N"], "w3": ["N", "S", "O"], "w4": ["A", "H", "S"],
+    }
+    detailed = pd.DataFrame([(turn, worker, label) for worker, labels in votes.items()
+                             for turn, label in zip(["t1", "t2", "t3"], labels, strict=True)],
+                            columns=["FileName", "Worker", "Emotion"])
+    classes = "ACDFHNSU"
+    table = vote_table(detailed, consensus)
+    # By hand: t1 H H N A; t2 S A S H; t3 N N O S (O is not a class).
+    expected = {"t1": {"H": 2 / 4, "N": 1 / 4, "A": 1 / 4}, "t2": {"S": 2 / 4, "A": 1 / 4, "H": 1 / 4},
+                "t3": {"N": 2 / 3, "S": 1 / 3}}
+    for turn, shares in expected.items():
+        target = soft_target(table.loc[turn].to_dict(), classes)
+        assert sum(target) == pytest.approx(1.0)
+        assert target == pytest.approx([shares.get(c, 0.0) for c in classes])
+    # The §5.4 filter first: scores w1 3/3, w2 2/3 (t2's X matches no one), w3 1/3, w4 0 -> K = 0.5
+    # keeps w1 and w2.
+    filtered = vote_table(detailed, consensus, threshold=0.5)
+    assert soft_target(filtered.loc["t2"].to_dict(), classes) == pytest.approx(
+        [0.5 if c in "AS" else 0.0 for c in classes])

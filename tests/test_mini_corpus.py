@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from data_prep.mini_corpus.espeak import EspeakError, EspeakSynthesizer
 from data_prep.mini_corpus import generate_mini_corpus, main
+from data_prep.mini_corpus.espeak import EspeakError, EspeakSynthesizer
 from data_prep.mini_corpus.speech import CUES, SHARED_CUES
 from ser.emotions import EMOTIONS, emotion_letter
 
@@ -234,3 +234,21 @@ def test_bad_requests_fail_clearly(tmp_path):
         synth.synthesize("hello", volume=190)
     with pytest.raises(ValueError, match="empty"):
         synth.synthesize("  ")
+
+
+def test_attributes_follow_what_is_heard_and_said(mini_corpus):
+    from data_prep.mini_corpus.speech import lexical_valence
+
+    consensus = pd.read_csv(mini_corpus / "Labels" / "labels_consensus.csv")
+    means = consensus.groupby("EmoClass")[["EmoAct", "EmoVal", "EmoDom"]].mean()
+    # Anger is fast, loud and lively; sadness slow, quiet and narrow (mini_corpus.speech.EMOTION_PROSODY).
+    assert means.loc["A", "EmoAct"] > means.loc["S", "EmoAct"] + 1.5
+    assert means.loc["A", "EmoDom"] > means.loc["S", "EmoDom"] + 1.5
+    # Valence follows the words: the turns' lexical cues correlate with the annotated valence.
+    texts = {path.stem + ".wav": path.read_text() for path in (mini_corpus / "Transcripts").glob("*.txt")}
+    cue = consensus["FileName"].map(lambda name: lexical_valence(texts[name]))
+    assert np.corrcoef(cue, consensus["EmoVal"])[0, 1] > 0.6
+    # Annotators disagree: ratings of one turn are not all equal.
+    detailed = pd.read_csv(mini_corpus / "Labels" / "labels_detailed.csv")
+    arousal = detailed["EmoDetail"].str.extract(r"A:([\d.]+)")[0].astype(float)
+    assert detailed.assign(a=arousal).groupby("FileName")["a"].nunique().mean() > 1.5

@@ -43,8 +43,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from data_prep.mini_corpus.annotators import format_emo_detail, plurality_label, rate_attributes
 from data_prep.mini_corpus.espeak import TARGET_RATE, EspeakSynthesizer
-from data_prep.mini_corpus.annotators import format_emo_detail, plurality_label
 from data_prep.mini_corpus.plan import MIN_TURNS, SPLITS, plan_corpus
 from data_prep.mini_corpus.releases import (
     DEFAULT_RELEASE,
@@ -54,7 +54,7 @@ from data_prep.mini_corpus.releases import (
     label_files,
     release_file_names,
 )
-from data_prep.mini_corpus.speech import compose_sentence, turn_prosody
+from data_prep.mini_corpus.speech import compose_sentence, perceived_attributes, turn_prosody
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ DEFAULT_TURNS = 480
 TRUE_LABEL_COLUMNS = "FileName,EmoClass,Split_Set,SpkrID,Gender,Hard"
 OPTIONS_FILE = "mini_corpus_options.json"
 # Bump when the generator changes what a seed produces, so old corpora are rebuilt.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: attributes follow what is heard and said
 MIN_SECONDS, MAX_SECONDS = 1.5, 5.0
 # Faint background noise, so silences are not digital zeros (podcasts never are).
 NOISE_STD = 0.002
@@ -90,6 +90,8 @@ def _speak(rng, synthesizer, turn):
     if peak > PEAK_LIMIT:  # rare: loud voice at high pitch; keep a margin below clipping
         wav *= PEAK_LIMIT / peak
     turn.text = text
+    # The annotators rate what they hear and read: the attributes follow the prosody and words.
+    turn.annotations = rate_attributes(turn.annotations, perceived_attributes(prosody, turn.speaker, text))
     return wav
 
 

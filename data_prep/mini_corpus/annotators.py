@@ -13,10 +13,15 @@ Three kinds of turns:
   in most of them the reliable workers still favour the true emotion (possibly
   tied with Neutral), so dropping the unreliable workers recovers it;
 - *other* turns, where a strict majority picks ``Other`` (consensus ``O``).
+
+Attribute scores (arousal, valence, dominance, 1-7) follow what each turn
+sounds and says (:func:`data_prep.mini_corpus.speech.perceived_attributes`,
+known once the turn is spoken): every annotator rates it with their own noise
+(:func:`rate_attributes`), rounded to whole points like the real workers.
 """
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,12 +46,8 @@ SECONDARY = {
 #: Free text annotators write after ``Other``.
 OTHER_TEXT = ("Bored", "Sarcastic", "Tired", "Curious", "Nervous", "Confident")
 
-#: Attribute prototypes (arousal, valence, dominance) on the 1-7 scale.
-ATTRIBUTES = {
-    "A": (6.0, 2.0, 5.5), "C": (3.5, 2.5, 5.5), "D": (4.0, 2.0, 4.5),
-    "F": (5.5, 2.0, 2.5), "H": (5.0, 6.0, 4.5), "N": (3.5, 4.0, 4.0),
-    "S": (2.5, 2.0, 3.0), "U": (5.5, 4.5, 4.0), "O": (3.5, 3.5, 4.0),
-}
+#: Standard deviation of one annotator's attribute ratings around what the turn conveys.
+ATTRIBUTE_NOISE = 0.8
 
 _LABELS = EMOTIONS + (OTHER,)
 # Share of hard turns the reliable workers can still resolve.
@@ -74,7 +75,12 @@ class Worker:
 
 @dataclass(frozen=True)
 class Annotation:
-    """One row of ``labels_detailed.csv`` before formatting."""
+    """One row of ``labels_detailed.csv`` before formatting.
+
+    ``act``, ``val``, ``dom`` are the ratings; ``noise`` is the annotator's
+    own deviation on each, drawn with the vote and applied by
+    :func:`rate_attributes` once the turn is spoken.
+    """
 
     worker_id: str
     label: str
@@ -83,6 +89,7 @@ class Annotation:
     act: float
     val: float
     dom: float
+    noise: tuple = (0.0, 0.0, 0.0)
 
 
 def make_workers(rng, n_workers, n_unreliable):
@@ -191,9 +198,27 @@ def _annotation(rng, worker, label):
     n_secondary = int(rng.choice(3, p=(0.4, 0.4, 0.2)))
     words = SECONDARY[label]
     secondary = tuple(words[i] for i in sorted(rng.permutation(len(words))[:n_secondary]))
-    scores = np.clip(np.rint(np.array(ATTRIBUTES[label]) + rng.normal(0, 0.8, 3)), 1, 7)
+    noise = tuple(float(v) for v in rng.normal(0, ATTRIBUTE_NOISE, 3))
+    # Ratings are set by rate_attributes once the turn is spoken (what is heard and said).
     return Annotation(worker.worker_id, label, _primary_word(rng, label), secondary,
-                      float(scores[0]), float(scores[1]), float(scores[2]))
+                      float("nan"), float("nan"), float("nan"), noise)
+
+
+def rate_attributes(annotations, perceived):
+    """The annotations with their ratings: ``perceived`` + each annotator's noise, whole points in [1, 7].
+
+    Example
+    -------
+    >>> a = Annotation("WORKER00000001", "N", "Neutral", (), 0.0, 0.0, 0.0, (0.4, -1.2, 0.0))
+    >>> rated = rate_attributes([a], (3.2, 4.0, 6.9))[0]
+    >>> rated.act, rated.val, rated.dom
+    (4.0, 3.0, 7.0)
+    """
+    rated = []
+    for annotation in annotations:
+        scores = np.clip(np.rint(np.add(perceived, annotation.noise)), 1, 7)
+        rated.append(replace(annotation, act=float(scores[0]), val=float(scores[1]), dom=float(scores[2])))
+    return rated
 
 
 def annotate_turn(rng, workers, truth, kind="ordinary"):

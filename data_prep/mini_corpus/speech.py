@@ -282,3 +282,67 @@ def compose_sentence(rng, emotion, hard=False, max_words=14):
     elif emotion == "U" and rng.random() < 0.4:
         ending = "?"
     return sentence[0].upper() + sentence[1:] + ending
+
+
+#: Lexical valence of each class's cue phrases (shift from the neutral 4 on the 1-7 scale).
+CUE_VALENCE = {"A": -1.8, "C": -1.4, "D": -1.8, "F": -1.5, "H": 2.2, "N": 0.0, "S": -2.0, "U": 0.8}
+
+
+def lexical_valence(text):
+    """Valence shift carried by the cue phrases a sentence contains (0 for neutral wording).
+
+    A shared cue carries the mean valence of its two classes.
+
+    Example
+    -------
+    >>> lexical_valence("I am so happy, we sold the house."), lexical_valence("We sold the house.")
+    (2.2, 0.0)
+    """
+    said = text.lower()
+    shifts = [CUE_VALENCE[emotion] for emotion, cues in CUES.items() for cue in cues if cue.lower() in said]
+    shifts += [(CUE_VALENCE[a] + CUE_VALENCE[b]) / 2 for (a, b), cue in SHARED_CUES.items()
+               if cue.lower() in said]
+    return float(np.mean(shifts)) if shifts else 0.0
+
+
+def perceived_attributes(prosody, speaker, text):
+    """What a listener rates a turn (arousal, valence, dominance, 1-7) from what is heard and said.
+
+    - arousal rises with the speaking rate (relative to the speaker's own),
+      the loudness and the pitch range;
+    - valence follows the lexical cues, a little the pitch;
+    - dominance follows the loudness, a little the rate.
+
+    Annotators then add their own noise (:mod:`data_prep.mini_corpus.annotators`).
+
+    Parameters
+    ----------
+    prosody : dict
+        The espeak settings of :func:`turn_prosody` (``rate``, ``volume``, ``pitch``,
+        ``pitch_range``).
+    speaker : Speaker
+    text : str
+        The sentence spoken.
+
+    Returns
+    -------
+    tuple of float
+        ``(act, val, dom)``, clipped to [1, 7].
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> speaker = make_speakers(rng, 1)[0]
+    >>> angry = perceived_attributes(turn_prosody(rng, speaker, "A", 1.0), speaker, "how dare they")
+    >>> sad = perceived_attributes(turn_prosody(rng, speaker, "S", 1.0), speaker, "I feel so sad")
+    >>> angry[0] > sad[0] + 2, angry[2] > sad[2] + 2, sad[1] < 3
+    (True, True, True)
+    """
+    rate = (prosody["rate"] / (NEUTRAL_RATE * speaker.rate_factor) - 1) / 0.15
+    loudness = (prosody["volume"] - NEUTRAL_VOLUME) / 20
+    spread = (prosody["pitch_range"] - NEUTRAL_RANGE) / 25
+    pitch = (prosody["pitch"] - NEUTRAL_PITCH - speaker.pitch_offset) / 15
+    act = 4 + 0.6 * rate + 0.8 * loudness + 0.5 * spread
+    val = 4 + lexical_valence(text) + 0.3 * pitch
+    dom = 4 + 1.2 * loudness + 0.3 * rate
+    return tuple(float(np.clip(v, 1, 7)) for v in (act, val, dom))
