@@ -25,12 +25,12 @@ from pathlib import Path
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
-from data_prep.msp_prepare import PreparationError
 from data_prep.system_prep import prepare_system_data
 from ser.atomic_io import describe_os_error
 from ser.batching import loader_options
 from ser.brain import EmotionBrain
 from ser.data import make_dataset
+from ser.errors import UserInputError
 from ser.experiment import OverrideError, merge_overrides, pop_profile
 from ser.imbalance import balanced_sampler_for, class_counts, inverse_frequency_weights
 from ser.losses import JeffreysLoss
@@ -61,6 +61,8 @@ def main(argv):
     overrides = merged["overrides"]
     with open(hparams_file) as stream:
         hparams = load_hyperpyyaml(stream, overrides)
+    targets = Targets.from_hparams(hparams)
+    _check_label_tools(hparams, targets)  # before any work
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
@@ -72,7 +74,6 @@ def main(argv):
         post_func=lambda: manifests.update(prepare_system_data({**hparams, "skip_prep": True})),
     )
 
-    targets = Targets.from_hparams(hparams)
     options = {
         "with_text": hparams["model"].uses_text,
         "max_duration": hparams["max_duration"],
@@ -81,9 +82,6 @@ def main(argv):
         "attributes": targets.attributes,
     }
     soft = bool(hparams.get("soft_labels", False))
-    if soft and (not targets.classes or isinstance(hparams["compute_cost"], JeffreysLoss)):
-        raise OverrideError("soft_labels: True needs classes and loss nll or focal (the Jeffreys loss "
-                            "takes class indices)")
     datasets = {
         name: make_dataset(path, train=(name == "train"), soft_labels=soft and name == "train", **options)
         for name, path in manifests.items()
@@ -124,13 +122,23 @@ def _set_auto_class_weights(hparams, train_manifest, targets):
         logger.info("class weights (N / (K N_c)) %s", dict(zip(targets.classes, weights, strict=True)))
 
 
+def _check_label_tools(hparams, targets):
+    """Combinations of the imbalance / label options that cannot work, as one clear line."""
+    if hparams.get("balanced_sampler", False):
+        if hparams.get("dynamic_batching", False):
+            raise OverrideError("balanced_sampler: True needs dynamic_batching: False (length buckets "
+                                "decide the batch order themselves)")
+        if not targets.classes:
+            raise OverrideError("balanced_sampler: True needs classes (an attribute system has none)")
+    if hparams.get("soft_labels", False) and (
+        not targets.classes or isinstance(hparams["compute_cost"], JeffreysLoss)
+    ):
+        raise OverrideError("soft_labels: True needs classes and loss nll or focal (the Jeffreys loss "
+                            "takes class indices)")
+
+
 def _balanced(options, dataset, hparams, targets):
     """Training loader options with the class-balanced sampler in place of shuffling."""
-    if "batch_sampler" in options:
-        raise OverrideError("balanced_sampler: True needs dynamic_batching: False (length buckets "
-                            "decide the batch order themselves)")
-    if not targets.classes:
-        raise OverrideError("balanced_sampler: True needs classes (an attribute system has none)")
     options = {key: value for key, value in options.items() if key != "shuffle"}
     options["sampler"] = balanced_sampler_for(dataset, targets.classes, seed=int(hparams["seed"]))
     return options
@@ -143,5 +151,5 @@ if __name__ == "__main__":
         main(sys.argv[1:])
     except OSError as error:
         sys.exit(f"train.py: error: {describe_os_error(error)}")
-    except (OverrideError, PreparationError) as error:
+    except UserInputError as error:  # overrides, targets, the corpus
         sys.exit(f"train.py: error: {error}")

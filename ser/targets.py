@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ser.errors import UserInputError
 from ser.metrics import attribute_report, classification_report
 
 #: Task 2 attribute names, as in ``labels_consensus.csv``.
@@ -26,6 +27,10 @@ ATTRIBUTES = ("EmoAct", "EmoVal", "EmoDom")
 UNKNOWN_LABEL = -1
 #: Class index of a turn whose known label is not one of the classes (X, O).
 EXCLUDED_LABEL = -2
+
+
+class TargetsError(UserInputError, ValueError):
+    """A YAML's targets that no system can have (nothing, duplicates, an unknown attribute)."""
 
 
 @dataclass(frozen=True)
@@ -50,12 +55,12 @@ class Targets:
         classes = tuple(hparams.get("classes") or ())
         attributes = tuple(hparams.get("attributes") or ())
         if not classes and not attributes:
-            raise ValueError("the system predicts nothing: set classes and/or attributes in its YAML")
+            raise TargetsError("the system predicts nothing: set classes and/or attributes in its YAML")
         if len(set(classes)) != len(classes) or len(set(attributes)) != len(attributes):
-            raise ValueError(f"classes {list(classes)} and attributes {list(attributes)} must be distinct")
+            raise TargetsError(f"classes {list(classes)} and attributes {list(attributes)} must be distinct")
         unknown = [a for a in attributes if a not in ATTRIBUTES]
         if unknown:
-            raise ValueError(f"attributes {unknown} are not among {list(ATTRIBUTES)}")
+            raise TargetsError(f"attributes {unknown} are not among {list(ATTRIBUTES)}")
         return cls(classes, attributes, float(hparams.get("attribute_weight", 1.0)))
 
     @property
