@@ -131,8 +131,10 @@ def main(argv=None):
         os.makedirs(os.path.join(root, "Labels"))
         consensus.to_csv(os.path.join(root, "Labels", "labels_consensus.csv"), index=False)
         if args.release == "2.0":
-            ratings = detailed["EmoDetail"].str.extract(r"A:(\S+); V:(\S+); D:(\S+);").astype(float).astype(int)
-            words_2_0 = {"Angry": "Anger", "Happy": "Happiness", "Sad": "Sadness", "Other-Bored": "Other - bored"}
+            ratings = detailed["EmoDetail"].str.extract(r"A:(\S+); V:(\S+); D:(\S+);")
+            ratings = ratings.astype(float).astype(int)
+            words_2_0 = {"Angry": "Anger", "Happy": "Happiness", "Sad": "Sadness",
+                         "Other-Bored": "Other - bored"}
             columns = pd.DataFrame({
                 "FileName": detailed["FileName"], "WorkerID": detailed["Worker"],
                 "EmoClass_Major": detailed["EmoDetail"].str.split("; ").str[1].replace(words_2_0),

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep.corpora import open_corpus
 from data_prep.mini_corpus import generate_mini_corpus
 from data_prep.mini_corpus.plan import MIN_TURNS
-from data_prep.corpora import open_corpus
 from data_prep.transcribe import read_audio_16k
 from data_prep.whisper_backends import SAMPLE_RATE, DecodeOptions, bundled_tiny_en_path, load_backend
 

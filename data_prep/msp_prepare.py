@@ -47,6 +47,7 @@ from data_prep.audio_check import SKIPPED_CSV, BadAudioError, TurnAudioChecker
 from data_prep.corpora import open_corpus
 from data_prep.corpora.base import ATTRIBUTE_COLUMNS
 from data_prep.prepare_options import input_stamp, is_done, mark_done, mark_undone, preparation_options
+from data_prep.transcript_cache import read_transcripts_csv
 from ser.atomic_io import write_json_atomic
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
@@ -238,10 +239,7 @@ def _transcript_lookup(corpus, transcripts):
     path = Path(transcripts)
     if not path.is_file():
         raise PreparationError(f"{path}: transcripts file not found (run data_prep.transcribe)")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if not {"FileName", "Transcript"} <= set(table.columns):
-        raise PreparationError(f"{path}: expected columns FileName,Transcript")
-    whisper = dict(zip(table["FileName"], table["Transcript"].str.strip(), strict=True))
+    whisper = {name: text.strip() for name, text in read_transcripts_csv(path).items()}
     return whisper.get
 
 

@@ -16,12 +16,14 @@ most one cut last line, which :class:`TranscriptCache` truncates on start.
 import csv
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
 import re
 from pathlib import Path
 
+from data_prep.corpora.text_files import LabelFileError, read_text
 from ser.atomic_io import atomic_write
 from ser.errors import UserInputError
 
@@ -221,12 +223,17 @@ def write_skipped_csv(path, reasons):
 
 
 def read_transcripts_csv(path):
-    """Read ``FileName,Transcript`` into a dict.
+    """Read ``FileName,Transcript`` into a dict: the one reader of transcript tables.
+
+    Whisper's ``transcripts.csv`` and any table a user gives in its place
+    (``msp_prepare --transcripts FILE``) are read here, in UTF-8, UTF-16 or
+    latin-1 (:func:`data_prep.corpora.text_files.read_text`).
 
     Raises
     ------
-    ValueError
-        Naming the file (and row) for a missing column, empty or repeated FileName.
+    LabelFileError
+        Naming the file (and line) for a missing file or column, an empty or
+        repeated FileName, or a file that is not text.
 
     Example
     -------
@@ -237,17 +244,15 @@ def read_transcripts_csv(path):
     {'a.wav': ''}
     """
     transcripts = {}
-    with open(path, encoding="utf-8", newline="") as stream:
-        reader = csv.DictReader(stream)
-        missing = {"FileName", "Transcript"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {sorted(missing)} (expected FileName,Transcript)")
-        for row in reader:
-            where = f"{path}, line {reader.line_num}"
-            name = row["FileName"]
-            if not name:
-                raise ValueError(f"{where}: empty FileName")
-            if name in transcripts:
-                raise ValueError(f"{where}: FileName {name} appears twice")
-            transcripts[name] = row["Transcript"] or ""
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    missing = {"FileName", "Transcript"} - set(reader.fieldnames or [])
+    if missing:
+        raise LabelFileError(path, 1, f"missing column(s) {sorted(missing)} (expected FileName,Transcript)")
+    for row in reader:
+        name = row["FileName"]
+        if not name:
+            raise LabelFileError(path, reader.line_num, "empty FileName")
+        if name in transcripts:
+            raise LabelFileError(path, reader.line_num, f"FileName {name} appears twice")
+        transcripts[name] = row["Transcript"] or ""
     return transcripts

@@ -176,7 +176,8 @@ def test_odd_annotation_rows_are_left_out_listed_or_stop_with_strict(releases, t
 
     strict = cli(python_module("data_prep.consensus", "--data_folder", root, "--out", tmp_path / "s.csv",
                                "--strict"))
-    assert_one_line_error(strict, "error:", f"{detailed.resolve()}:{n_lines + 1}: unknown primary emotion 'Joyful'")
+    assert_one_line_error(strict, "error:",
+                          f"{detailed.resolve()}:{n_lines + 1}: unknown primary emotion 'Joyful'")
     assert not (tmp_path / "s.csv").exists()
 
 
@@ -220,10 +221,11 @@ def test_transcripts_in_other_encodings_and_binary_files(releases, tmp_path):
     corpus.transcript_path(third).write_bytes(b"\x00\x01\x02\x03binary\x00")
     assert corpus.transcript(first) == "un café, s'il vous plaît"
     assert corpus.transcript(second) == "naïve façade"
-    with pytest.raises(LabelFileError, match=rf"{corpus.transcript_path(third)}: binary data, not a text file"):
+    binary = rf"{corpus.transcript_path(third)}: binary data, not a text file"
+    with pytest.raises(LabelFileError, match=binary):
         corpus.transcript(third)
-    done = cli(python_module("data_prep.msp_prepare", "--data_folder", root, "--save_folder", tmp_path / "prep",
-                             "--missing_transcript", "empty"))
+    done = cli(python_module("data_prep.msp_prepare", "--data_folder", root,
+                             "--save_folder", tmp_path / "prep", "--missing_transcript", "empty"))
     assert_one_line_error(done, "error:", f"{corpus.transcript_path(third)}: binary data")
 
 
@@ -240,7 +242,7 @@ def test_archives_not_unpacked_and_unknown_folders_are_named(tmp_path):
 
 def test_preparation_asks_for_the_audio_when_only_labels_are_there(releases, tmp_path):
     root = _labels_only(releases["v1.11"], tmp_path)
-    with pytest.raises(CorpusLayoutError, match=r"Audios: folder not found — .* holds the labels but not the audio"):
+    with pytest.raises(CorpusLayoutError, match=r"Audios: folder not found — .* holds the labels but not"):
         prepare_msp_podcast(root, tmp_path / "prep", transcripts=None)
 
 
@@ -258,3 +260,19 @@ def test_detailed_line_numbers_count_blank_lines_and_quoted_newlines(tmp_path):
     annotations = read_detailed_file(path)
     assert annotations.table["Secondary"].tolist() == ["Concerned,\nAmused,\nTired"]
     assert [row.line for row in annotations.skipped] == [8]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1"])
+def test_a_transcripts_table_in_another_encoding_is_read_and_a_repeat_named(releases, tmp_path, encoding):
+    corpus = open_corpus(releases["v1.11"])
+    names = sorted(corpus.turns()["FileName"])
+    table = tmp_path / "transcripts.csv"
+    rows = [f"{name},un café crème" for name in names]
+    table.write_bytes(("FileName,Transcript\n" + "\n".join(rows) + "\n").encode(encoding))
+    manifests = prepare_msp_podcast(releases["v1.11"], tmp_path / "prep", transcripts=table)
+    assert {entry["transcript"] for entry in json.loads(manifests["test"].read_text()).values()} == {
+        "un café crème"}
+    table.write_bytes(("FileName,Transcript\n" + "\n".join(rows + rows[:1]) + "\n").encode(encoding))
+    repeated = rf"transcripts\.csv:{len(rows) + 2}: FileName {names[0]} appears twice"
+    with pytest.raises(LabelFileError, match=repeated):
+        prepare_msp_podcast(releases["v1.11"], tmp_path / "prep2", transcripts=table)

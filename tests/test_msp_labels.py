@@ -138,7 +138,8 @@ V111_ROWS = [
 def test_detailed_v111_format(tmp_path):
     write_labels(tmp_path, "labels_detailed.csv", "FileName,EmoDetail\n" + "\n".join(V111_ROWS))
     detailed = read_detailed_labels(tmp_path)
-    assert list(detailed.columns) == ["FileName", "Worker", "Emotion", "Secondary", "EmoAct", "EmoVal", "EmoDom"]
+    assert list(detailed.columns) == [
+        "FileName", "Worker", "Emotion", "Secondary", "EmoAct", "EmoVal", "EmoDom"]
     assert detailed["EmoAct"].tolist() == [3.0, 2.0, 6.0, 5.0]
     assert detailed["Worker"].tolist() == [
         "WORKER00014325", "WORKER00000007", "WORKER00014325", "WORKER00000009"]

@@ -289,7 +289,8 @@ def _bad_row_reasons(file_names, columns):
             reasons[row] = make_reason(row)
 
     worker = columns["Worker"]
-    flag(pd.isna(worker), lambda row: f"cannot parse EmoDetail ({_EMO_DETAIL_SHAPE}): {columns['raw'][row]!r}")
+    flag(pd.isna(worker),
+         lambda row: f"cannot parse EmoDetail ({_EMO_DETAIL_SHAPE}): {columns['raw'][row]!r}")
     flag(pd.Series(worker).fillna("x").eq("").to_numpy(), lambda row: "empty worker id")
     flag(file_names == "", lambda row: "empty FileName")
     letters = _primary_letters(columns["Primary"])
@@ -302,7 +303,8 @@ def _bad_row_reasons(file_names, columns):
             ratings[name] = np.full(n_rows, np.nan)
             continue
         ratings[name] = _ratings(raw, prefix)
-        flag(np.isnan(ratings[name]), lambda row, name=name, raw=raw: f"{name} rating is not a number: {raw[row]!r}")
+        flag(np.isnan(ratings[name]),
+             lambda row, name=name, raw=raw: f"{name} rating is not a number: {raw[row]!r}")
     return reasons, letters, ratings
 
 

@@ -32,7 +32,6 @@ import pandas as pd
 from data_prep.corpora.base import (
     ATTRIBUTE_COLUMNS,
     TURN_COLUMNS,
-    Annotations,
     CorpusLayoutError,
     CorpusReader,
 )

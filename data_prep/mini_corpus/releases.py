@@ -37,6 +37,7 @@ UNRELEASED_AUDIO_TURN = "MSP-PODCAST_0000_0001.wav"
 #: Folders only v1.12 has (the reader tells v1.12 by them).
 V112_FOLDERS = ("ForceAligned", "Previous_releases_information")
 _AGGREGATED_ORDER = ("A", "S", "H", "U", "F", "D", "C", "N")
+_DETAILED_FIELDS = ("EmoClass_Major", "EmoClass_Second", "EmoAct", "EmoVal", "EmoDom")
 
 
 def check_release(release):
@@ -139,19 +140,21 @@ def label_files(labelled, release, format_emo_detail, consensus_label):
         files["Labels/labels_detailed.csv"] = "FileName,EmoDetail\n" + "".join(
             f'{name},"{format_emo_detail(a)}"\n' for name, a in notes)
     elif release == "2.0":
-        detailed = [("FileName", "WorkerID", "EmoClass_Major", "EmoClass_Second", "EmoAct", "EmoVal", "EmoDom")]
+        detailed = [("FileName", "WorkerID", *_DETAILED_FIELDS)]
         detailed += [(name, a.worker_id, _word_2_0(a), ",".join(a.secondary), int(a.act), int(a.val),
                       int(a.dom)) for name, a in notes]
         counts = [("FileName", *(f"count::{EMOTION_NAMES[c]}" for c in _AGGREGATED_ORDER),
                    "num_other_annotations")]
         for turn in labelled:
             letters = [a.label for a in turn.annotations]
-            counts.append((turn.file_name, *(letters.count(c) for c in _AGGREGATED_ORDER), letters.count(OTHER)))
+            counts.append((turn.file_name, *(letters.count(c) for c in _AGGREGATED_ORDER),
+                           letters.count(OTHER)))
         files["Labels/labels_detailed_aggregated.csv"] = _csv(counts)
     else:
-        detailed = [("FileName", "Workers", "EmoClass_Major", "EmoClass_Second", "EmoAct", "EmoVal", "EmoDom")]
+        detailed = [("FileName", "Workers", *_DETAILED_FIELDS)]
         detailed += [(name, a.worker_id, LETTER_TO_WORD[a.label] if a.label != OTHER else a.primary,
-                      ",".join(a.secondary), f"{a.act:.1f}", f"{a.val:.1f}", f"{a.dom:.1f}") for name, a in notes]
+                      ",".join(a.secondary), f"{a.act:.1f}", f"{a.val:.1f}", f"{a.dom:.1f}")
+                     for name, a in notes]
     if release in ("2.0", "v1.6"):
         files["Labels/labels_detailed.csv"] = _csv(detailed)
     if release == "v1.12":
