@@ -22,6 +22,7 @@ from data_prep.mini_corpus.plan import plan_corpus
 from data_prep.mini_corpus.releases import UNRELEASED_AUDIO_TURN, release_file_names
 from data_prep.msp_prepare import prepare_msp_podcast
 from tests.cli_helpers import assert_one_line_error, cli, python_module
+from tests.conftest import train_command
 
 SEED, TURNS = 5, 48
 #: What the reader says each release is (the v1.6 folder is named after its release).
@@ -276,3 +277,35 @@ def test_a_transcripts_table_in_another_encoding_is_read_and_a_repeat_named(rele
     repeated = rf"transcripts\.csv:{len(rows) + 2}: FileName {names[0]} appears twice"
     with pytest.raises(LabelFileError, match=repeated):
         prepare_msp_podcast(releases["v1.11"], tmp_path / "prep2", transcripts=table)
+
+
+def _corpus_copy(mini_corpus, folder):
+    root = folder / "corpus"
+    shutil.copytree(mini_corpus, root)
+    return root
+
+
+def test_a_bad_class_letter_reached_through_train_py_is_one_line(mini_corpus, tiny_models, tmp_path):
+    root = _corpus_copy(mini_corpus, tmp_path)
+    consensus = root / "Labels" / "labels_consensus.csv"
+    lines = consensus.read_text().splitlines(keepends=True)
+    fields = lines[4].split(",")
+    fields[1] = "Q"
+    lines[4] = ",".join(fields)
+    consensus.write_text("".join(lines))
+    done = cli(train_command("a", root, tmp_path / "results", tiny_models, "--debug"))
+    assert_one_line_error(done, "train.py: error:",
+                          f"{consensus}:5: EmoClass not one of A C D F H N S U X O: 'Q'")
+
+
+def test_a_bad_emo_detail_row_with_strict_prep_through_train_py_is_one_line(mini_corpus, tiny_models,
+                                                                           tmp_path):
+    root = _corpus_copy(mini_corpus, tmp_path)
+    detailed = root / "Labels" / "labels_detailed.csv"
+    n_lines = len(detailed.read_text().splitlines())
+    _append(detailed, 'MSP-PODCAST_0001_0001.wav,"WORKER1; Joyful; ; A:3.0; V:4.0; D:4.0;"\n')
+    # Human transcripts: relabeling (system E) comes before any transcription.
+    done = cli(train_command("e", root, tmp_path / "results", tiny_models, "--debug",
+                             "--transcripts=human", "--strict_prep=True"))
+    assert_one_line_error(done, "train.py: error:",
+                          f"{detailed}:{n_lines + 1}: unknown primary emotion 'Joyful'")
