@@ -13,25 +13,26 @@ macro-F1 (mean CCC for an attribute system), then writes to the output folder:
 ``posteriors/valid.csv``, ``posteriors/test.csv`` (``FileName`` + one
 probability per class of the YAML's ``classes``), for systems with
 ``attributes`` ``attributes/valid.csv``, ``attributes/test.csv``
-(``FileName,EmoAct,EmoVal,EmoDom``), and ``metrics.json`` (dev).
+(``FileName,EmoAct,EmoVal,EmoDom``), and ``metrics.json`` (dev), and
+``system.json``: who this system is (name, targets, the kept checkpoint's fingerprint),
+which the fusion and ``ser.predict`` check.
 """
 
 import dataclasses
 import logging
 import os
-import sys
 from pathlib import Path
 
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
 from data_prep.system_prep import prepare_system_data
-from ser.atomic_io import describe_os_error
 from ser.batching import loader_options
 from ser.brain import EmotionBrain
+from ser.cli import check_device, exit_with
 from ser.data import make_dataset
-from ser.errors import UserInputError
 from ser.experiment import OverrideError, merge_overrides, pop_profile
+from ser.identity import write_identity
 from ser.imbalance import balanced_sampler_for, class_counts, inverse_frequency_weights
 from ser.losses import JeffreysLoss
 from ser.targets import Targets
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 def main(argv):
     profile, argv = pop_profile(argv)
     hparams_file, run_opts, cli_overrides = sb.parse_arguments(argv)
+    check_device(run_opts["device"])
     sb.utils.distributed.ddp_init_group(run_opts)
     if run_opts["debug"] and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # In debug mode each process would checkpoint to its own temporary folder, and the
@@ -111,6 +113,10 @@ def main(argv):
         brain.attributes_file = output / "attributes" / f"{name}.csv"
         brain.metrics_file = output / "metrics.json" if name == "valid" else None
         brain.evaluate(datasets[name], test_loader_kwargs=loaders[name])
+    if sb.utils.distributed.if_main_process():
+        # Each target's class order (Task 2 attributes: their column order).
+        declared = {"classes": list(targets.classes), "attributes": list(targets.attributes)}
+        write_identity(output, Path(hparams_file).stem, declared, brain.evaluated_checkpoint.path)
 
 
 def _set_auto_class_weights(hparams, train_manifest, targets):
@@ -146,10 +152,6 @@ def _balanced(options, dataset, hparams, targets):
 
 if __name__ == "__main__":
     # Bad input (an override, a model that is not available offline, a corpus problem, an output
-    # folder that is read-only or full) ends in one line naming the key or path, not a traceback.
-    try:
-        main(sys.argv[1:])
-    except OSError as error:
-        sys.exit(f"train.py: error: {describe_os_error(error)}")
-    except UserInputError as error:  # overrides, targets, the corpus
-        sys.exit(f"train.py: error: {error}")
+    # folder that is read-only or full) ends in one line naming the key or path (ser.cli).
+    exit_with("train.py", main, interrupted="the checkpoints saved so far are kept in the save folder; "
+              "run the same command again to resume from the last one")

@@ -5,28 +5,29 @@ preparation checks each turn's audio header with :func:`audio_duration`, leaves
 the bad turns out and lists them in ``skipped.csv`` (:func:`write_skipped_csv`)
 with the reason. A turn is bad when its file is
 
-* missing,
+* missing, a folder, or a path that cannot be followed (a symlink loop, no permission),
 * unreadable (not an audio format libsndfile knows, or a malformed header),
+* a WAV whose data is shorter than its header declares (a copy cut short),
 * empty (0 samples),
 * shorter than :data:`MIN_SAMPLES` at 16 kHz: the WavLM/HuBERT CNN needs that
   many samples (25 ms) to give one frame, so such a turn cannot be classified;
 * a floating-point file holding NaN or infinite samples (they would make every
   posterior NaN; ``ser.audio.load_waveform`` refuses them too).
 
-Only the header is read (a truncated file reports the samples it really holds),
+Only the header is read (and a WAV's chunk sizes compared with the file size),
 so checking a million PCM turns costs file opens, not decoding; only float files,
 the one kind that can hold NaN, are read whole.
 """
 
 import csv
 import logging
-import os
 
 import numpy as np
 import soundfile
 
 from ser.atomic_io import atomic_write
-from ser.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError
+from ser.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, path_problem, wav_truncation
+from ser.derived import file_stamp  # a skipped file's stamp: fixing it re-runs the preparation
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,9 @@ def audio_duration(path):
     ...     print(error.reason)
     too short: 300 samples at 16000 Hz, under the 400 samples at 16 kHz the encoders need
     """
-    if not os.path.isfile(path):
-        raise BadAudioError(path, "audio file missing")
+    problem = path_problem(path) or wav_truncation(path)
+    if problem:
+        raise BadAudioError(path, problem)
     try:
         info = soundfile.info(str(path))
     except (RuntimeError, soundfile.LibsndfileError, OSError) as error:
@@ -105,30 +107,6 @@ def audio_duration(path):
         if n_bad:
             raise BadAudioError(path, f"{n_bad} samples are NaN or infinite")
     return round(info.frames / info.samplerate, 4)
-
-
-def file_stamp(path):
-    """Size and modification time of a file, or None when it is absent.
-
-    A skipped turn's stamp is saved with the preparation's options: when the
-    file is fixed (replaced, restored) its stamp changes and the preparation
-    runs again to take it in.
-
-    Example
-    -------
-    >>> import tempfile, pathlib
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.wav"
-    >>> file_stamp(path) is None
-    True
-    >>> _ = path.write_bytes(b"RIFF")
-    >>> file_stamp(path)["size"]
-    4
-    """
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def write_skipped_csv(path, skipped):

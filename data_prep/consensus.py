@@ -40,8 +40,8 @@ import pandas as pd
 
 from data_prep.corpora import open_corpus
 from ser.atomic_io import atomic_write
+from ser.cli import ArgumentParser, check_output_file, exit_with, unit_interval
 from ser.emotions import EMOTIONS, NO_AGREEMENT, OTHER
-from ser.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -410,9 +410,9 @@ def _parse_addable(text):
 
 def main(argv=None):
     """Command-line entry point; returns the process exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="data_prep.consensus", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_folder", required=True, help="MSP-Podcast root (holds Labels/)")
-    parser.add_argument("--threshold", type=float, default=0.5,
+    parser.add_argument("--threshold", type=unit_interval, default=0.5,
                         help="K: drop annotators agreeing with the consensus less than this")
     parser.add_argument("--out", required=True, help="output CSV")
     parser.add_argument("--addable", type=_parse_addable, default=DEFAULT_ADDABLE,
@@ -420,17 +420,15 @@ def main(argv=None):
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first odd annotation row instead of leaving it out")
     args = parser.parse_args(argv)
+    check_output_file(args.out)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     start = time.perf_counter()
-    try:
-        corpus = open_corpus(args.data_folder)
-        print(f"corpus: {corpus.describe()}")
-        relabeled, skipped = relabel_corpus(corpus, threshold=args.threshold, addable=args.addable,
-                                            strict=args.strict)
-        listed = write_relabeling(relabeled, skipped, args.out)
-    except UserInputError as error:
-        parser.exit(1, f"{parser.prog}: error: {error}\n")
+    corpus = open_corpus(args.data_folder)  # bad input ends at the edge (ser.cli): one line, exit 2
+    print(f"corpus: {corpus.describe()}")
+    relabeled, skipped = relabel_corpus(corpus, threshold=args.threshold, addable=args.addable,
+                                        strict=args.strict)
+    listed = write_relabeling(relabeled, skipped, args.out)
     elapsed = time.perf_counter() - start
 
     print(class_count_table(relabeled))
@@ -442,4 +440,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_with("data_prep.consensus", main, interrupted="--out was not replaced (written whole at the end); "
+              "run the same command again")

@@ -36,7 +36,6 @@ Test3``), asked for in ``splits`` or found in a label row: its turns would
 otherwise silently vanish from (or join) the data.
 """
 
-import argparse
 import json
 import logging
 from pathlib import Path
@@ -46,9 +45,11 @@ import pandas as pd
 from data_prep.audio_check import SKIPPED_CSV, BadAudioError, TurnAudioChecker
 from data_prep.corpora import open_corpus
 from data_prep.corpora.base import ATTRIBUTE_COLUMNS
-from data_prep.prepare_options import input_stamp, is_done, mark_done, mark_undone, preparation_options
+from data_prep.prepare_options import is_done, mark_done, mark_undone, preparation_options
 from data_prep.transcript_cache import read_transcripts_csv
-from ser.atomic_io import write_json_atomic
+from ser.atomic_io import ensure_writable_folder, write_json_atomic
+from ser.cli import ArgumentParser, exit_with
+from ser.derived import content_stamp
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
 
@@ -126,22 +127,22 @@ def prepare_msp_podcast(
     corpus.check_audio()
     _check_split_names(corpus, splits)
     if missing_transcript not in ("error", "empty"):
-        raise ValueError(f"missing_transcript must be 'error' or 'empty', not {missing_transcript!r}")
+        raise PreparationError(f"missing_transcript: must be 'error' or 'empty', not {missing_transcript!r}")
     options = preparation_options(
         root, corpus.consensus_file, splits, transcripts, relabeled_csv, keep_all_labels, missing_transcript,
-        strict
+        strict, audio_dir=corpus.audio_dir, transcripts_dir=corpus.transcript_path("turn.wav").parent,
     )
     # Attributes joined the entries with the vote tables: older manifests are prepared again.
-    options["votes_csv"] = input_stamp(votes_csv) if votes_csv else None
+    options["inputs"]["votes_csv"] = content_stamp(votes_csv) if votes_csv else None
     if is_done(save_folder, [*manifests.values(), save_folder / SKIPPED_CSV], options):
         logger.info("Preparation already done with the same options in %s: skipped", save_folder)
         return manifests
 
+    ensure_writable_folder(save_folder)  # before reading the corpus: a bad folder is said at once
     table = corpus.turns()
     transcript_lookup = _transcript_lookup(corpus, transcripts)
     added = _relabeled_additions(relabeled_csv) if relabeled_csv else None
     votes = _read_votes(votes_csv) if votes_csv else None
-    save_folder.mkdir(parents=True, exist_ok=True)
     mark_undone(save_folder)  # outputs are about to change: a run stopped half-way is not done
     audio = TurnAudioChecker(strict)
     for name, split in splits.items():
@@ -300,7 +301,7 @@ def _known(row, column):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="data_prep.msp_prepare", description=__doc__.split("\n")[0])
     parser.add_argument("--data_folder", required=True)
     parser.add_argument("--save_folder", required=True)
     parser.add_argument(
@@ -328,18 +329,15 @@ def main(argv=None):
         parser.error(f"--split takes NAME=Split_Set (e.g. valid=Development), got {malformed[0]!r}")
     splits = dict(item.split("=", 1) for item in args.split) if args.split else None
     transcripts = None if args.transcripts == "none" else args.transcripts
-    try:
-        manifests = prepare_msp_podcast(
-            args.data_folder,
-            args.save_folder,
-            splits=splits,
-            transcripts=transcripts,
-            relabeled_csv=args.relabeled_csv,
-            missing_transcript=args.missing_transcript,
-            strict=args.strict,
-        )
-    except UserInputError as error:
-        parser.exit(1, f"error: {error}\n")
+    manifests = prepare_msp_podcast(
+        args.data_folder,
+        args.save_folder,
+        splits=splits,
+        transcripts=transcripts,
+        relabeled_csv=args.relabeled_csv,
+        missing_transcript=args.missing_transcript,
+        strict=args.strict,
+    )
     for name, path in manifests.items():
         count = len(json.loads(Path(path).read_text()))
         print(f"{name:>6}: {count:6d} turns  {path}")
@@ -349,4 +347,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_with("data_prep.msp_prepare", main, interrupted="no manifest was marked done "
+              "(prepare_options.json is written last); run the same command again")

@@ -1,18 +1,17 @@
-"""The saved options that make the manifest preparation idempotent.
+"""The record that makes the manifest preparation idempotent (:mod:`ser.derived`).
 
 ``prepare_options.json`` is written last, once every manifest and ``skipped.csv``
 are complete, and removed before any of them changes. A preparation is skipped
-only when that file exists, every output exists, the options match (the input
-files by path, size and modification time) and no audio file left out last time
-(``skipped_audio``) has changed since: a fixed file is taken in by the next run.
+only when that file exists, every output exists, the inputs (labels file,
+transcripts, relabeled labels, the audio folder's entries) have the same content,
+the options match, and no audio file left out last time (``skipped_audio``) has
+changed since: a fixed file is taken in by the next run.
 """
 
-import json
 import logging
 from pathlib import Path
 
-from data_prep.audio_check import file_stamp
-from ser.atomic_io import write_json_atomic
+from ser.derived import derivation, file_stamp, is_current, mark_current, mark_stale, read_extra
 
 logger = logging.getLogger(__name__)
 
@@ -20,24 +19,9 @@ OPTIONS_FILE = "prepare_options.json"
 SKIPPED_AUDIO = "skipped_audio"
 
 
-def input_stamp(path):
-    """Resolved path, size and modification time of an input file.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "labels.csv"
-    >>> _ = path.write_text("FileName\\n")
-    >>> sorted(input_stamp(path)), input_stamp(path)["size"]
-    (['mtime', 'path', 'size'], 9)
-    """
-    path = Path(path).resolve()
-    stat = path.stat()
-    return {"path": str(path), "size": stat.st_size, "mtime": stat.st_mtime}
-
-
-def preparation_options(root, labels_file, splits, transcripts, relabeled_csv, keep_all, missing, strict):
-    """The record of everything a preparation's outputs depend on (JSON-ready).
+def preparation_options(root, labels_file, splits, transcripts, relabeled_csv, keep_all, missing, strict,
+                        audio_dir=None, transcripts_dir=None):
+    """What a preparation's outputs are made from: its inputs and options (:func:`ser.derived.derivation`).
 
     Parameters
     ----------
@@ -47,30 +31,45 @@ def preparation_options(root, labels_file, splits, transcripts, relabeled_csv, k
         The consensus labels file read (CSV or JSON).
     splits, transcripts, relabeled_csv, keep_all, missing, strict
         The arguments of :func:`data_prep.msp_prepare.prepare_msp_podcast`;
-        a transcripts or relabeling *file* is recorded by its stamp, so a
-        changed file re-runs the preparation.
+        a transcripts or relabeling *file* is an input (its content is stamped), so a
+        changed file re-runs the preparation; human transcripts stamp ``Transcripts/``.
+    audio_dir, transcripts_dir : Path, optional
+        The corpus reader's audio and human-transcript folders (default ``Audios/``,
+        ``Transcripts/`` under ``root``): their entry names are stamped.
 
     Example
     -------
-    >>> options = preparation_options(Path("/c"), Path("/c/none.csv"), {"dev": "Development"},
-    ...                               None, None, ("test",), "error", False)
-    >>> options["labels"], options["strict"]
-    (None, False)
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> made_from = preparation_options(root, root / "none.csv", {"dev": "Development"},
+    ...                                 None, None, ("test",), "error", False)
+    >>> made_from["inputs"]["labels"]["error"], made_from["options"]["strict"]
+    ('missing', False)
     """
-    return {
+    if transcripts in (None, "human"):
+        transcripts_dir = Path(transcripts_dir) if transcripts_dir else Path(root) / "Transcripts"
+        transcripts_input = transcripts_dir if transcripts == "human" else None
+    else:
+        transcripts_input = transcripts
+    inputs = {
+        "labels": labels_file,
+        "audio_folder": Path(audio_dir) if audio_dir else Path(root) / "Audios",
+        "transcripts": transcripts_input,
+        "relabeled_csv": relabeled_csv,
+    }
+    options = {
         "data_folder": str(root),
-        "labels": input_stamp(labels_file) if Path(labels_file).is_file() else None,
         "splits": dict(splits),
-        "transcripts": transcripts if transcripts in (None, "human") else input_stamp(transcripts),
-        "relabeled_csv": input_stamp(relabeled_csv) if relabeled_csv else None,
+        "transcripts": transcripts if transcripts in (None, "human") else "file",
         "keep_all_labels": sorted(keep_all),
         "missing_transcript": missing,
         "strict": bool(strict),
     }
+    return derivation(inputs, options)
 
 
-def is_done(save_folder, outputs, options):
-    """Whether a complete preparation with these options is in ``save_folder``.
+def is_done(save_folder, outputs, made_from):
+    """Whether a complete preparation made from ``made_from`` is in ``save_folder``.
 
     Parameters
     ----------
@@ -78,28 +77,26 @@ def is_done(save_folder, outputs, options):
         Where the outputs and ``prepare_options.json`` are.
     outputs : iterable of Path
         Files that must all exist.
-    options : dict
+    made_from : dict
         From :func:`preparation_options`.
 
     Example
     -------
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
-    >>> is_done(folder, [], {"strict": False})
+    >>> is_done(folder, [], {"inputs": {}, "options": {"strict": False}})
     False
-    >>> mark_done(folder, {"strict": False}, skipped_stamps={})
-    >>> is_done(folder, [], {"strict": False}), is_done(folder, [], {"strict": True})
-    (True, False)
+    >>> mark_done(folder, {"inputs": {}, "options": {"strict": False}}, skipped_stamps={})
+    >>> is_done(folder, [], {"inputs": {}, "options": {"strict": False}})
+    True
+    >>> is_done(folder, [], {"inputs": {}, "options": {"strict": True}})
+    False
     """
-    options_path = Path(save_folder) / OPTIONS_FILE
-    if not options_path.is_file() or not all(Path(path).is_file() for path in outputs):
+    record = Path(save_folder) / OPTIONS_FILE
+    if not is_current(record, outputs, made_from):
         return False
-    try:
-        saved = json.loads(options_path.read_text())
-    except json.JSONDecodeError:
-        return False
-    skipped = saved.pop(SKIPPED_AUDIO, None) if isinstance(saved, dict) else None
-    if saved != json.loads(json.dumps(options)) or not isinstance(skipped, dict):
+    skipped = read_extra(record, SKIPPED_AUDIO)
+    if not isinstance(skipped, dict):
         return False
     changed = [path for path, stamp in skipped.items() if file_stamp(path) != stamp]
     if changed:
@@ -113,10 +110,10 @@ def is_done(save_folder, outputs, options):
 
 
 def mark_undone(save_folder):
-    """Remove the options file before outputs change (a half-done run never looks done)."""
-    (Path(save_folder) / OPTIONS_FILE).unlink(missing_ok=True)
+    """Remove the record before outputs change (a half-done run never looks done)."""
+    mark_stale(Path(save_folder) / OPTIONS_FILE)
 
 
-def mark_done(save_folder, options, skipped_stamps):
-    """Write the options file (atomically), with the stamps of the skipped audio files."""
-    write_json_atomic(Path(save_folder) / OPTIONS_FILE, {**options, SKIPPED_AUDIO: skipped_stamps})
+def mark_done(save_folder, made_from, skipped_stamps):
+    """Write the record (atomically), with the stamps of the skipped audio files."""
+    mark_current(Path(save_folder) / OPTIONS_FILE, made_from, extra={SKIPPED_AUDIO: skipped_stamps})

@@ -12,6 +12,10 @@
    same options. Turns labelled X or O stay in the train and dev manifests
    of a system with attributes (they have attributes: Task 2 trains and
    scores on them) and in the train manifest of a soft-label system.
+
+Steps 2 to 4 reuse their outputs only while every input and option they were
+made from is unchanged (:mod:`ser.derived`): editing ``labels_detailed.csv``
+redoes the relabeling, which redoes the manifests.
 """
 
 import logging
@@ -25,7 +29,8 @@ from data_prep.consensus import (
     write_relabeling,
 )
 from data_prep.corpora import open_corpus
-from data_prep.msp_prepare import prepare_msp_podcast
+from data_prep.msp_prepare import PreparationError, prepare_msp_podcast
+from ser.derived import derivation, is_current, mark_current, mark_stale
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +100,7 @@ def _transcripts_source(hparams, splits):
     if choice in (None, "human"):
         return choice
     if choice != "whisper":
-        raise ValueError(f"transcripts must be null, 'human' or 'whisper', not {choice!r}")
+        raise PreparationError(f"transcripts: must be null, 'human' or 'whisper', not {choice!r}")
     from data_prep.transcribe import transcribe_corpus
 
     # Paper §5.4: Whisper transcripts for the whole corpus, so training and
@@ -116,16 +121,26 @@ def _transcripts_source(hparams, splits):
 def _relabel(hparams):
     threshold = float(hparams["relabel_threshold"])
     classes = "".join(hparams["relabel_classes"])
-    # The options are in the name, so changing K or the classes re-runs it.
+    # The options are in the name (K, classes), so systems with other options keep their own.
     out = Path(hparams["manifest_folder"]) / f"relabeled_K{threshold:g}_{classes}.csv"
-    if out.is_file():
+    record = out.with_name(out.name + ".made_from.json")
+    corpus = open_corpus(hparams["data_folder"])
+    strict = bool(hparams.get("strict_prep", False))
+    made_from = derivation(
+        {path.name: path for path in corpus.label_files()},
+        {"threshold": threshold, "addable": list(hparams["relabel_classes"]), "strict": strict},
+    )
+    if is_current(record, [out], made_from):
+        logger.info("Consensus relabeling: %s is up to date with its labels and options", out)
         return out
+    mark_stale(record)
     relabeled, skipped = relabel_corpus(
-        open_corpus(hparams["data_folder"]),
+        corpus,
         threshold=threshold,
         addable=tuple(hparams["relabel_classes"]),
-        strict=bool(hparams.get("strict_prep", False)),
+        strict=strict,
     )
     write_relabeling(relabeled, skipped, out)
+    mark_current(record, made_from)
     logger.info("Consensus relabeling (K = %g):\n%s", threshold, class_count_table(relabeled))
     return out

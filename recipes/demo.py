@@ -19,7 +19,6 @@ Stages, each reused when already done (re-running the demo costs little):
    (class and attributes).
 """
 
-import argparse
 import json
 import logging
 import subprocess
@@ -34,6 +33,8 @@ from data_prep.corpora import open_corpus
 from data_prep.mini_corpus import generate_mini_corpus, is_up_to_date
 from data_prep.transcribe import transcribe_corpus
 from data_prep.whisper_backends import bundled_tiny_en_path
+from ser.cli import ArgumentParser, exit_with, non_negative_int, positive_int
+from ser.errors import UserInputError
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "hparams" / "profiles" / "demo.yaml"
@@ -113,7 +114,7 @@ def _train(corpus, results, name, extra_args):
     with open(log, "w") as stream:
         done = subprocess.run(command, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT)
     if done.returncode != 0:
-        raise SystemExit(f"{name} failed: see {log}")
+        raise StageFailed(f"{name}: {_last_error_line(log)} (full log: {log})")
     folder = results / name / str(SEED)
     return json.loads((folder / "metrics.json").read_text()), folder
 
@@ -157,6 +158,16 @@ def task2(corpus, results, systems, extra_args=()):
     return folders
 
 
+class StageFailed(UserInputError):
+    """A stage the demo runs as a command failed; its own one-line error is quoted."""
+
+
+def _last_error_line(log):
+    lines = [line for line in Path(log).read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if ": error: " in line]
+    return (errors or lines or ["no output"])[-1].strip()
+
+
 def fuse(folders, results):
     from fusion.fuse import fuse_systems
     from fusion.report import render_report
@@ -192,15 +203,17 @@ def predict_examples(corpus, folders, results, n_files=4):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="recipes.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=ROOT / "data" / "mini_corpus")
     parser.add_argument("--results", type=Path, default=ROOT / "results" / "demo")
-    parser.add_argument("--seed", type=int, default=0, help="mini corpus seed")
-    parser.add_argument("--turns", type=int, default=None, help="mini corpus size (default: its own)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="mini corpus seed")
+    parser.add_argument("--turns", type=positive_int, default=None,
+                        help="mini corpus size (default: its own)")
     parser.add_argument("--systems", nargs="*", default=list(SYSTEMS), choices=SYSTEMS)
     parser.add_argument("--attribute_systems", nargs="*", default=list(ATTRIBUTE_SYSTEMS),
                         choices=ATTRIBUTE_SYSTEMS, help="Task 2 systems (hparams/<name>.yaml)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs (quick runs)")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help="override the profile's epochs (quick runs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     start = time.perf_counter()
@@ -225,4 +238,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_with("recipes.demo", main, interrupted="every finished stage is kept (corpus, transcripts, "
+              "checkpoints); run it again to resume")

@@ -48,6 +48,8 @@ def atomic_write(path, mode="w", encoding="utf-8"):
     'done'
     """
     path = Path(path)
+    if path.is_dir():  # os.replace would fail only at the end, naming the temporary file
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give the file to write", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -60,8 +62,9 @@ def atomic_write(path, mode="w", encoding="utf-8"):
         os.replace(tmp, path)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
-        if error.errno is not None and error.filename is None:
-            # write() and fsync() errors (disk full) name no file: name the destination.
+        if error.errno is not None and error.filename in (None, tmp):
+            # write() and fsync() errors (disk full) name no file, os.replace names the temporary
+            # one: name the destination, the path the user gave.
             raise OSError(error.errno, error.strerror, str(path)) from error
         raise
     except BaseException:
@@ -122,6 +125,11 @@ def ensure_writable_folder(folder):
     (True, [])
     """
     folder = Path(folder)
+    for part in (folder, *folder.parents):  # a file where a folder must be: say so, and which
+        if part.exists() and not part.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(part))
+        if part.exists():
+            break
     folder.mkdir(parents=True, exist_ok=True)
     try:
         handle, probe = tempfile.mkstemp(dir=folder, prefix=".write-test.", suffix=".tmp")

@@ -7,7 +7,8 @@ handled rather than silently mis-read.
 """
 
 import logging
-from pathlib import Path
+import os
+import struct
 
 import numpy as np
 import soundfile
@@ -25,6 +26,81 @@ MIN_SAMPLES = 400
 
 class AudioError(UserInputError, ValueError):
     """An audio file that cannot be used (names the file and the problem)."""
+
+
+def path_problem(path):
+    """Why ``path`` cannot be read as an audio file (missing, a folder, unreadable), or None.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> (folder / "dir.wav").mkdir()
+    >>> (folder / "loop.wav").symlink_to(folder / "loop.wav")
+    >>> for name in ("none.wav", "dir.wav", "loop.wav"):
+    ...     print(path_problem(folder / name))
+    audio file missing
+    a folder, not an audio file
+    unreadable path (Too many levels of symbolic links)
+    """
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return "audio file missing"
+    except OSError as error:  # ELOOP, EACCES, ENAMETOOLONG: the path exists but cannot be followed
+        return f"unreadable path ({error.strerror or error})"
+    if os.path.isdir(path):
+        return "a folder, not an audio file"
+    if not os.path.isfile(path):
+        return "not a regular file"
+    if not os.access(path, os.R_OK):
+        return "unreadable path (Permission denied)"
+    return None
+
+
+def wav_truncation(path):
+    """Why a WAV file holds less audio than its header declares (cut short), or None.
+
+    libsndfile reads what is there and says nothing: a copy cut short would silently become a
+    shorter turn. Streamed WAVs that declare no size (0 or 0xFFFFFFFF) are not checked.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "cut.wav")
+    >>> soundfile.write(path, np.zeros(16000), 16000, subtype="PCM_16")
+    >>> wav_truncation(path) is None
+    True
+    >>> os.truncate(path, 44 + 2 * 4000)
+    >>> wav_truncation(path)
+    'truncated: its header declares 16000 samples, the file holds 4000'
+    """
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = os.fstat(stream.fileno()).st_size
+            block_align = 0
+            while True:
+                chunk = stream.read(8)
+                if len(chunk) < 8:
+                    return None
+                name, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if name == b"fmt ":
+                    fmt = stream.read(min(length, 16))
+                    block_align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else 0
+                    stream.seek(length - len(fmt) + (length & 1), os.SEEK_CUR)
+                elif name == b"data":
+                    available = size - stream.tell()
+                    if length in (0, 0xFFFFFFFF) or length <= available or not block_align:
+                        return None
+                    return (f"truncated: its header declares {length // block_align} samples, "
+                            f"the file holds {available // block_align}")
+                else:
+                    stream.seek(length + (length & 1), os.SEEK_CUR)
+    except OSError:
+        return None  # reported by the reader itself
 
 
 def load_waveform(path, sample_rate=SAMPLE_RATE):
@@ -46,7 +122,8 @@ def load_waveform(path, sample_rate=SAMPLE_RATE):
     Raises
     ------
     AudioError
-        If the file is missing, unreadable, holds no samples or NaN/infinite ones.
+        If the file is missing, unreadable (:func:`path_problem`), a WAV cut short
+        (:func:`wav_truncation`), holds no samples or NaN/infinite ones.
 
     Example
     -------
@@ -56,8 +133,9 @@ def load_waveform(path, sample_rate=SAMPLE_RATE):
     >>> load_waveform(path).shape
     torch.Size([1600])
     """
-    if not Path(path).is_file():
-        raise AudioError(f"{path}: no such audio file")
+    problem = path_problem(path) or wav_truncation(path)
+    if problem:
+        raise AudioError(f"{path}: {problem}")
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError, OSError) as error:

@@ -26,6 +26,7 @@ import torch
 
 from ser import targets as target_tools
 from ser.atomic_io import atomic_write, write_json_atomic
+from ser.checkpoints import CheckpointError
 from ser.posteriors import write_attributes, write_posteriors
 from ser.targets import EXCLUDED_LABEL, Targets
 
@@ -93,6 +94,8 @@ class EmotionBrain(sb.Brain):
     posteriors_file = None
     attributes_file = None
     metrics_file = None
+    #: The checkpoint the last ``evaluate`` loaded (its identity goes into ``system.json``).
+    evaluated_checkpoint = None
 
     @functools.cached_property
     def targets(self):
@@ -183,9 +186,17 @@ class EmotionBrain(sb.Brain):
         )
 
     def on_evaluate_start(self, max_key=None, min_key=None):
-        """Load the checkpoint with the best dev score (ties: the later epoch)."""
+        """Load the checkpoint with the best dev score (ties: the later epoch).
+
+        Without one there is nothing to evaluate: random weights are not results.
+        """
         if self.checkpointer is not None:
-            self.checkpointer.recover_if_possible(importance_key=dev_score_rank)
+            self.evaluated_checkpoint = self.checkpointer.recover_if_possible(importance_key=dev_score_rank)
+            if self.evaluated_checkpoint is None:
+                raise CheckpointError(
+                    f"{self.checkpointer.checkpoints_dir}: no checkpoint to evaluate (no epoch was "
+                    "trained); nothing is written from untrained weights"
+                )
 
     def _write_evaluation(self, collected, stage_loss, class_report, attribute_scores):
         # Every process gets here: the train logger is collective under DDP

@@ -16,6 +16,7 @@ crops as the uninterrupted run would have.
 
 import logging
 import os
+import pickle
 import random
 import shutil
 import time
@@ -32,9 +33,15 @@ from speechbrain.utils.checkpoints import (
     register_checkpoint_hooks,
 )
 
+from ser.errors import UserInputError
+
 logger = logging.getLogger(__name__)
 
 STAGING_PREFIX = "staging+"
+
+
+class CheckpointError(UserInputError):
+    """A checkpoint that cannot be loaded (truncated, damaged), or none where one is needed."""
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -89,6 +96,16 @@ class AtomicCheckpointer(Checkpointer):
         # processes would disagree on what to delete and wait for each other forever.
         sb.utils.distributed.ddp_barrier()
         return checkpoint
+
+    def load_checkpoint(self, checkpoint):
+        """Load ``checkpoint``; a damaged file is a :class:`CheckpointError` naming its folder."""
+        try:
+            super().load_checkpoint(checkpoint)
+        except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as error:
+            raise CheckpointError(
+                f"{checkpoint.path}: cannot load this checkpoint ({error}); it is damaged (a copy cut "
+                "short?): restore it, or delete the folder to fall back on an earlier checkpoint"
+            ) from error
 
     def _new_checkpoint_dirpath(self):
         target = getattr(self, "_staging_target", None)

@@ -8,9 +8,10 @@ system A has no text encoder, so the profile's ``text_hub`` does not concern
 it — and command-line overrides win over the profile.
 
 Command-line overrides are checked before anything is built (:func:`check_overrides`): an
-unknown key, or a value of the wrong type (``--batch_size=abc``), is an :class:`OverrideError`
-naming the key, the YAML file and the expected type, instead of a traceback from deep inside
-training.
+unknown key, a value of the wrong type (``--batch_size=abc``) or out of its range
+(``--number_of_epochs=0``, which would report an untrained model; ``--max_duration=0``, which
+would silently disable cropping) is an :class:`OverrideError` naming the key, the YAML file and
+what is expected, instead of a traceback from deep inside training or a silent wrong result.
 """
 
 import difflib
@@ -69,6 +70,28 @@ def _expected_type(example):
     return None, None
 
 
+# Ranges of numeric settings, by key: (test of the key, test of the value, what is expected).
+# One table for every system: the keys mean the same thing in each YAML.
+_RANGES = (
+    (lambda key: key in ("number_of_epochs", "batch_size", "max_batch_size", "num_buckets"),
+     lambda v: v >= 1, "at least 1"),
+    (lambda key: key == "num_workers" or key.startswith("ckpt_interval"), lambda v: v >= 0, "0 or more"),
+    (lambda key: key.startswith("lr_") or key == "lr" or key.endswith("duration"),
+     lambda v: 0 < v < float("inf"), "above 0"),
+    (lambda key: key.endswith("threshold") or key.endswith("factor") or key.startswith("jeffreys_"),
+     lambda v: 0 <= v <= 1, "between 0 and 1"),
+)
+
+
+def _check_range(key, value, source):
+    """An :class:`OverrideError` when a number is outside the range its key allows."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    for applies, fits, expected in _RANGES:
+        if applies(key) and not fits(value):
+            raise OverrideError(f"--{key}={value}: {key} must be {expected} (in {source})")
+
+
 def _coerce(value, example):
     """Fix what PyYAML reads differently from HyperPyYAML, and numbers given for strings.
 
@@ -100,7 +123,7 @@ def pop_profile(argv):
         if arg == "--profile":
             profile = next(args, None)
             if profile is None:
-                raise ValueError("--profile needs a path")
+                raise OverrideError("--profile needs a path")
         elif arg.startswith("--profile="):
             profile = arg.split("=", 1)[1]
         else:
@@ -122,7 +145,9 @@ def top_level_keys(yaml_text):
 def check_overrides(overrides, hparams_file, profile=None):
     r"""Check command-line overrides against the hparams file (and profile) before building anything.
 
-    A key must be a top-level key of ``hparams_file`` or of ``profile``; its value must have the
+    A key must be a top-level key of ``hparams_file`` or of ``profile``; its value must be in
+    the range its key allows (epochs, batch sizes and bucket counts ≥ 1, worker counts ≥ 0,
+    learning rates and durations > 0, thresholds and factors in [0, 1]) and have the
     type of the value it replaces: an integer for an integer, a number (integer or float) for a
     float, true/false for a boolean, a string, a list or a mapping likewise. ``null`` is always
     accepted, and so is anything for a value the file builds or leaves to the user (``!ref``,
@@ -161,6 +186,10 @@ def check_overrides(overrides, hparams_file, profile=None):
     Traceback (most recent call last):
     ...
     ser.experiment.OverrideError: --batchsize: unknown key: ... (did you mean batch_size?)
+    >>> check_overrides({"batch_size": 0}, system)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ser.experiment.OverrideError: --batch_size=0: batch_size must be at least 1 (in ...system.yaml)
     """
     examples, sources = {}, {}
     for path in (profile, hparams_file):  # the system file's value wins over the profile's
@@ -188,6 +217,7 @@ def check_overrides(overrides, hparams_file, profile=None):
             raise OverrideError(
                 f"--{key}={value}: {sources[key]} sets {key} to {name} ({example!r}); got {_type_name(value)}"
             )
+        _check_range(key, value, sources[key])
         checked[key] = value
     return checked
 

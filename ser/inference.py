@@ -14,7 +14,9 @@ network, the checkpoint with the best dev macro-F1 fills it) and classifies any 
   training transcripts used; each file is transcribed once for all systems sharing a recogniser;
 - an unreadable or empty file gets an error in its :class:`Result`; the others are still classified;
 - systems that predict the Task 2 attributes (``attributes`` in their YAML) give each file's
-  arousal, valence and dominance (1-7), averaged over those systems.
+  arousal, valence and dominance (1-7), averaged over those systems;
+- a file that cannot carry an answer — under 400 samples, or digital silence — is classified but
+  flagged (:data:`FLAGS`, with a warning): its label says nothing about the speaker.
 
 ``ser`` never imports ``data_prep`` or ``fusion`` at module level (the library stays free of the
 recipes' dependencies): Whisper and the fused model are imported inside the functions that use them.
@@ -29,18 +31,40 @@ import numpy as np
 import soundfile
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.checkpoints import Checkpointer
 from tqdm import tqdm
 
 from ser.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_waveform
 from ser.brain import dev_score_rank
+from ser.checkpoints import AtomicCheckpointer
 from ser.emotions import EMOTIONS
+from ser.errors import UserInputError
+from ser.identity import (
+    IDENTITY_FILE,
+    MODEL_FILE,
+    SystemIdentity,
+    SystemIdentityError,
+    fingerprint_file,
+    match_identities,
+    read_identity,
+)
 from ser.targets import Targets
 
 logger = logging.getLogger(__name__)
 
+#: Why a classified file's label is not meaningful (``Result.flag``, the ``Flag`` column of ser.predict).
+FLAGS = {
+    "too_short": f"under {MIN_SAMPLES} samples at 16 kHz (25 ms), the encoders' receptive field: zero-padded",
+    "silent": "digital silence (no sample above one 16-bit step)",
+}
+#: Peak amplitude at or below which a file is digital silence: one step of 16-bit PCM.
+SILENCE_PEAK = 1 / 32768
+
 #: Files read, transcribed and classified together (bounds memory on large folders).
 FILES_PER_CHUNK = 32
+
+class SystemFolderError(UserInputError, FileNotFoundError):
+    """A folder given as a trained system that is not one (no hyperparams.yaml, no checkpoint)."""
+
 
 # Objects of a training run that inference must not build: they point to the training paths
 # (which may have moved) and would create folders and files there.
@@ -73,6 +97,8 @@ class Result:
         Whisper transcript when a text system is loaded.
     error : str or None
         Why the file could not be classified (None when it was).
+    flag : str or None
+        A key of :data:`FLAGS` when the file was classified but cannot carry an answer.
     """
 
     file: str
@@ -83,6 +109,22 @@ class Result:
     error: str | None = None
     attributes: dict | None = None
     system_attributes: dict = field(default_factory=dict)
+    flag: str | None = None
+
+
+def audio_flag(waveform):
+    """The :data:`FLAGS` key of a 16 kHz waveform that cannot carry an answer, else None.
+
+    Example
+    -------
+    >>> audio_flag(torch.zeros(16000)), audio_flag(torch.ones(100) * 0.1), audio_flag(torch.ones(800) * 0.1)
+    ('silent', 'too_short', None)
+    """
+    if len(waveform) < MIN_SAMPLES:
+        return "too_short"
+    if float(waveform.abs().max()) <= SILENCE_PEAK:
+        return "silent"
+    return None
 
 
 @dataclass
@@ -99,6 +141,8 @@ class LoadedSystem:
     targets: Targets = field(default_factory=lambda: Targets(classes=EMOTIONS))
     #: The corpus scale its attributes are clipped to.
     attribute_scale: tuple = (1.0, 7.0)
+    #: Who it is (``system.json``); None for a folder trained before identities were written.
+    identity: SystemIdentity | None = None
 
 
 def window_starts(n_samples, window):
@@ -142,7 +186,7 @@ def load_system(folder, name=None, device="cpu"):
     Parameters
     ----------
     folder : str or Path
-        Holds ``hyperparams.yaml`` and ``save/CKPT+*``.
+        Holds ``hyperparams.yaml``, ``save/CKPT+*`` and (written by ``train.py``) ``system.json``.
     name : str, optional
         Defaults to the folder name.
     device : str
@@ -150,27 +194,34 @@ def load_system(folder, name=None, device="cpu"):
     Returns
     -------
     LoadedSystem
-        The model in eval mode on ``device``.
+        The model in eval mode on ``device``; ``identity`` is the folder's
+        :class:`ser.identity.SystemIdentity` (None for a folder trained before they were written).
 
     Raises
     ------
-    FileNotFoundError
-        If the folder has no ``hyperparams.yaml`` or no checkpoint.
+    SystemFolderError
+        If the folder has no ``hyperparams.yaml`` or no checkpoint, or its checkpoint is not the
+        one its ``system.json`` names (:class:`ser.identity.SystemIdentityError`); a damaged
+        checkpoint is a :class:`ser.checkpoints.CheckpointError` naming it.
     """
     folder = Path(folder)
     yaml_path = folder / "hyperparams.yaml"
     if not yaml_path.is_file():
-        raise FileNotFoundError(f"{folder}: no hyperparams.yaml (not a system folder written by train.py)")
+        raise SystemFolderError(f"{folder}: no hyperparams.yaml (not a system folder written by train.py)")
+    identity = read_identity(folder, required=False)
     with open(yaml_path, encoding="utf-8") as stream:
         hparams = load_hyperpyyaml(stream, _TRAINING_ONLY)
     model = hparams["model"]
     # The checkpoint folder is found next to the YAML, so a moved results folder still loads.
-    checkpointer = Checkpointer(folder / "save", recoverables={"model": model})
-    checkpoint = checkpointer.recover_if_possible(importance_key=dev_score_rank)
+    checkpointer = AtomicCheckpointer(folder / "save", recoverables={"model": model})
+    checkpoint = checkpointer.find_checkpoint(importance_key=dev_score_rank)
     if checkpoint is None:
-        raise FileNotFoundError(
+        raise SystemFolderError(
             f"{folder / 'save'}: no checkpoint (a --debug run keeps them only with --debug_persistently)"
         )
+    if identity is not None:
+        _check_checkpoint(identity, checkpoint.path, folder)
+    checkpointer.load_checkpoint(checkpoint)
     score = checkpoint.meta.get("score", checkpoint.meta.get("macro_f1"))
     logger.info("%s: loaded %s (dev score %s)", folder, checkpoint.path.name, score)
     model.to(device).eval()
@@ -181,7 +232,24 @@ def load_system(folder, name=None, device="cpu"):
         options = _decode_options(hparams.get("whisper_folder"))
         key = (hparams["whisper_backend"], str(hparams["whisper_model"]), json.dumps(options, sort_keys=True))
     scale = tuple(hparams.get("attribute_scale") or (1.0, 7.0))
-    return LoadedSystem(name or folder.name, folder, model, window, key, Targets.from_hparams(hparams), scale)
+    return LoadedSystem(name or folder.name, folder, model, window, key, Targets.from_hparams(hparams), scale,
+                        identity)
+
+
+def _check_checkpoint(identity, checkpoint_dir, folder):
+    """The checkpoint about to be loaded is the one ``system.json`` describes (same bytes)."""
+    where = folder / IDENTITY_FILE
+    if checkpoint_dir.name != identity.checkpoint:
+        raise SystemIdentityError(
+            f"{where}: names checkpoint {identity.checkpoint}, but the best one in {checkpoint_dir.parent} "
+            f"is {checkpoint_dir.name}: re-run train.py on this folder to evaluate it again"
+        )
+    model_file = checkpoint_dir / MODEL_FILE
+    if model_file.is_file() and fingerprint_file(model_file) != identity.fingerprint:
+        raise SystemIdentityError(
+            f"{model_file}: not the checkpoint {where} describes (its fingerprint differs): "
+            "replaced or damaged; restore it or re-run train.py"
+        )
 
 
 def _decode_options(whisper_folder):
@@ -267,6 +335,12 @@ class EmotionRecognizer:
         """
         names = system_names(system_dirs)
         systems = [load_system(folder, name, device) for folder, name in zip(system_dirs, names, strict=True)]
+        # A system is named by its identity (system.json), by its folder only when it has none or
+        # when two runs of one system are given together.
+        named = [s.identity.name if s.identity else s.name for s in systems]
+        if len(set(named)) == len(named):
+            for system, name in zip(systems, named, strict=True):
+                system.name = name
         keys = dict.fromkeys(s.transcriber_key for s in systems if s.transcriber_key)
         transcribers = {key: _load_transcriber(key, device) for key in keys}
         class_systems = [s for s in systems if s.targets.classes]
@@ -300,6 +374,10 @@ class EmotionRecognizer:
             except AudioError as error:
                 results[index].error = str(error)
                 logger.warning("%s", error)
+                continue
+            flag = results[index].flag = audio_flag(waveforms[index])
+            if flag:
+                logger.warning("%s: %s; its label is not meaningful (flagged %s)", path, FLAGS[flag], flag)
         if not waveforms:
             return results
         indices = list(waveforms)
@@ -393,22 +471,23 @@ def _load_fusion(fusion_dir, systems):
     """The fused model of ``fusion_dir``, fed the loaded systems' posteriors in its own order.
 
     ``fusion`` is imported here, not at module level: ``ser`` does not depend on it. The fusion
-    names its systems by :func:`fusion.inputs.system_label` (``Sub-System D``); the loaded
-    systems must be exactly those.
+    records the identities (``system.json``) of the systems it was trained on; the loaded systems
+    must be exactly those (:func:`ser.identity.match_identities`), wherever their folders are.
     """
     try:
-        from fusion.fuse import load_fusion
-        from fusion.inputs import system_label
+        from fusion.fuse import load_fusion, load_fusion_identities
     except ImportError as error:
         raise RuntimeError(f"{fusion_dir}: the fusion module is not available ({error})") from error
     model = load_fusion(fusion_dir)
-    labels = [system_label(s.folder) for s in systems]
-    if sorted(labels) != sorted(model.systems):
-        raise ValueError(
-            f"{fusion_dir}: the fusion was trained on {', '.join(model.systems)}; the systems given are "
-            f"{', '.join(labels)}: pass exactly the fused systems' folders"
+    expected = load_fusion_identities(fusion_dir)
+    unknown = [s.folder for s in systems if s.identity is None]
+    if unknown:
+        raise SystemIdentityError(
+            f"{Path(unknown[0]) / IDENTITY_FILE}: missing, so this system cannot be checked against the "
+            f"fusion {fusion_dir}; re-run the same train.py command on it (it only evaluates and writes it)"
         )
-    return _OrderedFusion(model, [labels.index(name) for name in model.systems])
+    order = match_identities(expected, [(str(s.folder), s.identity) for s in systems], str(fusion_dir))
+    return _OrderedFusion(model, order)
 
 
 class _OrderedFusion:

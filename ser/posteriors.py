@@ -14,8 +14,13 @@ import pandas as pd
 
 from ser.atomic_io import atomic_write
 from ser.emotions import EMOTIONS
+from ser.errors import UserInputError
 
 COLUMNS = ("FileName",) + EMOTIONS
+
+
+class PosteriorsError(UserInputError, ValueError):
+    """A posterior (or attribute) file that cannot be read as ``FileName`` + its columns (names it)."""
 
 
 def write_posteriors(path, file_names, probabilities, classes=EMOTIONS):
@@ -64,16 +69,36 @@ def read_posteriors(path, classes=EMOTIONS):
 
     Raises
     ------
-    ValueError
-        If the columns are not ``FileName`` + the 8 classes in order.
+    PosteriorsError
+        If the file is empty, not text, has no rows, or its columns are not ``FileName`` + the 8
+        classes in order.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "valid.csv")
+    >>> _ = open(path, "w").write(",".join(COLUMNS) + "\\n")
+    >>> read_posteriors(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ser.posteriors.PosteriorsError: ...valid.csv: header only, no posterior rows
     """
     return _read_table(path, ("FileName", *classes), "class order")
 
 
 def _read_table(path, columns, what):
-    table = pd.read_csv(path)
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise PosteriorsError(f"{path}: empty file, no posteriors") from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as error:
+        reason = "not a text CSV file" if isinstance(error, UnicodeDecodeError) else "not a CSV table"
+        raise PosteriorsError(f"{path}: {reason} ({' '.join(str(error).split())[:120]})") from None
     if tuple(table.columns) != tuple(columns):
-        raise ValueError(f"{path}: columns {list(table.columns)}; expected {list(columns)} ({what})")
+        found = list(table.columns)[:12]
+        raise PosteriorsError(f"{path}: columns {found}; expected {list(columns)} ({what})")
+    if table.empty:
+        raise PosteriorsError(f"{path}: header only, no rows")
     return table.set_index("FileName")
 
 

@@ -308,8 +308,8 @@ def test_fusion_rejects_inconsistent_posteriors(problem, tmp_path):
 
     done = cli(fusion_command(folders, out))
 
-    assert done.returncode == 1
-    assert_one_line_error(done, "fusion: error:", *expected)
+    assert done.returncode == 2  # bad input (ser.cli)
+    assert_one_line_error(done, "fusion.fuse: error:", *expected)
     assert {p: p.read_bytes() for p in before} == before
     assert [p.name for p in out.iterdir()] == ["submission.csv"]
     assert (out / "submission.csv").read_text() == "FileName,EmoClass\nearlier.wav,N\n"

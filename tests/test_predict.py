@@ -162,7 +162,7 @@ def test_cli_reports_bad_files_and_classifies_the_others(systems, dev_turns, tmp
 
     assert done.returncode == 1, done.stderr[-3000:]
     table = pd.read_csv(out, keep_default_na=False)
-    assert list(table.columns) == ["File", "EmoClass", *EMOTIONS, "Error"]
+    assert list(table.columns) == ["File", "EmoClass", *EMOTIONS, "Error", "Flag"]
     expected_names = sorted(["corrupt.wav", "empty.wav", *(p.name for p in good)])
     assert sorted(Path(f).name for f in table["File"]) == expected_names
     rows = table.set_index(table["File"].map(lambda f: Path(f).name))

@@ -32,7 +32,6 @@ classes are skewed like MSP-Podcast Train, Test3 is class-balanced
 files.
 """
 
-import argparse
 import json
 import logging
 import os
@@ -260,10 +259,12 @@ def summarize(out):
 
 def main(argv=None):
     """Command line: ``python -m data_prep.mini_corpus --out DIR [--seed S] [--turns N] [--release R]``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    from ser.cli import ArgumentParser, non_negative_int, positive_int
+
+    parser = ArgumentParser(prog="data_prep.mini_corpus", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--turns", type=int, default=DEFAULT_TURNS,
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    parser.add_argument("--turns", type=positive_int, default=DEFAULT_TURNS,
                         help=f"number of turns (default {DEFAULT_TURNS})")
     parser.add_argument("--release", choices=RELEASES, default=DEFAULT_RELEASE,
                         help=f"MSP-Podcast release whose layout is written (default {DEFAULT_RELEASE})")
@@ -273,6 +274,3 @@ def main(argv=None):
     root = generate_mini_corpus(args.out, seed=args.seed, n_turns=args.turns, release=args.release)
     print(f"mini corpus in {root}: {summarize(root)}; {time.perf_counter() - start:.1f} s")
 
-
-if __name__ == "__main__":
-    main()

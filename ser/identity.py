@@ -1,0 +1,214 @@
+"""Who a trained system is: ``system.json``, written by ``train.py`` beside its outputs.
+
+A folder name says where a system is, not what it is: two runs of system A may sit in folders
+of the same name, and the same run may be copied anywhere. ``train.py`` therefore writes, next
+to the posteriors it evaluated::
+
+    {"name": "system_a",                      # the hparams file's stem
+     "targets": {"classes": ["A", ..., "U"],   # the class order of posteriors/*.csv
+                 "attributes": []},           # Task 2: the column order of attributes/*.csv
+     "checkpoint": "CKPT+2026-11-30+10-00-00+00",
+     "fingerprint": "sha256:…",               # of the kept checkpoint's model.ckpt
+     "hparams": "hyperparams.yaml"}
+
+The fusion records the identities of the systems it was trained on, and inference accepts
+exactly those (:func:`match_identities`): same name, targets and fingerprint, wherever the
+folder is. ``targets`` maps each kind of target to its order (``classes``, ``attributes``), so
+another kind of target fits beside them.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ser.atomic_io import write_json_atomic
+from ser.errors import UserInputError
+
+IDENTITY_FILE = "system.json"
+#: The recoverable of a checkpoint that holds the network's weights.
+MODEL_FILE = "model.ckpt"
+
+
+class SystemIdentityError(UserInputError, ValueError):
+    """A system folder whose identity is missing, unreadable, or not the one expected."""
+
+
+@dataclass(frozen=True)
+class SystemIdentity:
+    """What makes a trained system itself (see the module docstring)."""
+
+    name: str
+    targets: dict = field(default_factory=dict)
+    checkpoint: str | None = None
+    fingerprint: str | None = None
+    hparams: str = "hyperparams.yaml"
+
+    def short(self):
+        """``system_a (sha256:0123456789ab)``: for messages."""
+        return f"{self.name} ({(self.fingerprint or 'no fingerprint')[:19]})"
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def fingerprint_file(path, chunk=1 << 22):
+    """``sha256:<hex>`` of a file's bytes (read in chunks: checkpoints can be gigabytes).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.ckpt")
+    >>> _ = open(path, "wb").write(b"weights")
+    >>> fingerprint_file(path)[:15]
+    'sha256:9a129038'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(chunk):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def write_identity(folder, name, targets, checkpoint_dir, hparams="hyperparams.yaml"):
+    """Write ``<folder>/system.json`` for the checkpoint ``checkpoint_dir`` (atomically).
+
+    Parameters
+    ----------
+    folder : str or Path
+        The system's output folder.
+    name : str
+        The system's name (``train.py``: the hparams file's stem).
+    targets : dict
+        Target name → list of its classes in posterior column order.
+    checkpoint_dir : str or Path
+        The checkpoint the posteriors come from (holds ``model.ckpt``).
+    hparams : str
+        The hparams file in ``folder``.
+
+    Returns
+    -------
+    SystemIdentity
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> (folder / "save" / "CKPT+1").mkdir(parents=True)
+    >>> _ = (folder / "save" / "CKPT+1" / "model.ckpt").write_bytes(b"weights")
+    >>> targets = {"classes": list("ACDFHNSU"), "attributes": []}
+    >>> written = write_identity(folder, "system_a", targets, folder / "save" / "CKPT+1")
+    >>> read_identity(folder) == written, written.checkpoint
+    (True, 'CKPT+1')
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    identity = SystemIdentity(
+        name=str(name),
+        targets={key: list(value) for key, value in targets.items()},
+        checkpoint=checkpoint_dir.name,
+        fingerprint=fingerprint_file(checkpoint_dir / MODEL_FILE),
+        hparams=hparams,
+    )
+    write_json_atomic(Path(folder) / IDENTITY_FILE, identity.as_dict(), indent=2)
+    return identity
+
+
+def read_identity(folder, required=True):
+    """The :class:`SystemIdentity` in ``<folder>/system.json``.
+
+    Parameters
+    ----------
+    folder : str or Path
+    required : bool
+        When False, a folder without ``system.json`` gives None.
+
+    Raises
+    ------
+    SystemIdentityError
+        Naming the file: absent (when required), not JSON, or without a ``name``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> read_identity(tempfile.mkdtemp(), required=False) is None
+    True
+    """
+    path = Path(folder) / IDENTITY_FILE
+    if not path.is_file():
+        if not required:
+            return None
+        raise SystemIdentityError(
+            f"{path}: missing; train.py writes it beside the posteriors (re-run the same train.py "
+            "command on this folder: it resumes, evaluates and writes it)"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        fields = SystemIdentity.__dataclass_fields__
+        return SystemIdentity(**{key: value for key, value in data.items() if key in fields})
+    except (ValueError, TypeError) as error:  # JSONDecodeError, UnicodeDecodeError, no "name"
+        raise SystemIdentityError(f"{path}: not a system identity written by train.py ({error})") from None
+
+
+def match_identities(expected, given, where):
+    """Order of ``given`` that feeds a model trained on the systems ``expected``.
+
+    Parameters
+    ----------
+    expected : list of SystemIdentity
+        What the model (the fusion) was trained on, in its order.
+    given : list of (str, SystemIdentity)
+        Folder and identity of each system the user gave.
+    where : str
+        The model's folder, for messages.
+
+    Returns
+    -------
+    list of int
+        For each expected system, its index in ``given``.
+
+    Raises
+    ------
+    SystemIdentityError
+        Naming the system that differs (another run of the same system, other targets), the
+        one missing, or the one the model was not trained on.
+
+    Example
+    -------
+    >>> a = SystemIdentity("system_a", fingerprint="sha256:aa")
+    >>> b = SystemIdentity("system_b", fingerprint="sha256:bb")
+    >>> match_identities([a, b], [("copy/b", b), ("copy/a", a)], "fusion/")
+    [1, 0]
+    >>> other_a = SystemIdentity("system_a", fingerprint="sha256:cc")
+    >>> match_identities([a, b], [("runs/a2", other_a), ("copy/b", b)], "fusion/")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ser.identity.SystemIdentityError: fusion/: runs/a2 is another run of system_a ...
+    """
+    order = []
+    for identity in expected:
+        same = [i for i, (_, other) in enumerate(given) if other == identity]
+        if same:
+            order.append(same[0])
+            continue
+        namesakes = [(folder, other) for folder, other in given if other.name == identity.name]
+        if namesakes:
+            folder, other = namesakes[0]
+            same_targets = other.targets == identity.targets
+            what = "another run of" if same_targets else "a version with other targets of"
+            raise SystemIdentityError(
+                f"{where}: {folder} is {what} {identity.name} (checkpoint {other.checkpoint}, "
+                f"{other.fingerprint}) than the fusion was trained on (checkpoint {identity.checkpoint}, "
+                f"{identity.fingerprint}): pass the fused run's folder, or fuse again"
+            )
+        raise SystemIdentityError(
+            f"{where}: the fusion was trained on {', '.join(e.name for e in expected)}; "
+            f"{identity.short()} is not among the systems given: pass exactly the fused systems"
+        )
+    extra = [(folder, identity) for i, (folder, identity) in enumerate(given) if i not in order]
+    if extra:
+        folder, identity = extra[0]
+        raise SystemIdentityError(
+            f"{where}: the fusion was not trained on {folder} ({identity.short()}); "
+            "pass exactly the fused systems"
+        )
+    return order
