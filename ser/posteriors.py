@@ -81,7 +81,7 @@ def read_posteriors(path, classes=EMOTIONS):
     >>> read_posteriors(path)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ser.posteriors.PosteriorsError: ...valid.csv: header only, no posterior rows
+    ser.posteriors.PosteriorsError: ...valid.csv: header only, no rows
     """
     return _read_table(path, ("FileName", *classes), "class order")
 

@@ -186,7 +186,7 @@ CASES = [
         "missing corpus",
         ["-m", "data_prep.consensus", "--data_folder", "{tmp}/none", "--out", "{tmp}/r.csv"],
         2,
-        ["{tmp}/none/Labels/labels_consensus.csv", "not found"],
+        ["{tmp}/none", "data folder not found"],
     ),
     (
         "data_prep.consensus",
