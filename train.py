@@ -21,6 +21,7 @@ which the fusion and ``ser.predict`` check.
 import dataclasses
 import logging
 import os
+import sys
 from pathlib import Path
 
 import speechbrain as sb
@@ -35,6 +36,7 @@ from ser.experiment import OverrideError, merge_overrides, pop_profile
 from ser.identity import write_identity
 from ser.imbalance import balanced_sampler_for, class_counts, inverse_frequency_weights
 from ser.losses import JeffreysLoss
+from ser.preemption import StopRequest, TrainingStopped
 from ser.targets import Targets
 
 logger = logging.getLogger(__name__)
@@ -99,13 +101,19 @@ def main(argv):
     loaders = {name: loader_options(data, hparams, name == "train") for name, data in datasets.items()}
     if hparams.get("balanced_sampler", False):
         loaders["train"] = _balanced(loaders["train"], datasets["train"], hparams, targets)
-    brain.fit(
-        brain.hparams.epoch_counter,
-        datasets["train"],
-        datasets["valid"],
-        train_loader_kwargs=loaders["train"],
-        valid_loader_kwargs=loaders["valid"],
-    )
+    # Pre-emption (SLURM, torchrun forwarding SIGTERM): checkpoint after the current step and stop.
+    brain.stop_request = StopRequest.install()
+    try:
+        brain.fit(
+            brain.hparams.epoch_counter,
+            datasets["train"],
+            datasets["valid"],
+            train_loader_kwargs=loaders["train"],
+            valid_loader_kwargs=loaders["valid"],
+        )
+    except TrainingStopped as stopped:  # not an error: the requeued job resumes from the checkpoint
+        print(f"train.py: {stopped}", file=sys.stderr)
+        return stopped.exit_code
 
     output = Path(hparams["output_folder"])
     for name in ("valid", "test"):

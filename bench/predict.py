@@ -15,7 +15,7 @@ Usage (defaults: the ``make demo`` outputs)::
 
     python bench/predict.py [--files 40] [--data_folder data/mini_corpus] \\
         [--systems results/demo/system_{a,b,c,d,e}/1993] [--fusion results/demo/fusion] \\
-        [--batch_size 8] [--per_file]
+        [--batch_size 8] [--per_file] [--device cuda]
 
 ``--per_file`` classifies the files one call each (the reference the batched path must equal):
 it also prints the largest difference between the two ways' fused probabilities.
@@ -134,6 +134,7 @@ def build_parser():
     parser.add_argument("--fusion", default=str(DEMO / "fusion"), help="fusion folder ('' for none)")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--per_file", action="store_true", help="also classify one file per call")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     return parser
 
 
@@ -144,7 +145,9 @@ def main(argv=None):
     files = test3_files(args.data_folder, args.files)
 
     began = time.perf_counter()
-    recognizer = EmotionRecognizer.from_folders(args.systems, args.fusion or None, batch_size=args.batch_size)
+    recognizer = EmotionRecognizer.from_folders(
+        args.systems, args.fusion or None, device=args.device, batch_size=args.batch_size
+    )
     load_seconds = time.perf_counter() - began
     clock = StageClock()
     instrument(recognizer, clock)

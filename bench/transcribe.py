@@ -13,7 +13,7 @@ espeak turns (whose spoken text is known), at equal beam size, and prints:
 Usage::
 
     python bench/transcribe.py [--turns 120] [--batch_size 8] [--beams 5 1] [--seed 0] \\
-        [--corpus DIR]
+        [--corpus DIR] [--device cuda --compute_type float16]
 
 ``--corpus`` reads the turns of an existing mini corpus (e.g. ``data/mini_corpus``) instead of
 generating one in a temporary folder. Target on the 2-core CPU: at least 1.3x at beam 5. Time it inside
@@ -93,6 +93,8 @@ def build_parser():
     parser.add_argument("--beams", type=int, nargs="+", default=[5, 1], help="beam sizes to compare at")
     parser.add_argument("--seed", type=int, default=0, help="mini corpus seed")
     parser.add_argument("--corpus", help="existing mini corpus to read (default: generate one)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (CTranslate2 device)")
+    parser.add_argument("--compute_type", default="int8", help="CTranslate2 type (GPU: float16)")
     return parser
 
 
@@ -108,7 +110,8 @@ def main(argv=None):
     seconds = sum(len(a) for a in audios) / SAMPLE_RATE
     print(
         f"{len(audios)} turns, {seconds:.0f} s of audio (mean {seconds / len(audios):.1f} s); "
-        f"Whisper tiny.en, faster-whisper int8 on CPU; batched path: {args.batch_size} turns per call"
+        f"Whisper tiny.en, faster-whisper {args.compute_type} on {args.device}; "
+        f"batched path: {args.batch_size} turns per call"
     )
     header = (
         f"{'beam':>4}{'per call t/s':>14}{'batched t/s':>13}{'speed-up':>10}"
@@ -120,8 +123,8 @@ def main(argv=None):
             "faster-whisper",
             bundled_tiny_en_path(),
             DecodeOptions(beam_size=beam),
-            device="cpu",
-            compute_type="int8",
+            device=args.device,
+            compute_type=args.compute_type,
         )
         backend.transcribe_many(audios[:2], 2)  # first-call set-up is not throughput
         single, single_seconds = timed_transcripts(backend, audios, 1)

@@ -17,16 +17,22 @@ Stages, each reused when already done (re-running the demo costs little):
    CCC table;
 7. ``ser.predict`` on a few Test3 files with all the systems and the fusion
    (class and attributes).
+
+The console shows the stage lines, the progress of the long stages and the results; the
+libraries' messages of each stage (SpeechBrain, transformers, warnings; a system's whole
+training output) go to ``<results>/logs/<stage>.log``, named on the stage's line
+(:func:`ser.console.chatter_to_log`).
 """
 
 import json
-import logging
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from data_prep.consensus import class_count_table, relabel_corpus
 from data_prep.corpora import open_corpus
@@ -34,6 +40,7 @@ from data_prep.mini_corpus import generate_mini_corpus, is_up_to_date
 from data_prep.transcribe import transcribe_corpus
 from data_prep.whisper_backends import bundled_tiny_en_path
 from ser.cli import ArgumentParser, exit_with, non_negative_int, positive_int
+from ser.console import chatter_to_log
 from ser.errors import UserInputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,31 +50,46 @@ ATTRIBUTE_SYSTEMS = ("task2_wavlm", "task2_d")
 SEED = 1993  # the seed of the system YAMLs: their output folder is <system>/<seed>
 
 
-def ensure_corpus(folder, seed, turns):
+def stage_log(results, name):
+    """The log file of one stage: ``<results>/logs/<name>.log``."""
+    return results / "logs" / f"{name}.log"
+
+
+def shown(path):
+    """A path as the stage lines show it: relative to the current folder when inside it."""
+    path = path.absolute()
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+
+
+def ensure_corpus(folder, seed, turns, results):
     """Generate the mini corpus unless a complete one with this seed and size is there."""
     if is_up_to_date(folder, seed, turns):
         print(f"[1/7] mini corpus: reusing {folder}")
         return
     start = time.perf_counter()
-    generate_mini_corpus(folder, seed=seed, n_turns=turns)
-    print(f"[1/7] mini corpus: {turns} turns in {folder} ({time.perf_counter() - start:.0f} s)")
+    with chatter_to_log(stage_log(results, "1_corpus")) as log:
+        generate_mini_corpus(folder, seed=seed, n_turns=turns)
+    print(f"[1/7] mini corpus: {turns} turns in {folder} ({time.perf_counter() - start:.0f} s); "
+          f"log: {shown(log)}")
 
 
 def transcribe(corpus, results):
     start = time.perf_counter()
-    csv, _ = transcribe_corpus(
-        data_folder=corpus,
-        splits=["Train", "Development", "Test3"],
-        model=bundled_tiny_en_path(),
-        out=results / "whisper",
-        backend="faster-whisper",
-    )
+    with chatter_to_log(stage_log(results, "2_whisper")) as log:
+        csv, _ = transcribe_corpus(
+            data_folder=corpus,
+            splits=["Train", "Development", "Test3"],
+            model=bundled_tiny_en_path(),
+            out=results / "whisper",
+            backend="faster-whisper",
+        )
     whisper = pd.read_csv(csv, keep_default_na=False).set_index("FileName")["Transcript"]
     truth = _spoken_sentences(corpus, whisper.index)
     accuracy = sum(_word_accuracy(truth[name], whisper[name]) for name in truth) / max(len(truth), 1)
     print(
         f"[2/7] Whisper tiny.en: {len(whisper)} turns in {csv} "
-        f"({time.perf_counter() - start:.0f} s); word accuracy vs. the spoken text {accuracy:.1%}"
+        f"({time.perf_counter() - start:.0f} s); word accuracy vs. the spoken text {accuracy:.1%}; "
+        f"log: {shown(log)}"
     )
 
 
@@ -93,30 +115,54 @@ def _word_accuracy(reference, hypothesis):
     return max(0.0, 1.0 - previous[-1] / max(len(ref), 1))
 
 
-def relabeling_summary(corpus):
-    relabeled, _ = relabel_corpus(open_corpus(corpus), threshold=0.5)
+def relabeling_summary(corpus, results):
+    with chatter_to_log(stage_log(results, "3_relabeling")) as log:
+        relabeled, _ = relabel_corpus(open_corpus(corpus), threshold=0.5)
     truth = pd.read_csv(corpus / "true_labels.csv").set_index("FileName")["EmoClass"]
     was_x = relabeled[relabeled["EmoClass_Original"] == "X"]
     recovered = (was_x["EmoClass_Recomputed"] == truth.loc[was_x["FileName"]].to_numpy()).mean()
-    print("[3/7] consensus relabeling, K = 50 % (paper Table 2 on the mini corpus):")
+    print(f"[3/7] consensus relabeling, K = 50 % (paper Table 2 on the mini corpus); log: {shown(log)}")
     print(class_count_table(relabeled))
     print(f"      {len(was_x)} X turns; the recomputed label is the true one for {recovered:.0%} of them")
 
 
-def _train(corpus, results, name, extra_args):
-    """Run train.py on ``hparams/<name>.yaml`` with the demo profile; its metrics.json and folder."""
+def _train(corpus, results, name, extra_args, stage):
+    """Run train.py on ``hparams/<name>.yaml`` with the demo profile; its metrics.json, folder, log.
+
+    Its whole output goes to the stage's log; the console shows its epochs as a progress bar.
+    """
     command = [
         sys.executable, str(ROOT / "train.py"), str(ROOT / "hparams" / f"{name}.yaml"),
         "--profile", str(PROFILE), f"--data_folder={corpus}", f"--results_folder={results}",
+        # Absolute (the profile's default is relative to the repository): the predict stage
+        # rebuilds the systems from their hyperparams.yaml in this process, from any folder.
+        f"--tiny_models_folder={results / 'models'}",
         *extra_args,
     ]
-    log = results / f"{name}.log"
-    with open(log, "w") as stream:
-        done = subprocess.run(command, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise StageFailed(f"{name}: {_last_error_line(log)} (full log: {log})")
+    log = stage_log(results, f"{stage[1]}_{name}")
+    log.parent.mkdir(parents=True, exist_ok=True)
     folder = results / name / str(SEED)
-    return json.loads((folder / "metrics.json").read_text()), folder
+    with open(log, "w") as stream:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT)
+        returncode = follow_epochs(process, folder, f"{stage} {name}")
+    if returncode != 0:
+        raise StageFailed(f"{name}: {_last_error_line(log)} (full log: {log})")
+    return json.loads((folder / "metrics.json").read_text()), folder, log
+
+
+def follow_epochs(process, folder, description):
+    """Show a training run's epochs (read from its ``train_log.txt``) until it ends; its exit code."""
+    with tqdm(desc=description, unit="epoch", leave=False) as bar:
+        while process.poll() is None:
+            time.sleep(0.5)
+            if bar.total is None and (folder / "hyperparams.yaml").is_file():
+                text = (folder / "hyperparams.yaml").read_text()
+                epochs = re.search(r"^number_of_epochs: (\d+)", text, re.M)
+                bar.total = int(epochs.group(1)) if epochs else None
+            if (folder / "train_log.txt").is_file():
+                done = len(re.findall(r"^epoch: ", (folder / "train_log.txt").read_text(), re.M))
+                bar.update(done - bar.n)
+    return process.returncode
 
 
 def train_systems(corpus, results, systems, extra_args=()):
@@ -124,11 +170,11 @@ def train_systems(corpus, results, systems, extra_args=()):
     folders = []
     for system in systems:
         start = time.perf_counter()
-        metrics, folder = _train(corpus, results, f"system_{system}", extra_args)
+        metrics, folder, log = _train(corpus, results, f"system_{system}", extra_args, "[4/7]")
         folders.append(folder)
         print(
             f"[4/7] system {system.upper()}: dev macro-F1 {metrics['macro_f1']:.3f}, "
-            f"accuracy {metrics['accuracy']:.3f} ({time.perf_counter() - start:.0f} s)"
+            f"accuracy {metrics['accuracy']:.3f} ({time.perf_counter() - start:.0f} s); log: {shown(log)}"
         )
     return folders
 
@@ -138,15 +184,16 @@ def task2(corpus, results, systems, extra_args=()):
     folders = []
     for name in systems:
         start = time.perf_counter()
-        metrics, folder = _train(corpus, results, name, extra_args)
+        metrics, folder, log = _train(corpus, results, name, extra_args, "[6/7]")
         folders.append(folder)
         cccs = ", ".join(f"{a} {v:.3f}" for a, v in metrics["ccc"].items())
         print(f"[6/7] {name}: dev CCC {cccs}; mean {metrics['mean_ccc']:.3f} "
-              f"({time.perf_counter() - start:.0f} s)")
+              f"({time.perf_counter() - start:.0f} s); log: {shown(log)}")
     if len(folders) > 1:
         from fusion.attributes import fuse_attribute_systems, render_attribute_report
 
-        metrics = fuse_attribute_systems(folders, results / "fusion_task2")
+        with chatter_to_log(stage_log(results, "6_fusion_task2")):
+            metrics = fuse_attribute_systems(folders, results / "fusion_task2")
         print(f"[6/7] Task 2 fusion: dev mean CCC {metrics['mean_ccc']:.3f} by speaker-disjoint "
               "cross-validation\n")
         print(render_attribute_report(metrics))
@@ -173,9 +220,10 @@ def fuse(folders, results):
     from fusion.report import render_report
 
     start = time.perf_counter()
-    metrics = fuse_systems(folders, results / "fusion")
+    with chatter_to_log(stage_log(results, "5_fusion")) as log:
+        metrics = fuse_systems(folders, results / "fusion")
     print(f"[5/7] SVM fusion: dev macro-F1 {metrics['macro_f1']:.3f} by speaker-disjoint "
-          f"cross-validation ({time.perf_counter() - start:.0f} s)\n")
+          f"cross-validation ({time.perf_counter() - start:.0f} s); log: {shown(log)}\n")
     print(render_report(metrics))
     for path in metrics["report_files"].values():
         print(f"      {path}")
@@ -187,12 +235,13 @@ def predict_examples(corpus, folders, results, n_files=4):
     from ser.predict import write_predictions
 
     files = sorted((corpus / "Audios").glob("*test3*.wav"))[:n_files]
-    recognizer = EmotionRecognizer.from_folders(folders, fusion_dir=results / "fusion")
-    predictions = recognizer.classify_files(files)
+    with chatter_to_log(stage_log(results, "7_predict")) as log:
+        recognizer = EmotionRecognizer.from_folders(folders, fusion_dir=results / "fusion")
+        predictions = recognizer.classify_files(files)
     out = results / "predict_examples.csv"
     write_predictions(out, predictions, recognizer.classes, recognizer.attributes)
     truth = pd.read_csv(corpus / "true_labels.csv").set_index("FileName")["EmoClass"]
-    print(f"\n[7/7] python -m ser.predict on {len(files)} Test3 files -> {out}")
+    print(f"\n[7/7] python -m ser.predict on {len(files)} Test3 files -> {out}; log: {shown(log)}")
     for result in predictions:
         name = Path(result.file).name
         attributes = ""
@@ -215,7 +264,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="override the profile's epochs (quick runs)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    # train.py runs in the repository root: relative paths are the caller's, made absolute here.
+    args.corpus, args.results = args.corpus.absolute(), args.results.absolute()
     start = time.perf_counter()
     args.results.mkdir(parents=True, exist_ok=True)
     turns = args.turns
@@ -223,9 +273,9 @@ def main(argv=None):
         from data_prep.mini_corpus import DEFAULT_TURNS
 
         turns = DEFAULT_TURNS
-    ensure_corpus(args.corpus, args.seed, turns)
+    ensure_corpus(args.corpus, args.seed, turns, args.results)
     transcribe(args.corpus, args.results)
-    relabeling_summary(args.corpus)
+    relabeling_summary(args.corpus, args.results)
     extra = [f"--number_of_epochs={args.epochs}"] if args.epochs else []
     folders = train_systems(args.corpus, args.results, args.systems, extra)
     if len(folders) > 1:

@@ -28,6 +28,7 @@ from ser import targets as target_tools
 from ser.atomic_io import atomic_write, write_json_atomic
 from ser.checkpoints import CheckpointError
 from ser.posteriors import write_attributes, write_posteriors
+from ser.preemption import TrainingStopped
 from ser.targets import EXCLUDED_LABEL, Targets
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ class EmotionBrain(sb.Brain):
     metrics_file = None
     #: The checkpoint the last ``evaluate`` loaded (its identity goes into ``system.json``).
     evaluated_checkpoint = None
+    #: A :class:`ser.preemption.StopRequest` (train.py installs one): checkpoint and stop on SIGTERM.
+    stop_request = None
 
     @functools.cached_property
     def targets(self):
@@ -170,6 +173,13 @@ class EmotionBrain(sb.Brain):
             self.train_sampler = sampler
         return loader
 
+    def _should_save_intra_epoch_ckpt(self, last_ckpt_time, steps_since_ckpt):
+        # Asked after every training step: a stop signal (pre-emption) means "checkpoint now".
+        if self.stop_request is not None and self.checkpointer is not None:
+            if self.stop_request.agreed(self.device):
+                return True
+        return super()._should_save_intra_epoch_ckpt(last_ckpt_time, steps_since_ckpt)
+
     def _save_intra_epoch_ckpt(self):
         # SpeechBrain's own version records no position: say where the run stands, so a
         # resumed run (and whoever reads the folder) knows which epoch and step it restarts from.
@@ -184,6 +194,8 @@ class EmotionBrain(sb.Brain):
             },
             verbosity=logging.DEBUG,
         )
+        if self.stop_request is not None and self.stop_request.signum is not None:
+            raise TrainingStopped(self.stop_request.signum, self.hparams.epoch_counter.current, self.step)
 
     def on_evaluate_start(self, max_key=None, min_key=None):
         """Load the checkpoint with the best dev score (ties: the later epoch).

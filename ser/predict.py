@@ -21,6 +21,8 @@ is given, else the average of the systems); for a file that cannot be read they 
 the failed ones. ``Flag`` (last) marks a file that was classified but cannot carry an
 answer (:data:`ser.inference.FLAGS`: ``too_short``, ``silent``; a warning names it too): do
 not trust its label.
+The libraries' messages (SpeechBrain, transformers, torch warnings) go to ``--log``
+(default: ``--out`` with ``.log``).
 
 Exit code (:mod:`ser.cli`): 0 when every file was classified, 1 when at least one failed (or none
 was found, or ``--out`` could not be written), 2 for bad arguments (an ``--out`` that is a folder,
@@ -35,6 +37,7 @@ from pathlib import Path
 
 from ser.atomic_io import atomic_write
 from ser.cli import ArgumentParser, check_device, check_output_file, positive_int, run_command
+from ser.console import chatter_to_log
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
 
@@ -128,6 +131,7 @@ def build_parser():
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
     parser.add_argument("--batch_size", type=positive_int, default=8, help="windows per forward pass")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_argument("--log", help="file for the libraries' messages (default: --out with .log)")
     return parser
 
 
@@ -140,7 +144,18 @@ def main(argv=None):
                              "give the audio inputs before --systems, or after --")
     check_output_file(args.out)
     check_device(args.device)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    log = Path(args.log) if args.log else Path(args.out).with_suffix(".log")
+    if log == Path(args.out):
+        log = Path(f"{args.out}.log")
+    check_output_file(log)
+    with chatter_to_log(log):  # loading systems is chatty: keep the console for the results
+        code = classify(args)
+    print(f"Messages of the libraries: {log}")
+    return code
+
+
+def classify(args):
+    """Classify the inputs and write ``--out``; returns the exit code."""
     files = find_audio_files(args.inputs)
     if not files:
         logger.error("no audio files in %s", " ".join(args.inputs))

@@ -128,6 +128,29 @@ def test_training_killed_mid_epoch_resumes_where_it_stopped(
     assert_like_uninterrupted(folder, uninterrupted)
 
 
+def test_sigterm_checkpoints_after_the_step_and_the_rerun_resumes_there(
+    mini_corpus, tiny_models, tmp_path, uninterrupted
+):
+    """What a pre-empted job sees: SIGTERM, a checkpoint after the step, exit 143, resume."""
+    command = train_command("a", mini_corpus, tmp_path, tiny_models, EPOCHS)
+    folder = experiment_folder(tmp_path)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2",
+           "PYTHONPATH": os.pathsep.join([str(KILLPOINTS), str(ROOT)]),
+           # SIGTERM arrives during the 3rd training step of epoch 1.
+           "MSP_SER_KILL_AT": "speechbrain.core|Brain.fit_batch||3|sigterm"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr[-3000:]
+    assert "stopped by SIGTERM at epoch 1, step 3" in done.stderr
+    latest, _ = checkpoints(folder / "save")[-1]
+    assert latest.get("brain_intra_epoch_ckpt") and (latest["epoch"], latest["step"]) == (1, 3)
+    assert not (folder / "posteriors").exists()
+
+    done = run(command)
+    assert "Loading a checkpoint" in done.stderr + done.stdout
+    assert_like_uninterrupted(folder, uninterrupted)
+
+
 def test_half_written_checkpoint_is_never_loaded(mini_corpus, tiny_models, tmp_path, uninterrupted):
     command = train_command("a", mini_corpus, tmp_path, tiny_models, EPOCHS)
     folder = experiment_folder(tmp_path)

@@ -7,6 +7,7 @@ keeping their checkpoints (``--debug_persistently``: a plain ``--debug`` run del
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +200,25 @@ def test_cli_with_fusion(systems, recognizer, dev_turns, tmp_path):
         assert table.loc[str(result.file), "EmoClass"] == model.predict(blocks)[0]
     with pytest.raises(ValueError, match="pass exactly the fused systems"):
         EmotionRecognizer.from_folders([systems["a"]], fusion_dir=fusion_dir)
+
+
+def test_cli_console_shows_results_and_warnings_and_logs_the_libraries(
+    systems, dev_turns, odd_files, tmp_path
+):
+    files = [*list(dev_turns.values())[:2], odd_files / "stereo_44k.wav"]
+    out = tmp_path / "preds.csv"
+
+    done = predict_cli(*files, "--systems", systems["a"], systems["d"], "--out", out)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    console = done.stdout + done.stderr
+    # Loading two systems (one with Whisper and a text encoder) is chatty: none of it is shown ...
+    for chatter in ("INFO", "Loading weights", "Loading a checkpoint", "FutureWarning", "UserWarning"):
+        assert chatter not in console, chatter
+    # ... but the warnings about the user's files are, and the results, and where the log is.
+    assert re.search(r"WARNING: .*stereo_44k\.wav: 44100 Hz, resampled to 16000 Hz", done.stderr)
+    assert "Classified 3 of 3 files" in done.stdout
+    log = tmp_path / "preds.log"
+    assert f"Messages of the libraries: {log}" in done.stdout
+    text = log.read_text()
+    assert "speechbrain.utils.checkpoints INFO: Loading a checkpoint" in text and "stereo_44k.wav" in text

@@ -7,6 +7,8 @@ call) then kills the process: ``before`` the call, ``after`` it returns, or
 ``midwrite`` (``torch.save`` only: half of the bytes reach the file, then
 the kill — a file cut by a crash). Nothing else changes, so the program
 under test is the real one, killed the way a crash or an OOM killer would.
+``sigterm`` instead sends the process a ``SIGTERM`` after the call returns and
+lets it go on, as a scheduler that pre-empts a job does.
 """
 
 import functools
@@ -38,6 +40,10 @@ def _install(spec):
             return original(*args, **kwargs)
         if when == "before":
             _die()
+        if when == "sigterm":
+            result = original(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return result
         if when == "midwrite":
             buffer = io.BytesIO()
             original(args[0], buffer)

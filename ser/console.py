@@ -1,0 +1,109 @@
+"""A quiet console: library chatter goes to a log file, the command's own lines stay on screen.
+
+Loading a SpeechBrain system prints INFO lines (seeds, checkpoints), Hugging Face weight-loading
+progress bars and deprecation warnings; a command that loads five of them buries its own output.
+:func:`chatter_to_log` sends all of that to one log file while it is active:
+
+- every ``logging`` record at INFO or above, of any logger, is written to the log file;
+- on the console (stderr) remain only the warnings of this project's own packages (a resampled
+  file, a skipped turn: things the user should know) and errors of any origin;
+- Python ``warnings`` (``FutureWarning`` and the like from torch or transformers) become log
+  records, so they land in the file;
+- Hugging Face's progress bars (``Loading weights``, downloads) are switched off: the bars of
+  the command's own long stages (``tqdm`` in this project's code) still show.
+
+What a command prints itself (its stage lines, results, ``<command>: error: ...`` lines) and
+``KeyboardInterrupt`` are untouched. Everything is restored on exit, so stages can each have their
+own log file (``recipes/demo.py``).
+"""
+
+import contextlib
+import importlib.util
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+#: Top-level packages whose warnings the user sees on the console (the rest goes to the log).
+OWN_PACKAGES = ("ser", "data_prep", "fusion", "recipes", "bench", "__main__")
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+
+
+class _OwnWarningsAndAllErrors(logging.Filter):
+    def filter(self, record):
+        if record.levelno >= logging.ERROR:
+            return True
+        return record.levelno >= logging.WARNING and record.name.split(".")[0] in OWN_PACKAGES
+
+
+@contextlib.contextmanager
+def _hugging_face_quiet():
+    """Transformers' records propagate to the root logger (not its own stderr handler), no bars."""
+    if importlib.util.find_spec("transformers") is None:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # also Hugging Face Hub's bars
+    hf_logging.disable_default_handler()
+    hf_logging.enable_propagation()
+    try:
+        yield
+    finally:
+        hf_logging.disable_propagation()
+        hf_logging.enable_default_handler()
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def chatter_to_log(log_file, mode="w"):
+    """Route library logging, warnings and Hugging Face progress bars to ``log_file``.
+
+    Parameters
+    ----------
+    log_file : str or Path
+        The file that receives every log record at INFO or above (its folder is created).
+    mode : {"w", "a"}
+        Start the file afresh, or append to it.
+
+    Yields
+    ------
+    Path
+        The log file.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> log = os.path.join(tempfile.mkdtemp(), "stage.log")
+    >>> with chatter_to_log(log):
+    ...     logging.getLogger("speechbrain.core").info("Beginning experiment!")
+    ...     warnings.warn("deprecated", FutureWarning)
+    >>> text = open(log).read()
+    >>> "speechbrain.core INFO: Beginning experiment!" in text, "FutureWarning: deprecated" in text
+    (True, True)
+    """
+    log_file = Path(log_file)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(log_file, mode=mode, encoding="utf-8")
+    to_file.setFormatter(logging.Formatter(LOG_FORMAT))
+    to_console = logging.StreamHandler(sys.stderr)
+    to_console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    to_console.addFilter(_OwnWarningsAndAllErrors())
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    root.handlers = [to_file, to_console]
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    try:
+        with warnings.catch_warnings(), _hugging_face_quiet():
+            # "default": each warning once per place, as Python shows them (some libraries
+            # install "always" or "ignore" filters of their own).
+            warnings.simplefilter("default")
+            yield log_file
+    finally:
+        logging.captureWarnings(False)
+        root.handlers = saved_handlers
+        root.setLevel(saved_level)
+        to_file.close()
