@@ -7,15 +7,19 @@ Usage::
     python train.py hparams/system_a.yaml --profile hparams/profiles/demo.yaml   # mini corpus, tiny models
     torchrun --nproc_per_node=4 train.py hparams/system_c.yaml --data_folder ...
 
-Runs the data stages (unless ``skip_prep``), trains with SpeechBrain (resumes
-by itself from the last checkpoint), keeps the checkpoint with the best dev
-macro-F1 (mean CCC for an attribute system), then writes to the output folder:
-``posteriors/valid.csv``, ``posteriors/test.csv`` (``FileName`` + one
-probability per class of the YAML's ``classes``), for systems with
+Runs the data stages (unless ``skip_prep``), logs what an epoch will be (turns,
+optimizer steps, turns per batch, padding, global batch, trainable parameters
+per optimizer group), trains with SpeechBrain (resumes by itself from the last
+checkpoint), keeps the checkpoint with the best dev score (``selection_metric``:
+macro-F1 or error rate; mean CCC for an attribute system), then writes to the
+output folder: ``posteriors/valid.csv``, ``posteriors/test.csv`` (``FileName`` +
+one probability per class of the YAML's ``classes``), for systems with
 ``attributes`` ``attributes/valid.csv``, ``attributes/test.csv``
-(``FileName,EmoAct,EmoVal,EmoDom``), and ``metrics.json`` (dev), and
-``system.json``: who this system is (name, targets, the kept checkpoint's fingerprint),
-which the fusion and ``ser.predict`` check.
+(``FileName,EmoAct,EmoVal,EmoDom``), and ``metrics.json`` (dev); for each
+labelled split of ``eval_splits`` that the corpus holds (``Test1`` -> ``test1``),
+``posteriors/test1.csv`` (``attributes/test1.csv``) and ``metrics_test1.json``
+in the same formats; and ``system.json``: who this system is (name, targets,
+the kept checkpoint's fingerprint), which the fusion and ``ser.predict`` check.
 """
 
 import dataclasses
@@ -28,15 +32,17 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
 from data_prep.system_prep import prepare_system_data
-from ser.batching import loader_options
+from ser.batching import effective_lengths, loader_options
 from ser.brain import EmotionBrain
 from ser.cli import check_device, exit_with
 from ser.data import make_dataset
+from ser.encoders import SpeechEncoder
 from ser.experiment import OverrideError, merge_overrides, pop_profile
 from ser.identity import write_identity
 from ser.imbalance import balanced_sampler_for, class_counts, inverse_frequency_weights
 from ser.losses import JeffreysLoss
 from ser.preemption import StopRequest, TrainingStopped
+from ser.run_summary import epoch_batches, format_training_summary, training_summary
 from ser.targets import Targets
 
 logger = logging.getLogger(__name__)
@@ -97,10 +103,17 @@ def main(argv):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
-    # Fixed random batches or length-bucketed dynamic ones (YAML "Batching" section).
+    # Bucketed, duration-capped or random batches (YAML "Batching" section).
     loaders = {name: loader_options(data, hparams, name == "train") for name, data in datasets.items()}
     if hparams.get("balanced_sampler", False):
         loaders["train"] = _balanced(loaders["train"], datasets["train"], hparams, targets)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    log_training_summary(brain, hparams, datasets["train"], loaders["train"], world_size)
+    if world_size > 1 and any(
+        isinstance(module, SpeechEncoder) and module.layerdrop > 0 for module in hparams["model"].modules()
+    ):
+        # A layer skipped by layerdrop gets no gradient in that step: DDP must look for it.
+        brain.find_unused_parameters = True
     # Pre-emption (SLURM, torchrun forwarding SIGTERM): checkpoint after the current step and stop.
     brain.stop_request = StopRequest.install()
     try:
@@ -116,10 +129,15 @@ def main(argv):
         return stopped.exit_code
 
     output = Path(hparams["output_folder"])
-    for name in ("valid", "test"):
+    # Dev (metrics.json), the challenge test set (posteriors only), then each labelled
+    # evaluation split (metrics_<name>.json).
+    for name in datasets:
+        if name == "train":
+            continue
         brain.posteriors_file = output / "posteriors" / f"{name}.csv"
         brain.attributes_file = output / "attributes" / f"{name}.csv"
-        brain.metrics_file = output / "metrics.json" if name == "valid" else None
+        metrics = {"valid": "metrics.json", "test": None}.get(name, f"metrics_{name}.json")
+        brain.metrics_file = output / metrics if metrics else None
         brain.evaluate(datasets[name], test_loader_kwargs=loaders[name])
     if sb.utils.distributed.if_main_process():
         # Each target's class order (Task 2 attributes: their column order).
@@ -139,8 +157,8 @@ def _set_auto_class_weights(hparams, train_manifest, targets):
 def _check_label_tools(hparams, targets):
     """Combinations of the imbalance / label options that cannot work, as one clear line."""
     if hparams.get("balanced_sampler", False):
-        if hparams.get("dynamic_batching", False):
-            raise OverrideError("balanced_sampler: True needs dynamic_batching: False (length buckets "
+        if hparams.get("batching", "random") != "random":
+            raise OverrideError("balanced_sampler: True needs batching: random (length buckets "
                                 "decide the batch order themselves)")
         if not targets.classes:
             raise OverrideError("balanced_sampler: True needs classes (an attribute system has none)")
@@ -156,6 +174,24 @@ def _balanced(options, dataset, hparams, targets):
     options = {key: value for key, value in options.items() if key != "shuffle"}
     options["sampler"] = balanced_sampler_for(dataset, targets.classes, seed=int(hparams["seed"]))
     return options
+
+
+def log_training_summary(brain, hparams, train_set, train_loader, world_size):
+    """Log (console and log.txt) what an epoch will be, before training starts."""
+    limit = hparams["max_duration"]
+    batches = epoch_batches(train_loader, train_set, limit, seed=int(hparams["seed"]))
+    accumulation = int(brain.grad_accumulation_factor)
+    summary = training_summary(
+        batches,
+        effective_lengths(train_set, limit),
+        world_size=world_size,
+        grad_accumulation=accumulation,
+        optimizer_groups={name: group["modules"] for name, group in hparams["optimizers"].items()},
+        model=hparams["model"],
+    )
+    batching = hparams.get("batching", "random")
+    for line in format_training_summary(summary, batching, world_size, accumulation).splitlines():
+        logger.info(line)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""Training throughput: fixed random batches vs. dynamic batches, fp32 vs. bf16.
+"""Training throughput: random, bucketed and duration-capped batches, fp32 vs. bf16.
 
 Runs real training epochs of a system (``EmotionBrain`` and the model of its
 YAML, with the demo profile's local encoders) on synthetic 16 kHz audio of
 MSP-Podcast-like lengths (``bench/padding.py``'s distribution, written as WAV
 files and read back by the real data pipeline), and prints utterances per
-second for each combination of batching (``--batching fixed dynamic``) and
+second for each combination of batching (``--batching random bucketed duration``,
+the ``batching`` modes of :mod:`ser.batching`) and
 precision (``--precisions fp32 bf16``, SpeechBrain's ``precision`` run
 option), plus the peak memory (``torch.cuda.max_memory_allocated`` on a GPU,
 the process's peak RSS on a CPU).
@@ -13,7 +14,7 @@ Model sizes: ``tiny`` (default; the demo's 2-layer WavLM, hidden size 64, for
 a CPU) or ``large`` (a random-init WavLM with the ``microsoft/wavlm-large``
 configuration, 317 M parameters, built locally — nothing is downloaded; meant
 for ``--device cuda``). On a GPU the target is >= 2x utterances/s for bf16 +
-dynamic batches over fp32 + fixed batches.
+bucketed batches over fp32 + random batches.
 
 Usage::
 
@@ -136,7 +137,7 @@ def load_system(args, work):
 
 def timed_epoch(hparams, dataset, batching, precision, device):
     """Train one epoch; return (seconds, number of batches, peak memory in GB)."""
-    options = loader_options(dataset, {**hparams, "dynamic_batching": batching == "dynamic"}, train=True)
+    options = loader_options(dataset, {**hparams, "batching": batching}, train=True)
     brain = EmotionBrain(
         modules=hparams["modules"],
         hparams=hparams,
@@ -170,10 +171,15 @@ def main(argv=None):
     parser.add_argument("--turns", type=int, default=64, help="synthetic training turns per timed epoch")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1")
     parser.add_argument("--model-size", dest="model_size", choices=["tiny", "large"], default="tiny")
-    parser.add_argument("--batching", nargs="+", choices=["fixed", "dynamic"], default=["fixed", "dynamic"])
+    parser.add_argument(
+        "--batching",
+        nargs="+",
+        choices=["random", "bucketed", "duration"],
+        default=["random", "bucketed", "duration"],
+    )
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
-    parser.add_argument("--batch_size", type=int, default=16, help="fixed batches (paper: 16)")
-    parser.add_argument("--max_batch_duration", type=float, help="dynamic batches (default: the YAML's)")
+    parser.add_argument("--batch_size", type=int, default=16, help="random and bucketed batches (paper: 16)")
+    parser.add_argument("--max_batch_duration", type=float, help="duration batches (default: the YAML's)")
     parser.add_argument("--max_duration", type=float, default=12.0, help="training crop (s)")
     parser.add_argument("--num_workers", type=int, default=0)
     parser.add_argument(
@@ -200,7 +206,7 @@ def main(argv=None):
             train=True,
             max_duration=args.max_duration,
         )
-        timed_epoch(hparams, warmup, "fixed", args.precisions[0], args.device)  # first-call costs
+        timed_epoch(hparams, warmup, "random", args.precisions[0], args.device)  # first-call costs
         best = {}
         # Interleaved repeats, best time kept: a shared CPU makes single epochs noisy.
         for _ in range(args.repeats):
@@ -216,7 +222,7 @@ def main(argv=None):
     print(
         f"{args.hparams}, {args.model_size} encoder ({params:.1f} M parameters), {args.device}, "
         f"{len(durations)} turns (mean {durations.mean():.2f} s), crop {args.max_duration:g} s, "
-        f"fixed batches of {args.batch_size}, dynamic <= {hparams['max_batch_duration']:g} s"
+        f"random and bucketed batches of {args.batch_size}, duration <= {hparams['max_batch_duration']:g} s"
     )
     memory = "peak GPU GB" if args.device.startswith("cuda") else "process peak RSS GB"
     print(f"| batching | precision | batches | seconds | utterances/s | speed-up | {memory} |")

@@ -12,6 +12,9 @@
    same options. Turns labelled X or O stay in the train and dev manifests
    of a system with attributes (they have attributes: Task 2 trains and
    scores on them) and in the train manifest of a soft-label system.
+   Besides those of ``splits`` (train, valid, test), one manifest per
+   labelled split of ``eval_splits`` that the corpus holds (``Test1`` ->
+   ``test1``).
 
 Steps 2 to 4 reuse their outputs only while every input and option they were
 made from is unchanged (:mod:`ser.derived`): editing ``labels_detailed.csv``
@@ -29,6 +32,7 @@ from data_prep.consensus import (
     write_relabeling,
 )
 from data_prep.corpora import open_corpus
+from data_prep.corpora.base import SPLITS
 from data_prep.msp_prepare import PreparationError, prepare_msp_podcast
 from ser.derived import derivation, is_current, mark_current, mark_stale
 
@@ -42,21 +46,34 @@ def prepare_system_data(hparams):
     ----------
     hparams : dict
         Loaded system YAML. Keys read: ``data_folder``, ``manifest_folder``,
-        ``splits``, ``skip_prep``, ``strict_prep`` (stop at a bad audio file,
-        in transcription too, instead of listing it in ``skipped.csv``); for
-        text systems ``transcripts``, ``whisper_model``, ``whisper_backend``,
-        ``whisper_folder``; for relabeling ``relabel_threshold`` and
-        ``relabel_classes``.
+        ``splits``, ``eval_splits`` (optional), ``skip_prep``, ``strict_prep``
+        (stop at a bad audio file, in transcription too, instead of listing it
+        in ``skipped.csv``); for text systems ``transcripts``,
+        ``whisper_model``, ``whisper_backend``, ``whisper_folder``; for
+        relabeling ``relabel_threshold`` and ``relabel_classes``.
 
     Returns
     -------
     dict
-        Manifest name (train/valid/test) → JSON path.
+        Manifest name (train/valid/test, then one lowercase name per
+        evaluation split, e.g. ``test1``) → JSON path.
     """
     splits = dict(hparams["splits"])
+    extra = eval_split_manifests(hparams.get("eval_splits"), splits)
     if hparams["skip_prep"]:
-        return prepare_msp_podcast(None, hparams["manifest_folder"], splits=splits, skip_prep=True)
+        manifests = prepare_msp_podcast(
+            None, hparams["manifest_folder"], splits={**splits, **extra}, skip_prep=True
+        )
+        # Prepared before (by the main process, or an earlier run): those that exist.
+        absent = [split for name, split in extra.items() if not manifests[name].is_file()]
+        _warn_absent(absent, f"no manifest in {hparams['manifest_folder']}")
+        return {name: path for name, path in manifests.items() if name not in extra or path.is_file()}
     data_folder = hparams["data_folder"]
+    if extra:
+        held = set(open_corpus(data_folder).turns(splits=list(extra.values()))["Split_Set"])
+        _warn_absent([split for split in extra.values() if split not in held], f"not in {data_folder}")
+        extra = {name: split for name, split in extra.items() if split in held}
+    splits.update(extra)
     transcripts = _transcripts_source(hparams, splits)
     relabeled_csv = None
     if hparams.get("relabel_threshold") is not None:
@@ -64,7 +81,7 @@ def prepare_system_data(hparams):
     soft = bool(hparams.get("soft_labels", False))
     keep_all = {"test"}
     if hparams.get("attributes"):
-        keep_all |= {"train", "valid"}
+        keep_all |= {"train", "valid", *extra}  # evaluation splits are scored as dev is
     if soft:
         keep_all.add("train")
     return prepare_msp_podcast(
@@ -93,6 +110,59 @@ def _votes(hparams):
     write_csv_atomically(table.reset_index(), out)
     logger.info("Vote table of %d turns (soft labels) -> %s", len(table), out)
     return out
+
+
+def eval_split_manifests(eval_splits, splits):
+    """Manifest name → ``Split_Set`` of the evaluation splits (the lowercase split name).
+
+    A split that ``splits`` already maps (``Development`` is the ``valid``
+    manifest) is not repeated.
+
+    Parameters
+    ----------
+    eval_splits : list of str or None
+        ``Split_Set`` names from the YAML (``[Test1, Test2]``).
+    splits : dict
+        The YAML's ``splits`` (manifest name → ``Split_Set``).
+
+    Raises
+    ------
+    PreparationError
+        For a name that is not a split of the release, or whose manifest
+        name is already taken by ``splits``.
+
+    Example
+    -------
+    >>> eval_split_manifests(["Development", "Test1", "Test2"],
+    ...                      {"train": "Train", "valid": "Development", "test": "Test3"})
+    {'test1': 'Test1', 'test2': 'Test2'}
+    """
+    if eval_splits is None:
+        return {}
+    if isinstance(eval_splits, str) or not isinstance(eval_splits, (list, tuple)):
+        raise PreparationError(
+            f"eval_splits must be a list of split names (e.g. [Test1, Test2]), got {eval_splits!r}"
+        )
+    manifests = {}
+    for split in eval_splits:
+        if split not in SPLITS:
+            raise PreparationError(
+                f"eval_splits: unknown Split_Set {split!r}; expected one of {list(SPLITS)}"
+            )
+        if split in splits.values():
+            continue
+        name = split.lower()
+        if name in splits:
+            raise PreparationError(
+                f"eval_splits: {split!r} would be manifest {name!r}, which splits maps to {splits[name]!r}"
+            )
+        manifests[name] = split
+    return manifests
+
+
+def _warn_absent(absent, why):
+    if absent:
+        logger.warning("eval_splits: %s %s: not scored", ", ".join(absent), why)
 
 
 def _transcripts_source(hparams, splits):

@@ -1,34 +1,52 @@
-"""Length-bucketed dynamic batching for training and evaluation.
+"""Batches for training and evaluation: the ``batching`` option of the system YAML.
 
 Turns of MSP-Podcast last 2 to 12 s and more. Random batches of 16 pad every
-turn to the longest of its batch, so about a third of the frames WavLM
-computes are padding (``bench/padding.py``). With ``dynamic_batching: True``
-the turns are sorted into ``num_buckets`` buckets of similar *effective*
-length — the length after cropping, ``min(duration, max_duration)`` in
-training and ``min(duration, eval_max_duration)`` in evaluation — and a batch
-holds as many turns of one bucket as fit in ``max_batch_duration`` seconds of
-padded audio. Memory is bounded by that duration instead of by a turn count.
+turn to the longest of its batch, so about 43 % of the frames WavLM computes
+are padding (``bench/padding.py``). Three ways to batch, named in the YAML:
 
-The batches come from SpeechBrain's ``DynamicBatchSampler``: bucket
-boundaries are quantiles of the effective lengths (equal-count buckets; the
-sampler's own log-normal warping would put every 2–12 s turn in its first
-buckets), the order of an epoch depends only on ``seed + epoch``, so
-``set_epoch`` (called by ``Brain.fit``; ``EmotionBrain`` registers the sampler)
-reshuffles each epoch and an interrupted epoch resumes with the very batches
-it was running (``SaveableDataLoader`` skips the batches already done).
-``dynamic_batching: False`` gives the fixed-size random batches of
-``train_dataloader_opts`` / ``test_dataloader_opts`` (ablations).
+``bucketed`` (the default of the five systems)
+    Batches of exactly ``batch_size`` turns of similar *effective* length —
+    the length after cropping, ``min(duration, max_duration)`` in training
+    and ``min(duration, eval_max_duration)`` in evaluation. The turns are
+    split into ``num_buckets`` equal-count length buckets, shuffled within
+    each bucket, laid end to end from the shortest bucket to the longest and
+    cut into batches of ``batch_size``, whose order is then shuffled. An
+    epoch therefore has ``ceil(turns / batch_size)`` batches, as the paper's
+    random batches of 16 (A) or the authors' batches of 8 (D): the same
+    number of optimizer steps at the same learning rates, with little padding.
+``duration``
+    Batches of as many turns of one bucket as fit in ``max_batch_duration``
+    seconds of padded audio (SpeechBrain's ``DynamicBatchSampler``): memory is
+    bounded by a duration instead of a turn count, but short turns make big
+    batches, so an epoch has 2-4x fewer optimizer steps than ``bucketed``.
+``random``
+    Fixed-size random batches of ``train_dataloader_opts`` /
+    ``test_dataloader_opts`` (the authors' recipe; padding as above).
+
+Evaluation batches of ``bucketed`` and ``duration`` are fixed, longest first
+(an out-of-memory shows at once). Training orders depend only on
+``seed + epoch``: ``set_epoch`` (called by ``Brain.fit``; ``EmotionBrain``
+registers the sampler) reshuffles each epoch and an interrupted epoch resumes
+with the very batches it was running (``SaveableDataLoader`` skips the
+batches already done). Under DDP, SpeechBrain hands each process its share of
+the batches (``DistributedSamplerWrapper``).
 """
 
 import logging
+import math
 
 import numpy as np
 from speechbrain.dataio.sampler import DynamicBatchSampler
+
+from ser.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
 # DataLoader options that a batch sampler replaces (PyTorch refuses both).
 _BATCH_OPTIONS = ("batch_size", "shuffle", "sampler", "drop_last")
+
+#: Values of the YAML's ``batching`` option (see the module docstring).
+BATCHING_MODES = ("bucketed", "duration", "random")
 
 
 def effective_lengths(dataset, limit):
@@ -85,7 +103,7 @@ def quantile_boundaries(lengths, num_buckets):
 
 
 def bucketed_batch_sampler(dataset, limit, max_batch_duration, num_buckets, train, seed, max_batch_size=None):
-    """A ``DynamicBatchSampler`` over the effective lengths of ``dataset``.
+    """A ``DynamicBatchSampler`` over the effective lengths of ``dataset`` (``batching: duration``).
 
     Parameters
     ----------
@@ -130,7 +148,7 @@ def bucketed_batch_sampler(dataset, limit, max_batch_duration, num_buckets, trai
     affordable = max(1, int(lengths.sum() // (2 * max_batch_duration)))
     if affordable < num_buckets:
         logger.info(
-            "Dynamic batching: %d buckets instead of %d for %.0f s of audio",
+            "Duration batching: %d buckets instead of %d for %.0f s of audio",
             affordable,
             num_buckets,
             lengths.sum(),
@@ -148,7 +166,7 @@ def bucketed_batch_sampler(dataset, limit, max_batch_duration, num_buckets, trai
         seed=seed,
     )
     logger.info(
-        "Dynamic batching: %d turns in %d batches (%d buckets, at most %.1f s of audio per batch)",
+        "Duration batching: %d turns in %d batches (%d buckets, at most %.1f s of audio per batch)",
         len(lengths),
         len(sampler),
         len(boundaries),
@@ -157,15 +175,93 @@ def bucketed_batch_sampler(dataset, limit, max_batch_duration, num_buckets, trai
     return sampler
 
 
+class BatchingError(UserInputError, ValueError):
+    """A ``batching`` option of the system YAML that cannot be used (names the key)."""
+
+
+class BucketedBatchSampler:
+    """Batches of exactly ``batch_size`` turns of similar length.
+
+    The turns are sorted by effective length (equal lengths in a random
+    order) and split into ``num_buckets`` buckets of (nearly) equal counts.
+    In training, each epoch (seeded by ``seed + epoch``) shuffles the turns
+    within each bucket, lays the buckets end to end, shortest first, cuts
+    the sequence into batches of ``batch_size`` and shuffles the batches:
+    ``ceil(turns / batch_size)`` batches, one of them partial, each mixing
+    turns of neighbouring lengths only. In evaluation the batches are fixed:
+    turns longest first, cut in order.
+
+    Parameters
+    ----------
+    lengths : sequence of float
+        Effective length of each turn (see :func:`effective_lengths`).
+    batch_size : int
+        Turns per batch.
+    num_buckets : int
+        Number of length buckets (fewer: more mixing of lengths, more padding).
+    train : bool
+        Shuffle by ``seed + epoch`` (training) or fixed, longest first.
+    seed : int
+        Base seed of the shuffles.
+
+    Example
+    -------
+    >>> lengths = [2.0 + (i * 7) % 10 for i in range(50)]
+    >>> sampler = BucketedBatchSampler(lengths, batch_size=8, num_buckets=5, train=True, seed=3)
+    >>> sampler.set_epoch(1)
+    >>> batches = list(sampler)
+    >>> len(sampler), [len(b) for b in batches].count(8)
+    (7, 6)
+    >>> sorted(i for b in batches for i in b) == list(range(50))
+    True
+    """
+
+    def __init__(self, lengths, batch_size, num_buckets, train, seed):
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise BatchingError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not isinstance(num_buckets, int) or isinstance(num_buckets, bool) or num_buckets < 1:
+            raise BatchingError(f"num_buckets must be a positive integer, got {num_buckets!r}")
+        self.lengths = np.asarray(lengths, dtype=np.float64)
+        if len(self.lengths) == 0:
+            raise BatchingError("bucketed batching: the dataset is empty")
+        self.batch_size = batch_size
+        self.num_buckets = min(num_buckets, len(self.lengths))
+        self.train = bool(train)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        """Shuffle for ``epoch`` (``Brain.fit`` calls it before each epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self):
+        if not self.train:
+            order = np.argsort(-self.lengths, kind="stable")
+            batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+            return iter([batch.tolist() for batch in batches])
+        rng = np.random.default_rng(self.seed + self.epoch)
+        # Sorted by length, equal lengths (turns cropped to max_duration) in a random order,
+        # so that the turns a bucket holds among equals change from epoch to epoch.
+        by_length = np.lexsort((rng.random(len(self.lengths)), self.lengths))
+        buckets = np.array_split(by_length, self.num_buckets)
+        order = np.concatenate([rng.permutation(bucket) for bucket in buckets])
+        batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+        return iter([batches[i] for i in rng.permutation(len(batches))])
+
+
 def loader_options(dataset, hparams, train):
     """DataLoader options for one split, from the system YAML.
 
-    With ``hparams["dynamic_batching"]`` the options of
-    ``train_dataloader_opts`` (``train=True``) or ``test_dataloader_opts``
-    lose their batch size and shuffle and gain a ``batch_sampler`` (see
-    :func:`bucketed_batch_sampler`, keys ``max_batch_duration``,
-    ``num_buckets``, ``max_batch_size``, ``seed``); without it they are
-    returned as they are (fixed-size random batches).
+    ``hparams["batching"]`` (see the module docstring) chooses the batches:
+    ``random`` returns ``train_dataloader_opts`` (``train=True``) or
+    ``test_dataloader_opts`` as they are; ``bucketed`` and ``duration`` take
+    their batch size and shuffle away and add a ``batch_sampler``
+    (:class:`BucketedBatchSampler` with their ``batch_size`` and ``num_buckets``;
+    :func:`bucketed_batch_sampler` with ``max_batch_duration``,
+    ``num_buckets`` and ``max_batch_size``), seeded by ``seed``.
 
     Parameters
     ----------
@@ -182,27 +278,49 @@ def loader_options(dataset, hparams, train):
     dict
         Keyword arguments for ``Brain.fit`` / ``Brain.evaluate`` loaders.
 
+    Raises
+    ------
+    BatchingError
+        If ``batching`` is not one of :data:`BATCHING_MODES`.
+
     Example
     -------
     >>> from speechbrain.dataio.dataset import DynamicItemDataset
     >>> durations = [1.0 + i % 4 for i in range(20)]
     >>> data = DynamicItemDataset({f"u{i}": {"duration": d} for i, d in enumerate(durations)})
-    >>> hparams = {"dynamic_batching": True, "max_batch_duration": 8.0, "num_buckets": 3,
+    >>> hparams = {"batching": "duration", "max_batch_duration": 8.0, "num_buckets": 3,
     ...            "seed": 1, "max_duration": 4.0, "eval_max_duration": 30.0,
     ...            "test_dataloader_opts": {"batch_size": 4, "num_workers": 0}}
     >>> options = loader_options(data, hparams, train=False)
     >>> batches = list(options["batch_sampler"])
     >>> sorted(options), [len(batch) * max(durations[i] for i in batch) for batch in batches]
     (['batch_sampler', 'num_workers'], [8.0, 8.0, 4.0, 6.0, 6.0, 3.0, 8.0, 8.0, 4.0])
+    >>> options = loader_options(data, {**hparams, "batching": "bucketed"}, train=False)
+    >>> [len(batch) for batch in options["batch_sampler"]]
+    [4, 4, 4, 4, 4]
     """
     options = dict(hparams["train_dataloader_opts"] if train else hparams["test_dataloader_opts"])
-    if not hparams.get("dynamic_batching", False):
+    batching = hparams.get("batching", "random")
+    if batching not in BATCHING_MODES:
+        raise BatchingError(f"batching: {batching!r} is not one of {', '.join(BATCHING_MODES)}")
+    if batching == "random":
         return options
+    batch_size = options.get("batch_size", hparams.get("batch_size"))
     for name in _BATCH_OPTIONS:
         options.pop(name, None)
+    limit = hparams["max_duration"] if train else hparams["eval_max_duration"]
+    if batching == "bucketed":
+        options["batch_sampler"] = BucketedBatchSampler(
+            effective_lengths(dataset, limit),
+            batch_size=batch_size,
+            num_buckets=hparams["num_buckets"],
+            train=train,
+            seed=int(hparams["seed"]),
+        )
+        return options
     options["batch_sampler"] = bucketed_batch_sampler(
         dataset,
-        limit=hparams["max_duration"] if train else hparams["eval_max_duration"],
+        limit=limit,
         max_batch_duration=float(hparams["max_batch_duration"]),
         num_buckets=int(hparams["num_buckets"]),
         train=train,

@@ -10,8 +10,9 @@ comes from the YAML; this class only wires it together:
   ``hparams.attribute_cost`` on the turns with known attributes;
 - one optimizer per entry of ``hparams.optimizers`` (each over a named group of
   modules, each annealed by its own NewBob scheduler on the dev score);
-- checkpoints kept by **dev macro-F1** (the challenge metric, STYLE.md habit 6),
-  or dev mean CCC for an attribute system;
+- NewBob and the kept checkpoint follow the dev score: ``selection_metric``
+  ``macro_f1`` (the challenge metric, STYLE.md habit 6) or ``error_rate``
+  (1 - accuracy, the authors' recipe), or dev mean CCC for an attribute system;
 - evaluation writes the posteriors (one probability per class and turn), the
   attribute predictions and the metrics.
 """
@@ -29,6 +30,7 @@ from ser.atomic_io import atomic_write, write_json_atomic
 from ser.checkpoints import CheckpointError
 from ser.posteriors import write_attributes, write_posteriors
 from ser.preemption import TrainingStopped
+from ser.run_summary import trainable_parameters
 from ser.targets import EXCLUDED_LABEL, Targets
 
 logger = logging.getLogger(__name__)
@@ -133,13 +135,25 @@ class EmotionBrain(sb.Brain):
         else:
             self._write_evaluation(collected, stage_loss, *reports)
 
+    @property
+    def selection_metric(self):
+        """``hparams.selection_metric`` (``macro_f1`` when a YAML predates the option)."""
+        return self.hparams.selection_metric if hasattr(self.hparams, "selection_metric") else "macro_f1"
+
     def _end_of_epoch(self, epoch, stage_loss, class_report, attribute_scores):
         score = target_tools.selection_score(self.targets, class_report, attribute_scores)
+        if self.selection_metric == "error_rate" and class_report:
+            # The authors' recipe: the score is 1 - dev error rate, so NewBob anneals on the error
+            # rate and the kept checkpoint has the lowest.
+            score = class_report["accuracy"]
+        elif self.selection_metric not in ("macro_f1", "error_rate"):
+            raise ValueError(f"selection_metric: macro_f1 or error_rate, not {self.selection_metric!r}")
         learning_rates = {}
         for name, group in self.hparams.optimizers.items():
             if name not in self.optimizers_dict:
                 continue
-            # NewBob anneals when the dev error (1 - macro-F1, or 1 - mean CCC) stops improving.
+            # NewBob anneals when the dev error (1 - score: 1 - macro-F1, the error rate, or
+            # 1 - mean CCC) stops improving.
             old_lr, new_lr = group["lr_annealing"](1.0 - score)
             sb.nnet.schedulers.update_learning_rate(self.optimizers_dict[name], new_lr)
             learning_rates[f"lr_{name}"] = old_lr
@@ -151,6 +165,8 @@ class EmotionBrain(sb.Brain):
         )
         meta = {"score": score, "epoch": epoch}
         meta.update({k: v for k, v in valid_stats.items() if k in ("macro_f1", "mean_ccc")})
+        if class_report:
+            meta["error_rate"] = 1.0 - class_report["accuracy"]
         self.checkpointer.save_and_keep_only(meta=meta, importance_keys=[dev_score_rank])
 
     def on_fit_start(self):
@@ -268,7 +284,7 @@ class EmotionBrain(sb.Brain):
         self.optimizers_dict = {}
         owner = {}
         for name, group in self.hparams.optimizers.items():
-            params = [p for module in group["modules"] for p in module.parameters() if p.requires_grad]
+            params = trainable_parameters(group["modules"])
             for param in params:
                 if id(param) in owner:
                     raise ValueError(f"optimizer groups {owner[id(param)]!r} and {name!r} share parameters")

@@ -7,14 +7,20 @@ or wav2vec 2.0 through ``AutoModel``) with these changes:
   normalises the padded row), padding is zeroed and masked in the transformer when the model
   takes an attention mask, ``output_norm`` ignores padded frames and padded frames are zero, so
   a turn encodes (almost) the same alone or next to a longer one;
-* layer drop is off: in training, transformers 5 skips layers *and* drops their entries from
+* layer drop (skipping each transformer layer with probability ``layerdrop`` in training) keeps
+  the model configuration's value (0.1 for WavLM-large and HuBERT-large, active in the
+  authors' recipe) when only the last layer is used, and is switched off when every hidden
+  state is returned: transformers 5 then drops the skipped layers' entries from
   ``hidden_states``, so the layer count would change from batch to batch;
-* a frozen CNN feature extractor (systems D and E, §6.4) builds no autograd graph at all;
+* a frozen CNN feature extractor (paper §6.4; every system of the authors' recipe) builds no
+  autograd graph at all;
 * ``source`` (Hub id or folder) is resolved first, with a clear error when offline.
 
 Frames come every 20 ms; ``round(wav_lens[b] * frames)`` counts the valid frames of turn ``b``
 up to one frame at the edge, :meth:`SpeechEncoder.relative_frame_lengths` exactly.
-:class:`TextEncoder` wraps any Hugging Face text encoder (RoBERTa-base in §6.4).
+:class:`TextEncoder` wraps any Hugging Face text encoder (RoBERTa-base in §6.4), with the same
+optional ``output_norm`` over its valid tokens (the authors' recipe normalises RoBERTa's output
+as WavLM's).
 """
 
 import logging
@@ -58,11 +64,15 @@ class SpeechEncoder(Wav2Vec2):
     freeze : bool
         Freeze the whole encoder (no gradient, kept in eval mode).
     freeze_feature_extractor : bool
-        Freeze only the CNN feature extractor; the transformer is fine-tuned (systems D, E).
+        Freeze only the CNN feature extractor; the transformer is fine-tuned (paper §6.4).
     output_all_hiddens : bool
-        Return every hidden state, ``(layers + 1, batch, frames, dim)``, instead of the last.
+        Return every hidden state, ``(layers + 1, batch, frames, dim)``, instead of the last
+        (layer drop is then off).
     apply_spec_augment : bool
         Let the Hugging Face model mask time steps in training (off in the paper).
+    layerdrop : float, optional
+        Probability of skipping each transformer layer in training; ``None`` keeps the model
+        configuration's (0.1 for WavLM-large). Forced to 0 with ``output_all_hiddens``.
 
     Example
     -------
@@ -89,6 +99,7 @@ class SpeechEncoder(Wav2Vec2):
         freeze_feature_extractor=False,
         output_all_hiddens=False,
         apply_spec_augment=False,
+        layerdrop=None,
     ):
         local_source = resolve_model_source(source, save_path)
         super().__init__(
@@ -101,6 +112,15 @@ class SpeechEncoder(Wav2Vec2):
             output_all_hiddens=output_all_hiddens,
         )
         self.source = str(source)
+        if output_all_hiddens:
+            # transformers 5 drops a skipped layer's entry from hidden_states: every layer must run.
+            if layerdrop:
+                logger.warning("%s: layerdrop %s ignored: all hidden states are used", source, layerdrop)
+            self.model.config.layerdrop = 0.0
+        elif layerdrop is not None:
+            if not 0.0 <= float(layerdrop) < 1.0:
+                raise ValueError(f"layerdrop must be in [0, 1), got {layerdrop!r}")
+            self.model.config.layerdrop = float(layerdrop)
         if not self.freeze and self.freeze_feature_extractor:
             # SpeechBrain only stops the CNN's parameters; this also stops Hugging Face from
             # making the waveform require grad, so the CNN builds no autograd graph. (HubertModel
@@ -121,10 +141,10 @@ class SpeechEncoder(Wav2Vec2):
         """Dimension of the output features (the model's hidden size)."""
         return self.model.config.hidden_size
 
-    def override_config(self, config):
-        """Switch layer drop off, so every layer runs and ``hidden_states`` keeps its length."""
-        config.layerdrop = 0.0
-        return config
+    @property
+    def layerdrop(self):
+        """Probability that a transformer layer is skipped in a training step (0 when frozen)."""
+        return 0.0 if self.freeze else float(getattr(self.model.config, "layerdrop", 0.0) or 0.0)
 
     def train(self, mode=True):
         """Set train/eval mode, keeping frozen parts in eval mode (no dropout on frozen layers)."""
@@ -233,6 +253,9 @@ class TextEncoder(nn.Module):
         Transcripts are truncated to this many tokens, special tokens included.
     save_path : str or Path, optional
         Hugging Face cache folder for Hub ids (default cache if not given).
+    output_norm : bool
+        Standardise each transcript's output over its valid tokens and all features, as
+        :class:`SpeechEncoder` does (the authors' recipe normalises RoBERTa's output so).
 
     Example
     -------
@@ -245,7 +268,7 @@ class TextEncoder(nn.Module):
     ((2, 7, 64), [1.0, 0.286], 64)
     """
 
-    def __init__(self, source, freeze=False, max_length=128, save_path=None):
+    def __init__(self, source, freeze=False, max_length=128, save_path=None, output_norm=False):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
@@ -260,6 +283,7 @@ class TextEncoder(nn.Module):
             # The [CLS] pooler is never used: dropping it keeps every parameter trained
             # (unused parameters break DistributedDataParallel).
             self.model.pooler = None
+        self.output_norm = bool(output_norm)
         self.freeze = bool(freeze)
         if self.freeze:
             for param in self.model.parameters():
@@ -309,6 +333,8 @@ class TextEncoder(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             hidden = self.model(**tokens).last_hidden_state
         token_mask = tokens["attention_mask"]
+        if self.output_norm:
+            hidden = _masked_standardize(hidden, token_mask.unsqueeze(-1), dims=(-2, -1), eps=1e-5)
         hidden = hidden * token_mask.unsqueeze(-1).to(hidden.dtype)
         lengths = token_mask.sum(dim=1).to(hidden.dtype) / token_mask.shape[1]
         return hidden, lengths

@@ -1,7 +1,8 @@
 """Emotion recognition on new audio files with trained sub-systems (and their fusion).
 
 :class:`EmotionRecognizer` loads the folders ``train.py`` wrote (``hyperparams.yaml`` rebuilds the
-network, the checkpoint with the best dev macro-F1 fills it) and classifies any audio file:
+network, the checkpoint train.py evaluated, the best by its ``selection_metric``, fills it) and
+classifies any audio file:
 
 - any sample rate and channel count: files are read as 16 kHz mono (:func:`ser.audio.load_waveform`);
 - any length: a turn longer than a system's ``eval_max_duration`` is cut into windows of that length

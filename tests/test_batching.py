@@ -1,4 +1,4 @@
-"""Length-bucketed dynamic batching (ser/batching.py), its use by train.py, and the bench scripts."""
+"""Batching (ser/batching.py: bucketed, duration, random), its use by train.py, and the bench scripts."""
 
 import socket
 import sys
@@ -9,7 +9,14 @@ import pytest
 from speechbrain.dataio.dataloader import SaveableDataLoader
 from speechbrain.dataio.dataset import DynamicItemDataset
 
-from ser.batching import bucketed_batch_sampler, effective_lengths, loader_options, padded_fraction
+from ser.batching import (
+    BatchingError,
+    BucketedBatchSampler,
+    bucketed_batch_sampler,
+    effective_lengths,
+    loader_options,
+    padded_fraction,
+)
 from tests.conftest import run, train_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,10 +112,61 @@ def test_resumed_epoch_skips_exactly_the_batches_already_done(tmp_path):
     assert done + rest == whole
 
 
-def test_fixed_batches_stay_available():
+def test_random_batches_stay_available():
     dataset = msp_like_dataset(50)
-    hparams = {"dynamic_batching": False, "train_dataloader_opts": {"batch_size": 16, "shuffle": True}}
+    hparams = {"batching": "random", "train_dataloader_opts": {"batch_size": 16, "shuffle": True}}
     assert loader_options(dataset, hparams, train=True) == {"batch_size": 16, "shuffle": True}
+
+
+def test_an_unknown_batching_mode_is_a_clear_error():
+    dataset = msp_like_dataset(50)
+    hparams = {"batching": "dynamic", "train_dataloader_opts": {"batch_size": 16}}
+    with pytest.raises(BatchingError, match="batching: 'dynamic' is not one of bucketed, duration, random"):
+        loader_options(dataset, hparams, train=True)
+
+
+def bucketed_for(dataset, epoch, batch_size=16, train=True, seed=1993, limit=12.0):
+    sampler = BucketedBatchSampler(effective_lengths(dataset, limit), batch_size, 8, train=train, seed=seed)
+    sampler.set_epoch(epoch)
+    return sampler
+
+
+def test_bucketed_batches_hold_batch_size_turns_each_turn_once():
+    dataset = msp_like_dataset(601)
+    for epoch in (1, 2):
+        batches = list(bucketed_for(dataset, epoch))
+        assert len(batches) == -(-601 // 16) == len(bucketed_for(dataset, epoch))
+        assert sorted(len(batch) for batch in batches)[1:] == [16] * (len(batches) - 1)  # one partial
+        assert sorted(i for batch in batches for i in batch) == list(range(601))
+
+
+def test_bucketed_batches_pad_little_and_mix_turns_across_epochs():
+    dataset = msp_like_dataset(2000)
+    lengths = effective_lengths(dataset, 12.0)
+    order = np.random.default_rng(0).permutation(len(lengths))
+    fixed = [order[i : i + 16] for i in range(0, len(order), 16)]
+    first, second = list(bucketed_for(dataset, 1)), list(bucketed_for(dataset, 2))
+    assert padded_fraction(first, lengths) < 0.10 < 0.25 < padded_fraction(fixed, lengths)
+    # The turns cropped to 12 s are equally long: their bucket-mates change between epochs.
+    cropped = set(np.flatnonzero(lengths == 12.0).tolist())
+    pairs = [
+        {frozenset((a, b)) for batch in batches for a in batch for b in batch if a < b and {a, b} <= cropped}
+        for batches in (first, second)
+    ]
+    assert pairs[0] and len(pairs[0] & pairs[1]) < len(pairs[0]) / 2
+
+
+def test_bucketed_batches_depend_only_on_seed_and_epoch_and_resume():
+    dataset = msp_like_dataset()
+    first = list(bucketed_for(dataset, 3))
+    assert list(bucketed_for(dataset, 3)) == first
+    assert list(bucketed_for(dataset, 4)) != first
+    assert list(bucketed_for(dataset, 3, seed=7)) != first
+    evaluation = list(bucketed_for(dataset, 1, train=False, limit=30.0))
+    assert evaluation == list(bucketed_for(dataset, 9, train=False, limit=30.0))
+    lengths = effective_lengths(dataset, 30.0)
+    longest = [lengths[batch].max() for batch in evaluation]
+    assert longest == sorted(longest, reverse=True)
 
 
 def test_missing_duration_is_a_clear_error():
@@ -117,22 +175,23 @@ def test_missing_duration_is_a_clear_error():
         effective_lengths(dataset, 12.0)
 
 
-def test_train_py_with_dynamic_batching(mini_corpus, tiny_models, tmp_path):
+def test_train_py_with_duration_batching(mini_corpus, tiny_models, tmp_path):
     command = train_command(
         "a",
         mini_corpus,
         tmp_path,
         tiny_models,
         "--debug",
-        "--dynamic_batching=True",
+        "--batching=duration",
         "--max_batch_duration=6.0",
     )
     done = run(command)
-    assert "Dynamic batching:" in done.stdout + done.stderr
+    assert "Duration batching:" in done.stdout + done.stderr
+    assert "(duration)" in done.stdout + done.stderr  # the training summary names the mode
     assert (tmp_path / "system_a" / "1993" / "posteriors" / "test.csv").is_file()
 
 
-def test_ddp_with_dynamic_batching(mini_corpus, tiny_models, tmp_path):
+def test_ddp_with_duration_batching(mini_corpus, tiny_models, tmp_path):
     # Brain wraps the batch sampler in DistributedSamplerWrapper: each process gets its share.
     torchrun = [
         sys.executable,
@@ -141,7 +200,7 @@ def test_ddp_with_dynamic_batching(mini_corpus, tiny_models, tmp_path):
         "--nproc_per_node=2",
         f"--master_port={_free_port()}",
     ]
-    extra = ["--debug", "--distributed_backend=gloo", "--dynamic_batching=True", "--max_batch_duration=6.0"]
+    extra = ["--debug", "--distributed_backend=gloo", "--batching=duration", "--max_batch_duration=6.0"]
     command = train_command("a", mini_corpus, tmp_path, tiny_models, *extra)
     done = run(torchrun + command[1:], timeout=300)
     assert (tmp_path / "system_a" / "1993" / "posteriors" / "valid.csv").is_file(), done.stderr[-2000:]
@@ -149,8 +208,9 @@ def test_ddp_with_dynamic_batching(mini_corpus, tiny_models, tmp_path):
 
 def test_padding_bench_prints_its_table():
     done = run([sys.executable, "bench/padding.py", "--turns", "500"])
-    assert "| random, 16 turns |" in done.stdout
-    assert "| bucketed train, 192 s" in done.stdout
+    assert "| random train, 16 turns | 32 | 32 |" in done.stdout
+    assert "| bucketed train, 16 turns, 40 buckets | 32 | 32 | 15.6 |" in done.stdout
+    assert "| duration train, 192 s" in done.stdout
 
 
 def test_memory_estimate_prints_its_table():
@@ -171,7 +231,8 @@ def test_train_step_bench_runs_tiny(tiny_models):
         f"--models_folder={tiny_models}",
     ]
     done = run(command)
-    assert "| fixed | fp32 |" in done.stdout and "| dynamic | fp32 |" in done.stdout
+    assert "| random | fp32 |" in done.stdout and "| bucketed | fp32 |" in done.stdout
+    assert "| duration | fp32 |" in done.stdout
 
 
 def test_memory_bench_measures_the_demo(mini_corpus, tiny_models):

@@ -62,7 +62,7 @@ def test_multitask_writes_posteriors_and_attributes(mini_corpus, tiny_models, tm
 def test_label_tools_train_through_train_py(mini_corpus, tiny_models, tmp_path):
     done = run(train_command("a", mini_corpus, tmp_path, tiny_models, "--debug", "--soft_labels=True",
                              "--soft_label_threshold=0.5", "--loss=focal", "--class_weights=auto",
-                             "--balanced_sampler=True"))
+                             "--balanced_sampler=True", "--batching=random"))
     folder = tmp_path / "system_a" / "1993"
     train = json.loads((folder / "manifests" / "train.json").read_text())
     x_turns = [entry for entry in train.values() if entry["emotion"] == "X"]
@@ -73,13 +73,13 @@ def test_label_tools_train_through_train_py(mini_corpus, tiny_models, tmp_path):
     assert (folder / "posteriors" / "valid.csv").is_file()
 
 
-def test_balanced_sampler_with_dynamic_batching_is_one_clear_line(mini_corpus, tiny_models, tmp_path):
+def test_balanced_sampler_with_bucketed_batching_is_one_clear_line(mini_corpus, tiny_models, tmp_path):
     command = train_command("a", mini_corpus, tmp_path, tiny_models, "--debug", "--balanced_sampler=True",
-                            "--dynamic_batching=True")
+                            "--batching=bucketed")
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1] == (
-        "train.py: error: balanced_sampler: True needs dynamic_batching: False (length buckets decide the "
+        "train.py: error: balanced_sampler: True needs batching: random (length buckets decide the "
         "batch order themselves)")
 
 
