@@ -19,6 +19,9 @@ release    what differs from v1.11
 ``v1.6``   ``Labels/labels_concensus.csv`` (the old spelling), Development
            called ``Validation``, ``labels_detailed.csv`` with ``Workers`` columns
 =========  ==================================================================
+
+Every release keeps the mini corpus's Test3 (audio only), v1.6 included although
+the real v1.6 had none, so that the same three manifests can be compared.
 """
 
 import csv
