@@ -106,9 +106,10 @@ def format_table(rows, metric):
     """
     lines = [f"| variant | {metric} (mean ± std) | seeds |", "|---|---:|---|"]
     for variant, scores, failed in rows:
-        if scores:
-            std = float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0
-            cell = f"{np.mean(scores):.3f} ± {std:.3f}"
+        if len(scores) > 1:
+            cell = f"{np.mean(scores):.3f} ± {np.std(scores, ddof=1):.3f}"
+        elif scores:
+            cell = f"{scores[0]:.3f} (one seed: no std)"
         else:
             cell = "—"
         seeds = ", ".join(f"{s:.3f}" for s in scores) + "".join(f"; failed: {log}" for log in failed)
