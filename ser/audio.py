@@ -140,18 +140,61 @@ def load_waveform(path, sample_rate=SAMPLE_RATE):
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError, OSError) as error:
         raise AudioError(f"{path}: unreadable audio file ({error})") from error
+    return as_mono_waveform(data, rate, sample_rate, name=path, kind="audio file")
+
+
+def as_mono_waveform(data, rate, sample_rate=SAMPLE_RATE, name="waveform", kind="audio"):
+    """Turn samples held in memory into the float32 mono tensor at ``sample_rate`` models take.
+
+    Parameters
+    ----------
+    data : array-like or torch.Tensor
+        ``(samples,)`` or ``(samples, channels)``; integer PCM (int16, int32) is scaled to
+        [-1, 1], floats are taken as they are.
+    rate : int
+        Its sample rate; other rates than ``sample_rate`` are resampled (with a warning).
+    sample_rate : int
+    name, kind : str
+        Name and kind of the waveform in warnings and errors (a path and "audio file").
+
+    Raises
+    ------
+    AudioError
+        If it holds no samples, NaN/infinite ones, or has more than two dimensions.
+
+    Example
+    -------
+    >>> as_mono_waveform(np.full((8000, 2), 16384, np.int16), 8000).shape
+    torch.Size([16000])
+    >>> as_mono_waveform(np.zeros(0), 16000)
+    Traceback (most recent call last):
+    ...
+    ser.audio.AudioError: waveform: empty audio (0 samples)
+    """
+    if isinstance(data, torch.Tensor):
+        data = data.detach().cpu().numpy()
+    data = np.asarray(data)
+    if np.issubdtype(data.dtype, np.integer):
+        data = data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
+    data = data.astype(np.float32, copy=False)
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2:
+        raise AudioError(f"{name}: audio of shape {data.shape}: expected (samples,) or (samples, channels)")
     if data.shape[0] == 0:
-        raise AudioError(f"{path}: empty audio file (0 samples)")
+        raise AudioError(f"{name}: empty {kind} (0 samples)")
     if not np.isfinite(data).all():
         # A float file can hold NaN or infinity; they would turn every posterior into NaN.
-        raise AudioError(f"{path}: {int((~np.isfinite(data)).sum())} samples are NaN or infinite")
+        raise AudioError(f"{name}: {int((~np.isfinite(data)).sum())} samples are NaN or infinite")
+    if int(rate) <= 0:
+        raise AudioError(f"{name}: sample rate {rate} is not positive")
     if data.shape[1] > 1:
-        logger.warning("%s: %d channels, down-mixed to mono", path, data.shape[1])
+        logger.warning("%s: %d channels, down-mixed to mono", name, data.shape[1])
         data = data.mean(axis=1, keepdims=True)
     waveform = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
     if rate != sample_rate:
-        logger.warning("%s: %d Hz, resampled to %d Hz", path, rate, sample_rate)
-        waveform = torchaudio.functional.resample(waveform, rate, sample_rate)
+        logger.warning("%s: %d Hz, resampled to %d Hz", name, rate, sample_rate)
+        waveform = torchaudio.functional.resample(waveform, int(rate), sample_rate)
     return waveform
 
 

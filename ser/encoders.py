@@ -73,6 +73,9 @@ class SpeechEncoder(Wav2Vec2):
     layerdrop : float, optional
         Probability of skipping each transformer layer in training; ``None`` keeps the model
         configuration's (0.1 for WavLM-large). Forced to 0 with ``output_all_hiddens``.
+    pretrained : bool
+        Load the pretrained weights of ``source`` (True), or only build the architecture from
+        its ``config.json`` (False: an exported package, whose checkpoint holds the weights).
 
     Example
     -------
@@ -100,8 +103,10 @@ class SpeechEncoder(Wav2Vec2):
         output_all_hiddens=False,
         apply_spec_augment=False,
         layerdrop=None,
+        pretrained=True,
     ):
         local_source = resolve_model_source(source, save_path)
+        self.pretrained = bool(pretrained)
         super().__init__(
             source=local_source,
             save_path=str(save_path),
@@ -145,6 +150,15 @@ class SpeechEncoder(Wav2Vec2):
     def layerdrop(self):
         """Probability that a transformer layer is skipped in a training step (0 when frozen)."""
         return 0.0 if self.freeze else float(getattr(self.model.config, "layerdrop", 0.0) or 0.0)
+
+    def _from_pretrained(self, source, save_path, cache_dir, device=None, **kwargs):
+        """SpeechBrain's loader, or the bare architecture when ``pretrained`` is False."""
+        if self.pretrained:
+            return super()._from_pretrained(source, save_path, cache_dir, device=device, **kwargs)
+        self.model = self.auto_class.from_config(self.config)
+        if device is not None:
+            self.model.to(device)
+        return None
 
     def train(self, mode=True):
         """Set train/eval mode, keeping frozen parts in eval mode (no dropout on frozen layers)."""
@@ -256,6 +270,9 @@ class TextEncoder(nn.Module):
     output_norm : bool
         Standardise each transcript's output over its valid tokens and all features, as
         :class:`SpeechEncoder` does (the authors' recipe normalises RoBERTa's output so).
+    pretrained : bool
+        Load the pretrained weights (True), or build the architecture from ``config.json`` only
+        (False: an exported package, whose checkpoint holds the weights).
 
     Example
     -------
@@ -268,9 +285,10 @@ class TextEncoder(nn.Module):
     ((2, 7, 64), [1.0, 0.286], 64)
     """
 
-    def __init__(self, source, freeze=False, max_length=128, save_path=None, output_norm=False):
+    def __init__(self, source, freeze=False, max_length=128, save_path=None, output_norm=False,
+                 pretrained=True):
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         if max_length < 2:
             raise ValueError(f"max_length must leave room for the special tokens, got {max_length}")
@@ -278,7 +296,10 @@ class TextEncoder(nn.Module):
         self.source = str(source)
         self.max_length = int(max_length)
         self.tokenizer = AutoTokenizer.from_pretrained(local_source)
-        self.model = AutoModel.from_pretrained(local_source)
+        if pretrained:
+            self.model = AutoModel.from_pretrained(local_source)
+        else:
+            self.model = AutoModel.from_config(AutoConfig.from_pretrained(local_source))
         if getattr(self.model, "pooler", None) is not None:
             # The [CLS] pooler is never used: dropping it keeps every parameter trained
             # (unused parameters break DistributedDataParallel).

@@ -19,8 +19,10 @@ classifies any audio file:
 - a file that cannot carry an answer — under 400 samples, or digital silence — is classified but
   flagged (:data:`FLAGS`, with a warning): its label says nothing about the speaker.
 
-``ser`` never imports ``data_prep`` or ``fusion`` at module level (the library stays free of the
-recipes' dependencies): Whisper and the fused model are imported inside the functions that use them.
+Whisper (:mod:`ser.asr`) and the fitted fusion model (:mod:`ser.fusion_model`) belong to the
+library. :meth:`EmotionRecognizer.from_pretrained` loads an exported package (:mod:`ser.package`)
+with nothing of the training at hand; :meth:`EmotionRecognizer.from_folders` loads ``train.py``
+folders (it still reads their fusion through ``fusion.fuse``).
 """
 
 import json
@@ -34,11 +36,13 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from tqdm import tqdm
 
-from ser.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_waveform
+from ser.asr import DecodeOptions, load_backend
+from ser.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, as_mono_waveform, load_waveform
 from ser.brain import dev_score_rank
 from ser.checkpoints import AtomicCheckpointer
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
+from ser.fusion_model import load_fusion
 from ser.identity import (
     IDENTITY_FILE,
     MODEL_FILE,
@@ -48,6 +52,7 @@ from ser.identity import (
     match_identities,
     read_identity,
 )
+from ser.package import load_packaged_system, read_manifest, resolve_package
 from ser.targets import Targets
 
 logger = logging.getLogger(__name__)
@@ -111,6 +116,20 @@ class Result:
     attributes: dict | None = None
     system_attributes: dict = field(default_factory=dict)
     flag: str | None = None
+    #: System name → pooled vectors ``(n_windows, dim)`` (the head's input), when asked for.
+    embeddings: dict = field(default_factory=dict)
+
+
+@dataclass
+class TimelineRow:
+    """One window of :meth:`EmotionRecognizer.classify_timeline`: seconds, label, probabilities."""
+
+    start: float
+    end: float
+    label: str | None
+    probabilities: dict | None
+    transcript: str | None = None
+    attributes: dict | None = None
 
 
 def audio_flag(waveform):
@@ -144,6 +163,8 @@ class LoadedSystem:
     attribute_scale: tuple = (1.0, 7.0)
     #: Who it is (``system.json``); None for a folder trained before identities were written.
     identity: SystemIdentity | None = None
+    #: Its name in the fusion model (``Sub-System D``), when known from a package.
+    label: str | None = None
 
 
 def window_starts(n_samples, window):
@@ -226,15 +247,29 @@ def load_system(folder, name=None, device="cpu"):
     score = checkpoint.meta.get("score", checkpoint.meta.get("macro_f1"))
     logger.info("%s: loaded %s (dev score %s)", folder, checkpoint.path.name, score)
     model.to(device).eval()
+    whisper = None
+    if model.uses_text:
+        whisper = {"backend": hparams["whisper_backend"], "model": str(hparams["whisper_model"]),
+                   "options": _decode_options(hparams.get("whisper_folder"))}
+    return _loaded_system(name or folder.name, folder, hparams, model, whisper, identity=identity)
+
+
+def load_packaged(folder, entry, device="cpu"):
+    """A system of an exported package (:mod:`ser.package`), ``entry`` being its manifest row."""
+    hparams, model, whisper = load_packaged_system(Path(folder) / entry["folder"], device)
+    return _loaded_system(entry["name"], Path(folder) / entry["folder"], hparams, model, whisper,
+                          label=entry.get("label"))
+
+
+def _loaded_system(name, folder, hparams, model, whisper, label=None, identity=None):
     limit = hparams.get("eval_max_duration")
     window = int(limit * SAMPLE_RATE) if limit else None
     key = None
-    if model.uses_text:
-        options = _decode_options(hparams.get("whisper_folder"))
-        key = (hparams["whisper_backend"], str(hparams["whisper_model"]), json.dumps(options, sort_keys=True))
+    if whisper is not None:
+        key = (whisper["backend"], whisper["model"], json.dumps(whisper["options"], sort_keys=True))
     scale = tuple(hparams.get("attribute_scale") or (1.0, 7.0))
-    return LoadedSystem(name or folder.name, folder, model, window, key, Targets.from_hparams(hparams), scale,
-                        identity)
+    return LoadedSystem(name, Path(folder), model, window, key, Targets.from_hparams(hparams), scale,
+                        identity, label)
 
 
 def _check_checkpoint(identity, checkpoint_dir, folder):
@@ -265,12 +300,7 @@ def _decode_options(whisper_folder):
 
 
 def _load_transcriber(key, device="cpu"):
-    """A Whisper backend for a ``LoadedSystem.transcriber_key``.
-
-    ``data_prep`` is imported here, not at module level: only text systems need it (and ``ser``
-    must not depend on the recipes' data preparation).
-    """
-    from data_prep.whisper_backends import DecodeOptions, load_backend
+    """A Whisper backend for a ``LoadedSystem.transcriber_key``."""
 
     backend, model, options = key
     options = json.loads(options)
@@ -348,12 +378,39 @@ class EmotionRecognizer:
         fusion = _load_fusion(fusion_dir, class_systems) if fusion_dir is not None else None
         return cls(systems, transcribers, fusion, device, batch_size)
 
+    @classmethod
+    def from_pretrained(cls, source, device="cpu", batch_size=8, cache_dir=None):
+        """Load an exported package (``python -m ser.export``): a folder or a Hugging Face id.
+
+        Parameters
+        ----------
+        source : str or Path
+            The package folder, or a Hub id (downloaded once into the Hugging Face cache; offline
+            it must be cached or given as a local folder).
+        device : str
+        batch_size : int
+        cache_dir : str or Path, optional
+            Hugging Face cache folder for Hub ids.
+        """
+        folder = resolve_package(source, cache_dir)
+        manifest = read_manifest(folder)
+        systems = [load_packaged(folder, entry, device) for entry in manifest["systems"]]
+        keys = dict.fromkeys(s.transcriber_key for s in systems if s.transcriber_key)
+        transcribers = {key: _load_transcriber(key, device) for key in keys}
+        fusion = None
+        if manifest.get("fusion"):
+            model = load_fusion(folder / manifest["fusion"])
+            labels = [s.label for s in systems if s.targets.classes]
+            fusion = _OrderedFusion(model, [labels.index(name) for name in model.systems])
+        return cls(systems, transcribers, fusion, device, batch_size)
+
     @torch.inference_mode()
-    def classify_files(self, paths, progress=False):
+    def classify_files(self, paths, progress=False, embeddings=False):
         """Classify audio files; one :class:`Result` per path, in the order given.
 
         Files are processed in chunks sorted by duration, so a batch holds turns of similar
-        lengths (little padding). A file that cannot be read gets its ``error`` set.
+        lengths (little padding). A file that cannot be read gets its ``error`` set. With
+        ``embeddings``, each result also holds every system's pooled vectors.
         """
         paths = [str(p) for p in paths]
         results = [None] * len(paths)
@@ -361,12 +418,81 @@ class EmotionRecognizer:
         with tqdm(total=len(paths), desc="classifying", unit="file", disable=not progress) as bar:
             for start in range(0, len(order), FILES_PER_CHUNK):
                 chunk = order[start : start + FILES_PER_CHUNK]
-                for index, result in zip(chunk, self._classify_chunk([paths[i] for i in chunk]), strict=True):
+                chunk_results = self._classify_chunk([paths[i] for i in chunk], embeddings)
+                for index, result in zip(chunk, chunk_results, strict=True):
                     results[index] = result
                 bar.update(len(chunk))
         return results
 
-    def _classify_chunk(self, paths):
+    def classify_file(self, path, embeddings=False):
+        """Classify one audio file (SpeechBrain's name); its :class:`Result` (``error`` set if unreadable)."""
+        return self.classify_files([path], embeddings=embeddings)[0]
+
+    @torch.inference_mode()
+    def classify_batch(self, wavs, sample_rate=SAMPLE_RATE, wav_lens=None, embeddings=False):
+        """Classify waveforms held in memory (SpeechBrain's name); one :class:`Result` each.
+
+        Parameters
+        ----------
+        wavs : array-like, torch.Tensor or list of them
+            One waveform ``(samples,)``, a padded batch ``(batch, samples)``, or a list of
+            waveforms of any lengths; floats in [-1, 1] or integer PCM.
+        sample_rate : int
+            Their sample rate (resampled to 16 kHz when it differs).
+        wav_lens : sequence of float, optional
+            Relative lengths of a padded batch (SpeechBrain's convention); all 1 if not given.
+        embeddings : bool
+
+        Raises
+        ------
+        ser.audio.AudioError
+            If a waveform is empty, not finite or of more than two dimensions.
+        """
+        waveforms = _as_waveform_list(wavs, wav_lens)
+        wavs = [as_mono_waveform(w, sample_rate, name=f"waveform {i}") for i, w in enumerate(waveforms)]
+        results = [Result(file=f"waveform {i}", flag=audio_flag(wav)) for i, wav in enumerate(wavs)]
+        for start in range(0, len(wavs), FILES_PER_CHUNK):
+            self._classify_waveforms(results[start : start + FILES_PER_CHUNK],
+                                     wavs[start : start + FILES_PER_CHUNK], embeddings)
+        return results
+
+    @torch.inference_mode()
+    def classify_timeline(self, audio, sample_rate=None, window=3.0, hop=1.0):
+        """Emotion over time: classify windows of ``window`` seconds every ``hop`` seconds.
+
+        Parameters
+        ----------
+        audio : str, Path, array-like or torch.Tensor
+            A file, or a waveform (then give ``sample_rate``).
+        sample_rate : int, optional
+        window, hop : float
+            Seconds; the last window ends at the end of the audio (a clip shorter than
+            ``window`` is one window).
+
+        Returns
+        -------
+        list of TimelineRow
+        """
+        if window <= 0 or hop <= 0:
+            raise ValueError(f"window and hop must be positive seconds, got {window} and {hop}")
+        if isinstance(audio, (str, Path)):
+            wav = load_waveform(audio)
+        else:
+            wav = as_mono_waveform(audio, sample_rate or SAMPLE_RATE)
+        size, step = max(1, round(window * SAMPLE_RATE)), max(1, round(hop * SAMPLE_RATE))
+        starts = timeline_starts(len(wav), size, step)
+        pieces = [wav[start : start + size] for start in starts]
+        results = [Result(file=f"{start / SAMPLE_RATE:.2f}s") for start in starts]
+        for first in range(0, len(pieces), FILES_PER_CHUNK):
+            self._classify_waveforms(results[first : first + FILES_PER_CHUNK],
+                                     pieces[first : first + FILES_PER_CHUNK])
+        return [
+            TimelineRow(start / SAMPLE_RATE, (start + len(piece)) / SAMPLE_RATE, r.label, r.probabilities,
+                        r.transcript, r.attributes)
+            for start, piece, r in zip(starts, pieces, results, strict=True)
+        ]
+
+    def _classify_chunk(self, paths, embeddings=False):
         results = [Result(file=path) for path in paths]
         waveforms = {}
         for index, path in enumerate(paths):
@@ -379,20 +505,23 @@ class EmotionRecognizer:
             flag = results[index].flag = audio_flag(waveforms[index])
             if flag:
                 logger.warning("%s: %s; its label is not meaningful (flagged %s)", path, FLAGS[flag], flag)
-        if not waveforms:
-            return results
-        indices = list(waveforms)
-        wavs = [waveforms[i] for i in indices]
+        if waveforms:
+            self._classify_waveforms([results[i] for i in waveforms], list(waveforms.values()), embeddings)
+        return results
+
+    def _classify_waveforms(self, results, wavs, embeddings=False):
+        """Fill ``results`` (one per 16 kHz mono tensor of ``wavs``): labels, probabilities, attributes."""
         transcripts = {
             key: backend.transcribe_many([w.numpy() for w in wavs], self.batch_size)
             for key, backend in self.transcribers.items()
         }
-        per_system, attributes_per_system = [], []
+        per_system, attributes_per_system, vectors = [], [], []
         class_systems = [s for s in self.systems if s.targets.classes]
         attribute_systems = [s for s in self.systems if s.targets.attributes]
         for system in self.systems:
             texts = transcripts[system.transcriber_key] if system.transcriber_key else None
-            probs, attributes = self._outputs(system, wavs, texts)
+            probs, attributes, pooled = self._outputs(system, wavs, texts, embeddings)
+            vectors.append(pooled)
             if system.targets.classes:
                 per_system.append(probs)
             if system.targets.attributes:
@@ -403,8 +532,7 @@ class EmotionRecognizer:
         elif per_system:
             combined = np.mean(per_system, axis=0)
         mean_attributes = np.mean(attributes_per_system, axis=0) if attributes_per_system else None
-        for row, index in enumerate(indices):
-            result = results[index]
+        for row, result in enumerate(results):
             if combined is not None:
                 result.probabilities = self._as_dict(self.classes, combined[row])
                 result.label = self.classes[int(np.argmax(combined[row]))]
@@ -420,34 +548,44 @@ class EmotionRecognizer:
                 }
             texts = [transcripts[s.transcriber_key][row] for s in self.systems if s.transcriber_key]
             result.transcript = texts[0] if texts else None
+            if embeddings:
+                result.embeddings = {s.name: v[row] for s, v in zip(self.systems, vectors, strict=True)}
         return results
+
 
     @staticmethod
     def _as_dict(names, values):
         return {name: float(v) for name, v in zip(names, values, strict=True)}
 
-    def _outputs(self, system, wavs, texts):
+    def _outputs(self, system, wavs, texts, embeddings=False):
         """Posteriors ``(n_files, K)`` and attributes ``(n_files, A)`` of one system (None where
-        it predicts none): each file's windows averaged."""
-        items = []  # (file row, window)
+        it predicts none), each file's windows averaged; with ``embeddings``, each file's pooled
+        vectors ``(n_windows, dim)`` in time order (else None)."""
+        items = []  # (file row, window start, window)
         for row, wav in enumerate(wavs):
             for start in window_starts(len(wav), system.window_samples):
                 window = wav[start : start + system.window_samples] if system.window_samples else wav
                 if len(window) < MIN_SAMPLES:
                     window = torch.nn.functional.pad(window, (0, MIN_SAMPLES - len(window)))
-                items.append((row, window))
-        items.sort(key=lambda item: len(item[1]))
+                items.append((row, start, window))
+        items.sort(key=lambda item: len(item[2]))
         sums = {"log_probs": torch.zeros(len(wavs), system.targets.n_classes, dtype=torch.float64),
                 "attributes": torch.zeros(len(wavs), len(system.targets.attributes), dtype=torch.float64)}
         counts = torch.zeros(len(wavs), dtype=torch.float64)
+        pooled = [[] for _ in wavs]
         for start in range(0, len(items), self.batch_size):
             batch = items[start : start + self.batch_size]
-            rows = torch.tensor([row for row, _ in batch])
-            lengths = torch.tensor([len(window) for _, window in batch], dtype=torch.float32)
-            padded = torch.nn.utils.rnn.pad_sequence([w for _, w in batch], batch_first=True)
-            batch_texts = [texts[row] for row, _ in batch] if texts is not None else None
+            rows = torch.tensor([row for row, _, _ in batch])
+            lengths = torch.tensor([len(window) for _, _, window in batch], dtype=torch.float32)
+            padded = torch.nn.utils.rnn.pad_sequence([w for _, _, w in batch], batch_first=True)
+            batch_texts = [texts[row] for row, _, _ in batch] if texts is not None else None
             wav_lens = (lengths / lengths.max()).to(self.device)
-            outputs = system.model(padded.to(self.device), wav_lens, batch_texts)
+            pooled_vectors = system.model.embed(padded.to(self.device), wav_lens, batch_texts)
+            outputs = system.model.classify(pooled_vectors)
+            if embeddings:
+                vectors = pooled_vectors.float().cpu().numpy()
+                for (row, window_start, _), vector in zip(batch, vectors, strict=True):
+                    pooled[row].append((window_start, vector))
             if "log_probs" in outputs:
                 sums["log_probs"].index_add_(0, rows, outputs["log_probs"].exp().double().cpu())
             if "attributes" in outputs:
@@ -458,7 +596,43 @@ class EmotionRecognizer:
         if system.targets.attributes:
             # The attribute files are clipped to the corpus scale: so is what prediction returns.
             attributes = (sums["attributes"] / counts[:, None]).clamp(*system.attribute_scale).numpy()
-        return probs, attributes
+        stacked = None
+        if embeddings:
+            stacked = [np.stack([v for _, v in sorted(p, key=lambda item: item[0])]) for p in pooled]
+        return probs, attributes, stacked
+
+
+def timeline_starts(n_samples, window, hop):
+    """Start samples of timeline windows: every ``hop``, the last one ending at the end.
+
+    Example
+    -------
+    >>> timeline_starts(100, 30, 20), timeline_starts(20, 30, 20), timeline_starts(90, 30, 30)
+    ([0, 20, 40, 60, 70], [0], [0, 30, 60])
+    """
+    if n_samples <= window:
+        return [0]
+    starts = list(range(0, n_samples - window + 1, hop))
+    if starts[-1] + window < n_samples:
+        starts.append(n_samples - window)
+    return starts
+
+
+def _as_waveform_list(wavs, wav_lens=None):
+    """One waveform, a padded batch (with relative lengths) or a list → list of 1-D arrays."""
+    if isinstance(wavs, (list, tuple)):
+        if wav_lens is not None:
+            raise ValueError("wav_lens goes with a padded batch (batch, samples), not a list of waveforms")
+        return list(wavs)
+    array = wavs.detach().cpu().numpy() if isinstance(wavs, torch.Tensor) else np.asarray(wavs)
+    if array.ndim == 1:
+        return [array]
+    if array.ndim != 2:
+        raise AudioError(f"waveforms of shape {array.shape}: expected (samples,) or (batch, samples)")
+    lens = np.ones(len(array)) if wav_lens is None else np.asarray(wav_lens, dtype=np.float64)
+    if lens.shape != (len(array),) or ((lens <= 0) | (lens > 1 + 1e-6)).any():
+        raise ValueError(f"wav_lens must be {len(array)} relative lengths in (0, 1], got {lens.tolist()}")
+    return [row[: max(1, round(length * array.shape[1]))] for row, length in zip(array, lens, strict=True)]
 
 
 def _duration(path):

@@ -171,11 +171,22 @@ class EmotionClassifier(torch.nn.Module):
         """Whether the model needs transcripts."""
         return len(self.text_branches) > 0
 
-    def forward(self, wavs=None, wav_lens=None, texts=None):
-        """A dict: ``log_probs`` ``(batch, n_classes)`` and/or ``attributes`` ``(batch, n_attributes)``."""
+    def embed(self, wavs=None, wav_lens=None, texts=None):
+        """The pooled vectors of all branches, concatenated: the head's input ``(batch, dim)``.
+
+        The turn's representation other tools take (``python -m ser.predict --embeddings``).
+        """
         pooled = [branch(wavs, wav_lens) for branch in self.speech_branches]
         if self.uses_text:
             if texts is None:
                 raise ValueError("this model has a text branch: transcripts are required")
             pooled += [branch(list(texts)) for branch in self.text_branches]
-        return self.head(torch.cat(pooled, dim=-1))
+        return torch.cat(pooled, dim=-1)
+
+    def classify(self, embeddings):
+        """The head's outputs for :meth:`embed`'s vectors (the dict :meth:`forward` returns)."""
+        return self.head(embeddings)
+
+    def forward(self, wavs=None, wav_lens=None, texts=None):
+        """A dict: ``log_probs`` ``(batch, n_classes)`` and/or ``attributes`` ``(batch, n_attributes)``."""
+        return self.classify(self.embed(wavs, wav_lens, texts))

@@ -33,7 +33,7 @@ def _looks_like_path(source):
     return os.path.isabs(source) or source.startswith((".", "~")) or source.count("/") > 1
 
 
-def resolve_model_source(source, cache_dir=None):
+def resolve_model_source(source, cache_dir=None, marker="config.json"):
     """Return a local folder holding the model ``source`` (a Hub id or a local folder).
 
     A Hub id is looked up in ``cache_dir`` and then in the default Hugging Face cache; it is
@@ -45,6 +45,9 @@ def resolve_model_source(source, cache_dir=None):
         Hub id such as ``"microsoft/wavlm-large"``, or a folder with ``config.json``.
     cache_dir : str or Path, optional
         Hugging Face cache folder to look in and download to.
+    marker : str
+        The file that makes a folder a model of the expected kind (``config.json`` for a
+        Hugging Face model; an exported package has its own).
 
     Returns
     -------
@@ -70,10 +73,9 @@ def resolve_model_source(source, cache_dir=None):
     source = str(source)
     folder = Path(source).expanduser()
     if folder.is_dir():
-        if not (folder / "config.json").is_file():
-            raise ModelNotAvailableError(
-                f"model folder {folder} has no config.json: it is not a Hugging Face model folder"
-            )
+        if not (folder / marker).is_file():
+            kind = "a Hugging Face model folder" if marker == "config.json" else f"a model folder ({marker})"
+            raise ModelNotAvailableError(f"model folder {folder} has no {marker}: it is not {kind}")
         return str(folder)
     if _looks_like_path(source) or folder.exists():
         raise ModelNotAvailableError(f"model folder {source} does not exist (or is not a folder)")
@@ -85,7 +87,7 @@ def resolve_model_source(source, cache_dir=None):
             )
         except Exception:  # noqa: BLE001 - any lookup failure just means "not cached here"
             continue
-        if (Path(local) / "config.json").is_file():
+        if (Path(local) / marker).is_file():
             return local
 
     not_cached = (

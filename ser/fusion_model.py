@@ -1,0 +1,163 @@
+"""The fitted score-level fusion (paper §7) and how it is loaded.
+
+:class:`FusionModel` holds a fitted standard scaler + :class:`sklearn.svm.SVC`
+together with the order of its inputs (systems, then classes within each
+system's block), so a saved model cannot be fed posteriors in the wrong order.
+``fusion/`` fits it (:func:`fusion.svm.fit_fusion_model`); inference only loads
+and applies it.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ser.emotions import EMOTIONS
+from ser.errors import UserInputError
+
+__all__ = ["FusionModel", "softmax", "load_fusion", "MODEL_FILE", "MODEL_INFO_FILE"]
+
+#: The fitted model (joblib) and its description (JSON) in a fusion folder.
+MODEL_FILE = "fusion_model.joblib"
+MODEL_INFO_FILE = "fusion_model.json"
+
+
+class FusionFolderError(UserInputError, FileNotFoundError):
+    """A folder that holds no fusion model."""
+
+
+def softmax(scores):
+    """Row-wise softmax; ``-inf`` (a class unseen in training) becomes 0.
+
+    Example
+    -------
+    >>> softmax(np.array([[0.0, 0.0, -np.inf]])).tolist()
+    [[0.5, 0.5, 0.0]]
+    """
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class FusionModel:
+    """A fitted fusion SVM with the order of its inputs and outputs.
+
+    Attributes
+    ----------
+    systems : list of str
+        Sub-system names, in the order their posteriors are concatenated.
+    classes : tuple of str
+        Class order of each posterior block and of the outputs.
+    estimator : sklearn Pipeline or None
+        Standard scaler + SVC; ``None`` when dev held a single class.
+    params : dict
+        ``kernel``, ``C``, ``class_weight`` and, when an inner search ran,
+        its mean macro-F1 ``selection_f1``.
+    constant_class : str or None
+        The class predicted when ``estimator`` is None.
+    """
+
+    systems: list
+    classes: tuple
+    estimator: object
+    params: dict
+    constant_class: str = None
+
+    @property
+    def n_features(self):
+        return len(self.systems) * len(self.classes)
+
+    def features(self, posteriors):
+        """Turn a list of per-system posteriors (or their concatenation) into features.
+
+        Parameters
+        ----------
+        posteriors : list of array-like or array-like
+            Either one ``(n, 8)`` block per system, in :attr:`systems` order
+            (DataFrames must have the class columns in order), or the
+            ``(n, 8 * n_systems)`` concatenation of those blocks.
+        """
+        if isinstance(posteriors, (list, tuple)):
+            if len(posteriors) != len(self.systems):
+                raise ValueError(
+                    f"got {len(posteriors)} posterior blocks; the fusion takes one per system: "
+                    f"{', '.join(self.systems)}"
+                )
+            for system, block in zip(self.systems, posteriors, strict=True):
+                if hasattr(block, "columns") and tuple(block.columns) != tuple(self.classes):
+                    raise ValueError(f"posteriors of {system}: columns {list(block.columns)}, "
+                                     f"expected {list(self.classes)}")
+            posteriors = np.hstack([np.asarray(block, dtype=np.float64) for block in posteriors])
+        features = np.asarray(posteriors, dtype=np.float64)
+        if features.ndim == 1:
+            features = features[None, :]
+        if features.ndim != 2 or features.shape[1] != self.n_features:
+            raise ValueError(
+                f"features of shape {features.shape}: expected (n, {self.n_features}), the posteriors "
+                f"of {', '.join(self.systems)} concatenated in that order, each in class order "
+                f"{' '.join(self.classes)}"
+            )
+        return features
+
+    def decision_scores(self, posteriors):
+        """One-vs-rest SVM decision values, ``(n, 8)``; ``-inf`` for classes unseen in training."""
+        features = self.features(posteriors)
+        scores = np.full((len(features), len(self.classes)), -np.inf)
+        if self.estimator is None:
+            scores[:, self.classes.index(self.constant_class)] = 0.0
+            return scores
+        values = self.estimator.decision_function(features)
+        if values.ndim == 1:  # two classes: one signed value for the second class
+            values = np.stack([-values, values], axis=1)
+        columns = [self.classes.index(c) for c in self.estimator.classes_]
+        scores[:, columns] = values
+        return scores
+
+    def predict_proba(self, posteriors):
+        """Softmax of :meth:`decision_scores`: normalised scores, not calibrated probabilities.
+
+        Rows sum to 1 and their argmax is :meth:`predict`.
+        """
+        return softmax(self.decision_scores(posteriors))
+
+    def predict(self, posteriors):
+        """Predicted class letters, ``(n,)`` array of str.
+
+        Example
+        -------
+        >>> from sklearn.svm import SVC
+        >>> labels = np.array(list("AHNS") * 10)
+        >>> posteriors = np.eye(8)[[EMOTIONS.index(c) for c in labels]] * 0.6 + 0.05
+        >>> model = FusionModel(["sys"], EMOTIONS, SVC(kernel="linear").fit(posteriors, labels), {})
+        >>> "".join(model.predict(posteriors[:4]))
+        'AHNS'
+        """
+        scores = self.decision_scores(posteriors)
+        return np.asarray(self.classes)[scores.argmax(axis=1)]
+
+
+def load_fusion(folder):
+    """Load the fusion model written by ``python -m fusion.fuse`` (or exported) in ``folder``.
+
+    Returns
+    -------
+    FusionModel
+        Call ``model.predict([posteriors_a, ..., posteriors_e])`` (or with the
+        concatenated ``(n, 8 * n_systems)`` array) to get class letters.
+
+    Example
+    -------
+    >>> load_fusion("no/such/folder")
+    Traceback (most recent call last):
+    ...
+    ser.fusion_model.FusionFolderError: no/such/folder/fusion_model.joblib: no fusion model (run python -m fusion.fuse first)
+    """
+    import joblib
+
+    path = Path(folder) / MODEL_FILE
+    if not path.is_file():
+        raise FusionFolderError(f"{path}: no fusion model (run python -m fusion.fuse first)")
+    model = joblib.load(path)
+    if not isinstance(model, FusionModel):
+        raise ValueError(f"{path}: holds a {type(model).__name__}, not a FusionModel")
+    return model
