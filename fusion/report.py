@@ -1,8 +1,9 @@
 """The fusion's evaluation report: paper Table 1, Figure 4, per-class F1, Table 2.
 
 Reads ``fusion_metrics.json`` (written by :mod:`fusion.fuse`) and writes,
-into the same folder, ``report.md``, ``confusion_matrix.png`` and
-``f1_per_class.png``.
+into the same folder, ``report.md``, ``confusion_matrix.png``,
+``f1_per_class.png`` and ``training_curves/<system>.png`` (each system's
+``train_log.txt`` drawn, linked from the report).
 
 Usage::
 
@@ -20,6 +21,7 @@ from data_prep.consensus import class_count_table
 from fusion.plots import plot_confusion_matrix, plot_f1_per_class
 from ser.atomic_io import atomic_write
 from ser.metrics import format_f1_table
+from ser.training_curves import plot_training_curves
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +71,11 @@ def relabeling_tables(metrics):
     return tables
 
 
-def render_report(metrics):
+def render_report(metrics, curves=None):
     """The Markdown report: Table 1 (F1 per class, accuracy, macro-F1), settings, Table 2.
+
+    ``curves`` maps a system name to its training-curves PNG (relative to the report), linked
+    in a last section.
 
     Example
     -------
@@ -104,6 +109,9 @@ def render_report(metrics):
     for path, table in relabeling_tables(metrics):
         lines += ["", "## Train class counts after relabeling (paper Table 2)", "", f"From `{path}`:",
                   "", "```", table, "```"]
+    if curves:
+        lines += ["", "## Training curves", "", "Train and dev loss, dev macro-F1 and learning rates per epoch:", ""]
+        lines += [f"- [{name}]({path})" for name, path in curves.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -140,8 +148,15 @@ def write_report(fusion_dir):
         "confusion_matrix": fusion_dir / "confusion_matrix.png",
         "f1_per_class": fusion_dir / "f1_per_class.png",
     }
+    curves = {}
+    for system in metrics["systems"]:
+        train_log = Path(system["folder"]) / "train_log.txt"
+        if train_log.is_file():
+            relative = f"training_curves/{system['name'].lower().replace(' ', '_')}.png"
+            if plot_training_curves(train_log, fusion_dir / relative, f"{system['name']}: training curves"):
+                curves[system["name"]] = relative
     with atomic_write(paths["report"]) as stream:
-        stream.write(render_report(metrics))
+        stream.write(render_report(metrics, curves))
     fused = metrics["fusion"]
     plot_confusion_matrix(fused["confusion_matrix"], fused["classes"], paths["confusion_matrix"],
                           title=f"Fusion: confusion matrix (dev, CV macro-F1 {fused['macro_f1']:.3f})")

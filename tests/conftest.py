@@ -134,3 +134,25 @@ def task2_results(mini_corpus, tiny_models, tmp_path_factory):
     for name in ATTRIBUTE_SYSTEMS:
         run(yaml_train_command(name, mini_corpus, results, tiny_models, "--debug", "--debug_persistently"))
     return results
+
+
+@pytest.fixture(scope="session")
+def demo_package(debug_results, tmp_path_factory):
+    """The five debug systems and their fusion, exported by ``ser.export`` from copies of their folders.
+
+    Returns ``(package, training)``: the package folder and the copied training folders (which a
+    test may delete).
+    """
+    import shutil
+
+    from fusion.fuse import fuse_systems
+    from ser.export import export_package
+
+    training = tmp_path_factory.mktemp("training")
+    for system in SYSTEMS:
+        shutil.copytree(debug_results / f"system_{system}" / "1993", training / f"system_{system}" / "1993")
+    folders = [training / f"system_{system}" / "1993" for system in SYSTEMS]
+    fuse_systems(folders, training / "fusion", folds=2)
+    package = tmp_path_factory.mktemp("package") / "my_model"
+    export_package(folders, package, training / "fusion")
+    return package, training
