@@ -158,11 +158,13 @@ class EmotionBrain(sb.Brain):
             sb.nnet.schedulers.update_learning_rate(self.optimizers_dict[name], new_lr)
             learning_rates[f"lr_{name}"] = old_lr
         valid_stats = {"loss": stage_loss, **_headline(class_report, attribute_scores)}
-        self.hparams.train_logger.log_stats(
-            stats_meta={"epoch": epoch, **learning_rates},
-            train_stats={"loss": self.train_loss},
-            valid_stats=valid_stats,
-        )
+        for train_logger in (self.hparams.train_logger, getattr(self, "tensorboard_logger", None)):
+            if train_logger is not None:
+                train_logger.log_stats(
+                    stats_meta={"epoch": epoch, **learning_rates},
+                    train_stats={"loss": self.train_loss},
+                    valid_stats=valid_stats,
+                )
         meta = {"score": score, "epoch": epoch}
         meta.update({k: v for k, v in valid_stats.items() if k in ("macro_f1", "mean_ccc")})
         if class_report:
@@ -171,6 +173,12 @@ class EmotionBrain(sb.Brain):
 
     def on_fit_start(self):
         super().on_fit_start()  # loads the latest checkpoint, if any
+        hparams = vars(self.hparams)
+        if hparams.get("use_tensorboard"):
+            # SpeechBrain's logger (needs the tensorboard package), switched on in the YAML.
+            from speechbrain.utils.train_logger import TensorboardLogger
+
+            self.tensorboard_logger = TensorboardLogger(str(hparams["tensorboard_folder"]))
         if sb.utils.distributed.if_main_process():
             drop_epochs_after(self.hparams.train_log, self.hparams.epoch_counter.current)
 

@@ -84,6 +84,7 @@ def plot_training_curves(train_log, path, title=""):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     curves = read_train_log(train_log)
     if not curves.get("epoch"):
@@ -105,6 +106,7 @@ def plot_training_curves(train_log, path, title=""):
     rates.set_title("learning rates")
     for axis in (losses, scores, rates):
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=8)

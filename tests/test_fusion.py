@@ -197,6 +197,10 @@ def test_end_to_end_on_the_five_debug_systems(debug_results, tmp_path, capsys):
     assert len(table) == 1 + 8 + 2
     assert [row.split(" | ")[0] for row in table[-2:]] == ["| Accuracy", "| F1-Macro"]
     assert "paper Table 2" in (out / "report.md").read_text()  # system E has a relabeled_*.csv
+    report = (out / "report.md").read_text()
+    for system in "abcde":  # each system's training curves, drawn from its train_log and linked
+        assert f"](training_curves/sub-system_{system}.png)" in report
+        assert _png_size(out / "training_curves" / f"sub-system_{system}.png")[0] > 600
     for png in ("confusion_matrix.png", "f1_per_class.png"):
         width, height = _png_size(out / png)
         assert width > 200 and height > 200

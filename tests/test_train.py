@@ -76,6 +76,18 @@ def test_d_and_e_differ_only_in_relabeling():
     assert [a.split(":")[0] for a, _ in changed] == ["output_folder", "relabel_threshold"]
 
 
+@pytest.mark.slow
+def test_tensorboard_logging_is_switched_on_in_yaml(mini_corpus, tiny_models, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(train_command("a", mini_corpus, tmp_path, tiny_models, "--debug", "--use_tensorboard=True"))
+    events = EventAccumulator(str(tmp_path / "system_a" / "1993" / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"epoch", "lr_speech", "lr_head"} <= tags and any("macro_f1" in tag for tag in tags), tags
+    assert len(events.Scalars("epoch")) == 2  # --debug trains 2 epochs
+
+
 def test_unknown_override_is_refused(mini_corpus, tiny_models, tmp_path):
     command = train_command("a", mini_corpus, tmp_path, tiny_models, "--debug", "--no_such_key=3")
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
