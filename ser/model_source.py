@@ -33,7 +33,7 @@ def _looks_like_path(source):
     return os.path.isabs(source) or source.startswith((".", "~")) or source.count("/") > 1
 
 
-def resolve_model_source(source, cache_dir=None, marker="config.json"):
+def resolve_model_source(source, cache_dir=None, marker="config.json", kind="a Hugging Face model folder"):
     """Return a local folder holding the model ``source`` (a Hub id or a local folder).
 
     A Hub id is looked up in ``cache_dir`` and then in the default Hugging Face cache; it is
@@ -45,9 +45,9 @@ def resolve_model_source(source, cache_dir=None, marker="config.json"):
         Hub id such as ``"microsoft/wavlm-large"``, or a folder with ``config.json``.
     cache_dir : str or Path, optional
         Hugging Face cache folder to look in and download to.
-    marker : str
-        The file that makes a folder a model of the expected kind (``config.json`` for a
-        Hugging Face model; an exported package has its own).
+    marker, kind : str
+        The file that makes a folder a model of the expected kind, and that kind in words
+        (``config.json`` for a Hugging Face model; an exported package has its own).
 
     Returns
     -------
@@ -74,7 +74,6 @@ def resolve_model_source(source, cache_dir=None, marker="config.json"):
     folder = Path(source).expanduser()
     if folder.is_dir():
         if not (folder / marker).is_file():
-            kind = "a Hugging Face model folder" if marker == "config.json" else f"a model folder ({marker})"
             raise ModelNotAvailableError(f"model folder {folder} has no {marker}: it is not {kind}")
         return str(folder)
     if _looks_like_path(source) or folder.exists():

@@ -64,7 +64,8 @@ def resolve_package(source, cache_dir=None):
     ...
     ser.model_source.ModelNotAvailableError: model folder /... has no ser_package.json: ...
     """
-    return Path(resolve_model_source(source, cache_dir, marker=MANIFEST))
+    return Path(resolve_model_source(source, cache_dir, marker=MANIFEST,
+                                     kind="a model package written by python -m ser.export"))
 
 
 def read_manifest(folder):
