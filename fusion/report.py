@@ -110,7 +110,8 @@ def render_report(metrics, curves=None):
         lines += ["", "## Train class counts after relabeling (paper Table 2)", "", f"From `{path}`:",
                   "", "```", table, "```"]
     if curves:
-        lines += ["", "## Training curves", "", "Train and dev loss, dev macro-F1 and learning rates per epoch:", ""]
+        lines += ["", "## Training curves", "",
+                  "Train and dev loss, dev macro-F1 and learning rates per epoch:", ""]
         lines += [f"- [{name}]({path})" for name, path in curves.items()]
     return "\n".join(lines) + "\n"
 

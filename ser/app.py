@@ -61,7 +61,8 @@ class Analysis:
         if self.error:
             return f"**Error:** {self.error}"
         confidence = self.probabilities[self.label]
-        return f"**{EMOTION_NAMES[self.label]} ({self.label})**, probability {confidence:.2f}, {self.duration:.1f} s"
+        name = f"{EMOTION_NAMES[self.label]} ({self.label})"
+        return f"**{name}**, probability {confidence:.2f}, {self.duration:.1f} s"
 
 
 def _waveform(upload, recording, limits):
@@ -85,7 +86,8 @@ def _waveform(upload, recording, limits):
     if recording is not None:
         rate, samples = recording
         if len(samples) > limits.max_seconds * rate:
-            raise AudioError(f"recording: {len(samples) / rate:.0f} s, over the {limits.max_seconds:g} s limit")
+            seconds = len(samples) / rate
+            raise AudioError(f"recording: {seconds:.0f} s, over the {limits.max_seconds:g} s limit")
         return as_mono_waveform(samples, rate, name="recording")
     raise AudioError("no audio: upload a file or record a clip first")
 
@@ -146,8 +148,10 @@ def build_app(recognizer, limits=None):
             return (analysis.headline, None, "", gr.update(value=None, visible=False),
                     gr.update(value=None, visible=False))
         chart = {f"{EMOTION_NAMES[c]} ({c})": float(analysis.probabilities[c]) for c in EMOTIONS}
-        timeline = (gr.update(value=_timeline_image(analysis.timeline, limits.window, limits.hop), visible=True)
-                    if analysis.timeline else gr.update(value=None, visible=False))
+        timeline = gr.update(value=None, visible=False)
+        if analysis.timeline:
+            image = _timeline_image(analysis.timeline, limits.window, limits.hop)
+            timeline = gr.update(value=image, visible=True)
         attributes = (gr.update(value=analysis.attributes, visible=True) if analysis.attributes
                       else gr.update(value=None, visible=False))
         return analysis.headline, chart, analysis.transcript or "", timeline, attributes
@@ -165,7 +169,8 @@ def build_app(recognizer, limits=None):
         attributes = gr.JSON(label="Attributes", visible=False, elem_id="attributes")
         transcript = gr.Textbox(label="Transcript (Whisper)", visible=text_systems, interactive=False,
                                 elem_id="transcript")
-        timeline = gr.Image(label="Timeline", type="pil", visible=False, interactive=False, elem_id="timeline")
+        timeline = gr.Image(label="Timeline", type="pil", visible=False, interactive=False,
+                            elem_id="timeline")
         button.click(classify, [upload, recording], [status, chart, transcript, timeline, attributes],
                      api_name="classify", concurrency_limit=1)
     return app

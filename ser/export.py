@@ -138,7 +138,8 @@ def inference_yaml(yaml_text, encoder_names):
     stream = io.StringIO()
     yaml.dump(kept, stream)
     # The training file's comments land in odd places once keys are dropped: leave them out.
-    body = [line for line in stream.getvalue().splitlines() if line.strip() and not line.strip().startswith("#")]
+    lines = stream.getvalue().splitlines()
+    body = [line for line in lines if line.strip() and not line.strip().startswith("#")]
     header = ["# Inference hyperparameters of an exported system (python -m ser.export).",
               f"# <{PACKAGE_KEY}> is set by the loader to this system's folder in the package."]
     return "\n".join(header + body) + "\n", sources
@@ -205,7 +206,8 @@ def _fusion_labels(fusion_dir, folders):
         info = json.loads(info_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise ExportError(f"{info_path}: unreadable ({error})") from None
-    by_folder = {Path(f).resolve(): name for f, name in zip(info["system_folders"], info["systems"], strict=True)}
+    pairs = zip(info["system_folders"], info["systems"], strict=True)
+    by_folder = {Path(folder).resolve(): name for folder, name in pairs}
     labels = []
     for folder in folders:
         label = by_folder.get(folder.resolve())
@@ -221,11 +223,10 @@ def _fusion_labels(fusion_dir, folders):
 
 def _export_system(folder, name, target, device="cpu"):
     """Write one system into ``target``; returns its manifest row (without label) and Whisper model."""
+    import ruamel.yaml
     from safetensors.torch import save_file
 
     from ser.inference import load_system
-
-    import ruamel.yaml
 
     system = load_system(folder, name, device)
     text = (folder / HPARAMS).read_text(encoding="utf-8")
@@ -324,7 +325,8 @@ def export_package(system_dirs, out, fusion_dir=None, whisper_by_name=False, ove
                     whisper = {**whisper, "packaged": False}
                 write_json_atomic(target / TRANSCRIBER, whisper)
             entries.append({"name": name, "label": label, "folder": f"systems/{name}",
-                            "uses_text": whisper is not None, "metrics": _dev_summary(target / "metrics.json")})
+                            "uses_text": whisper is not None,
+                            "metrics": _dev_summary(target / "metrics.json")})
         fusion_entry = None
         if fusion is not None:
             from ser.fusion_model import MODEL_FILE, MODEL_INFO_FILE

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
 
 __all__ = ["FusionModel", "softmax", "load_fusion", "MODEL_FILE", "MODEL_INFO_FILE"]
@@ -147,10 +146,10 @@ def load_fusion(folder):
 
     Example
     -------
-    >>> load_fusion("no/such/folder")
+    >>> load_fusion("no/such/folder")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ser.fusion_model.FusionFolderError: no/such/folder/fusion_model.joblib: no fusion model (run python -m fusion.fuse first)
+    ser.fusion_model.FusionFolderError: no/such/folder/fusion_model.joblib: no fusion model (run ...)
     """
     import joblib
 

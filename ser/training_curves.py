@@ -2,7 +2,7 @@
 
 ``train.py`` logs one line per epoch through SpeechBrain's ``FileTrainLogger``::
 
-    epoch: 2, lr_speech: 5.00e-04, lr_head: 1.00e-03 - train loss: 1.97 - valid loss: 1.90, valid macro_f1: 1.03e-01
+    epoch: 2, lr_head: 1.00e-03 - train loss: 1.97 - valid loss: 1.90, valid macro_f1: 1.03e-01
 
 :func:`read_train_log` turns those lines into columns; :func:`plot_training_curves` draws train
 and dev loss, dev macro-F1 (and accuracy) and the learning rates per epoch in one PNG (the

@@ -49,7 +49,8 @@ def bad_files(mini_corpus, tmp_path_factory):
     (folder / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 40)
     first = sorted((mini_corpus / "Audios").glob("*.wav"))[0]
     audio, _ = soundfile.read(first, dtype="float32")
-    soundfile.write(folder / "long.wav", np.tile(audio, int(np.ceil(30 * 16000 / len(audio))))[: 30 * 16000], 16000)
+    repeats = int(np.ceil(30 * 16000 / len(audio)))
+    soundfile.write(folder / "long.wav", np.tile(audio, repeats)[: 30 * 16000], 16000)
     return folder
 
 
@@ -61,7 +62,8 @@ def test_bad_input_gets_a_message(recognizer, bad_files, mini_corpus):
     assert "empty.wav: empty audio file" in messages["empty.wav"]
     assert "corrupt.wav" in messages["corrupt.wav"]
     assert "long.wav: 1.0 MB, over the 0.5 MB limit" in messages["long.wav"]
-    assert "over the 20 s limit" in analyse(recognizer, bad_files / "long.wav", limits=Limits(max_seconds=20)).error
+    too_long = analyse(recognizer, bad_files / "long.wav", limits=Limits(max_seconds=20))
+    assert "over the 20 s limit" in too_long.error
     assert "over the 5 s limit" in analyse(recognizer, recording=(16000, np.zeros(16000 * 6)),
                                            limits=Limits(max_seconds=5)).error
     assert "no audio" in analyse(recognizer).error
@@ -135,11 +137,13 @@ def test_page_shows_label_chart_and_transcript(server, browser, recognizer, mini
     name = f"{EMOTION_NAMES[expected.label]} ({expected.label})"
     assert status.startswith(name), status
     assert page.inner_text("#chart [data-testid=label-output-value]") == name
-    bars = page.eval_on_selector_all("#chart meter", "ms => ms.map(m => [m.getAttribute('aria-label'), m.value])")
+    bars = page.eval_on_selector_all("#chart meter",
+                                     "ms => ms.map(m => [m.getAttribute('aria-label'), m.value])")
     shown = {label: value for label, value in bars}
     assert len(shown) == 8
     for letter in EMOTIONS:
-        assert shown[f"{EMOTION_NAMES[letter]} ({letter})"] == pytest.approx(expected.probabilities[letter], abs=1e-6)
+        shown_value = shown[f"{EMOTION_NAMES[letter]} ({letter})"]
+        assert shown_value == pytest.approx(expected.probabilities[letter], abs=1e-6)
     assert page.input_value("#transcript textarea") == expected.transcript
     assert not page.is_visible("#timeline img")  # a short clip has no timeline
     print(f"\npage: {status}; bars: " + ", ".join(f"{k} {v:.3f}" for k, v in bars))
