@@ -125,6 +125,7 @@ class FusionModel:
         Example
         -------
         >>> from sklearn.svm import SVC
+        >>> from ser.emotions import EMOTIONS
         >>> labels = np.array(list("AHNS") * 10)
         >>> posteriors = np.eye(8)[[EMOTIONS.index(c) for c in labels]] * 0.6 + 0.05
         >>> model = FusionModel(["sys"], EMOTIONS, SVC(kernel="linear").fit(posteriors, labels), {})
