@@ -230,9 +230,12 @@ def _export_system(folder, name, target, device="cpu"):
 
     system = load_system(folder, name, device)
     text = (folder / HPARAMS).read_text(encoding="utf-8")
-    nodes = _encoder_nodes(ruamel.yaml.YAML().load(text)["model"])
-    taken = set()
-    names = [_encoder_name(node["source"], taken) for node in nodes]
+    document = ruamel.yaml.YAML().load(text)
+    nodes = _encoder_nodes(document["model"])
+    # An encoder is named by its YAML key (wavlm, hubert, text_encoder), else by its source folder.
+    top_level = {id(value): key for key, value in document.items()}
+    taken = {top_level[id(node)] for node in nodes if id(node) in top_level}
+    names = [top_level.get(id(node)) or _encoder_name(node["source"], taken) for node in nodes]
     packaged_yaml, sources = inference_yaml(text, names)
     target.mkdir(parents=True)
     (target / HPARAMS).write_text(packaged_yaml, encoding="utf-8")

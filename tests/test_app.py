@@ -195,3 +195,13 @@ def test_bounded_load(server, mini_corpus):
     assert process.poll() is None and urllib.request.urlopen(url, timeout=10).status == 200
     print(f"\nload test: 20 requests, 4 concurrent: {total:.1f} s in all, {20 / total:.2f} answers/s, "
           f"latency median {statistics.median(latencies):.2f} s, max {max(latencies):.2f} s; server up")
+
+
+@pytest.mark.slow
+def test_serves_no_file_outside_its_assets(server, demo_package):
+    import urllib.error
+
+    for path in (ROOT / "README.md", demo_package[0] / "ser_package.json", Path("/etc/passwd")):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{server[0]}gradio_api/file={path}", timeout=10)
+        assert refused.value.code in (403, 404), (path, refused.value.code)
