@@ -123,9 +123,10 @@ def _upload_and_classify(page, url, path):
     page.set_input_files("#upload input[type=file]", str(path))
     page.wait_for_selector(f"#upload :text('{Path(path).name}')", timeout=60_000)
     page.click("#classify")
-    page.wait_for_function("/probability|Error/.test(document.querySelector('#status').innerText)",
-                           timeout=180_000)
-    return page.inner_text("#status")
+    # The answer, once Gradio's progress tracker ("processing | 1.2s") has left the box.
+    page.wait_for_function("(t => /probability|Error/.test(t) && !/processing/.test(t))"
+                           "(document.querySelector('#status').innerText)", timeout=180_000)
+    return page.inner_text("#status").strip()
 
 
 @pytest.mark.slow
