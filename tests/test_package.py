@@ -174,3 +174,29 @@ def test_predict_cli_timeline_and_embeddings(demo_package, clips, tmp_path):
         assert vectors.shape == (row.Windows, row.Dim) and np.isfinite(vectors).all()
     # The long file spans 3 of the demo profile's 10 s evaluation windows.
     assert set(index[index["File"] == str(clips[-1])]["Windows"]) == {3}
+
+
+BLOCKED = '''
+import importlib.abc, sys
+
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("data_prep", "fusion", "recipes"):
+            raise ImportError(f"the library imported {name}")
+
+sys.meta_path.insert(0, Blocker())
+from ser.inference import EmotionRecognizer
+result = EmotionRecognizer.from_pretrained(sys.argv[1]).classify_file(sys.argv[2])
+print(result.label, result.transcript is not None)
+'''
+
+
+@pytest.mark.slow
+def test_package_loads_with_the_upper_packages_blocked(demo_package, clips):
+    """The library alone (no data_prep, fusion, recipes) loads the package, its Whisper and fusion."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", BLOCKED, str(demo_package[0]), str(clips[0])], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    label, has_transcript = done.stdout.split()[-2:]
+    assert label in EMOTIONS and has_transcript == "True"
