@@ -60,6 +60,9 @@ class Analysis:
     def headline(self):
         if self.error:
             return f"**Error:** {self.error}"
+        if self.label is None:  # a model of attributes only
+            values = ", ".join(f"{name} {value:.2f}" for name, value in self.attributes.items())
+            return f"**{values}**, {self.duration:.1f} s"
         confidence = self.probabilities[self.label]
         name = f"{EMOTION_NAMES[self.label]} ({self.label})"
         return f"**{name}**, probability {confidence:.2f}, {self.duration:.1f} s"
@@ -147,7 +150,8 @@ def build_app(recognizer, limits=None):
         if analysis.error:
             return (analysis.headline, None, "", gr.update(value=None, visible=False),
                     gr.update(value=None, visible=False))
-        chart = {f"{EMOTION_NAMES[c]} ({c})": float(analysis.probabilities[c]) for c in EMOTIONS}
+        chart = {f"{EMOTION_NAMES[c]} ({c})": float(analysis.probabilities[c])
+                 for c in EMOTIONS if c in (analysis.probabilities or {})}
         timeline = gr.update(value=None, visible=False)
         if analysis.timeline:
             image = _timeline_image(analysis.timeline, limits.window, limits.hop)
