@@ -38,7 +38,7 @@ ENCODER_TAGS = ("!new:ser.encoders.SpeechEncoder", "!new:ser.encoders.TextEncode
 # Weight files of a pretrained encoder's folder: the package's model.safetensors replaces them.
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".ot")
 # Keys of the training YAML that inference reads besides the network.
-INFERENCE_KEYS = ("eval_max_duration", "n_classes")
+INFERENCE_KEYS = ("eval_max_duration", "n_classes", "classes", "attributes", "attribute_scale")
 FIGURES = ("confusion_matrix.png", "f1_per_class.png")
 
 
