@@ -28,8 +28,9 @@ import numpy as np
 import sklearn
 from tqdm import tqdm
 
-from fusion.inputs import load_systems, read_dev_labels, stack_features
-from fusion.svm import DEFAULT_C, DEFAULT_KERNELS, FusionModel, fit_fusion_model, softmax, speaker_folds
+from fusion.inputs import load_labelled_splits, load_systems, read_dev_labels, stack_features
+from fusion.svm import (DEFAULT_C, DEFAULT_KERNEL_MAX_TURNS, DEFAULT_KERNELS, SEARCHES, FusionModel,
+                        fit_fusion_model, softmax, speaker_folds)
 from ser.atomic_io import atomic_write, ensure_writable_folder, write_json_atomic
 from ser.cli import ArgumentParser, positive_float, positive_int, run_command
 from ser.emotions import EMOTIONS
@@ -68,6 +69,24 @@ def _cross_validated_scores(features, labels, speakers, systems, folds, seed, gr
     return scores, per_fold
 
 
+def _score_labelled_splits(out, model, systems, labelled_splits):
+    """Score the final model and each system on every extra labelled split (Test1, Test2, ...)."""
+    reports = {}
+    for split, (names, labels) in labelled_splits.items():
+        features = stack_features(systems, split, names)
+        scores = model.decision_scores(features)
+        write_posteriors(out / f"fused_{split}.csv", names, softmax(scores))
+        reports[split] = {
+            "n": len(names),
+            "fusion": classification_report(labels, _argmax_letters(scores)),
+            "per_system": {
+                s.name: classification_report(labels, _argmax_letters(features[:, i * 8 : (i + 1) * 8]))
+                for i, s in enumerate(systems)
+            },
+        }
+    return reports
+
+
 def _argmax_letters(matrix):
     return np.asarray(EMOTIONS)[np.asarray(matrix).argmax(axis=1)]
 
@@ -101,12 +120,14 @@ def _write_outputs(out, model, names, test_scores, oof_scores, systems):
 
 
 def fuse_systems(
-    system_dirs, out, folds=5, seed=0, kernels=DEFAULT_KERNELS, c_values=DEFAULT_C, inner_folds=3
+    system_dirs, out, folds=5, seed=0, kernels=DEFAULT_KERNELS, c_values=DEFAULT_C, inner_folds=3,
+    search="fast", kernel_max_turns=DEFAULT_KERNEL_MAX_TURNS, n_jobs=1,
 ):
     """Cross-validate the fusion on dev, fit it on all of dev, predict test, write everything.
 
     Writes into ``out``: ``submission.csv``, ``fused_test.csv``,
-    ``fused_valid_oof.csv`` (normalised scores), ``fusion_model.joblib``,
+    ``fused_valid_oof.csv``, ``fused_<split>.csv`` for each extra labelled split
+    that every system scored (normalised scores), ``fusion_model.joblib``,
     ``fusion_model.json``, ``fusion_metrics.json`` and the report
     (:func:`fusion.report.write_report`).
 
@@ -118,7 +139,7 @@ def fuse_systems(
         Output folder.
     folds, seed : int
         Outer speaker-disjoint folds and shuffling seed.
-    kernels, c_values, inner_folds
+    kernels, c_values, inner_folds, search, kernel_max_turns, n_jobs
         Passed to :func:`fit_fusion_model`.
 
     Returns
@@ -156,9 +177,11 @@ def fuse_systems(
     names = {split: systems[0].posteriors[split].index.tolist() for split in ("valid", "test")}
     system_names = [s.name for s in systems]
     labels, speakers = read_dev_labels(systems, names["valid"])
+    labelled_splits = load_labelled_splits(systems)  # checked before the long part
     x_valid = stack_features(systems, "valid", names["valid"])
     x_test = stack_features(systems, "test", names["test"])
-    grid = {"kernels": tuple(kernels), "c_values": tuple(c_values), "inner_folds": inner_folds}
+    grid = {"kernels": tuple(kernels), "c_values": tuple(c_values), "inner_folds": inner_folds,
+            "search": search, "kernel_max_turns": kernel_max_turns, "n_jobs": n_jobs}
     logger.info(
         "fusing %s: %d dev turns, %d speakers, %d test turns",
         ", ".join(system_names),
@@ -177,6 +200,7 @@ def fuse_systems(
     test_scores = final.decision_scores(x_test)
     folders = [str(s.folder) for s in systems]
     _write_outputs(out, final, names, test_scores, oof_scores, systems)
+    splits = _score_labelled_splits(out, final, systems, labelled_splits)
     metrics = {
         "macro_f1": fused["macro_f1"],
         "evaluation": "out-of-fold predictions of speaker-disjoint cross-validation on dev",
@@ -194,6 +218,8 @@ def fuse_systems(
             "per_fold": per_fold,
         },
         "final_model": final.params,
+        # Extra labelled splits scored by the final model: key -> n, fusion, per_system.
+        "splits": splits,
     }
     write_json_atomic(out / METRICS_FILE, metrics)
     metrics["report_files"] = {k: str(v) for k, v in write_report(out).items()}
@@ -281,6 +307,13 @@ def _parse_args(argv):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kernels", nargs="+", default=list(DEFAULT_KERNELS), choices=KERNELS)
     parser.add_argument("--C", nargs="+", type=positive_float, default=list(DEFAULT_C), dest="c_values")
+    parser.add_argument("--search", choices=SEARCHES, default="fast",
+                        help="fast: linear SVM in the primal, kernel SVMs on a sample (default); "
+                             "exact: SVC on every turn (slow beyond a few thousand turns)")
+    parser.add_argument("--kernel-max-turns", type=positive_int, default=DEFAULT_KERNEL_MAX_TURNS,
+                        help="turns a kernel SVM of the fast search is fitted on at most")
+    parser.add_argument("--jobs", type=int, default=-1, dest="n_jobs",
+                        help="candidates fitted in parallel (default -1: every core)")
     return parser.parse_args(argv)
 
 
@@ -305,6 +338,9 @@ def main(argv=None):
         kernels=args.kernels,
         c_values=args.c_values,
         inner_folds=args.inner_folds,
+        search=args.search,
+        kernel_max_turns=args.kernel_max_turns,
+        n_jobs=args.n_jobs,
     )
     print(render_report(metrics))
     for path in metrics["report_files"].values():

@@ -4,10 +4,13 @@ A system folder (written by ``train.py``) holds ``posteriors/valid.csv``,
 ``posteriors/test.csv`` and ``manifests/valid.json``. The fusion needs all
 systems to cover the same turns, every row to be a probability vector, and
 the systems to agree on the dev labels and speakers: anything else is an
-error naming the system, the file and the turn.
+error naming the system, the file and the turn. Extra labelled splits
+(``posteriors/test1.csv`` + ``manifests/test1.json``, ...) that every system
+holds are scored too (:func:`load_labelled_splits`).
 """
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +23,10 @@ from ser.errors import UserInputError
 from ser.identity import SystemIdentity, read_identity
 from ser.posteriors import read_posteriors
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["FusionInputError", "SystemOutputs", "resolve_system_dir", "system_label", "load_systems",
-           "read_dev_labels",
-           "stack_features"]
+           "read_dev_labels", "stack_features", "load_labelled_splits"]
 
 SPLITS = ("valid", "test")
 # Files are written with 6 decimals: 8 rounded values sum to 1 within 4e-6.
@@ -238,3 +242,87 @@ def stack_features(systems, split, file_names):
     [1.0, 1.0]
     """
     return np.hstack([s.posteriors[split].loc[list(file_names)].to_numpy() for s in systems])
+
+
+def _labelled_split_names(folder):
+    posteriors = {p.stem for p in (folder / "posteriors").glob("*.csv")}
+    manifests = {p.stem for p in (folder / "manifests").glob("*.json")}
+    return (posteriors & manifests) - set(SPLITS)
+
+
+def load_labelled_splits(systems):
+    """The extra labelled splits that every system scored, e.g. Test1 and Test2 (key ``test1``).
+
+    ``train.py`` writes, for each labelled split of its YAML besides dev,
+    ``posteriors/<key>.csv`` and ``manifests/<key>.json`` (labels as in ``valid.json``).
+    A split counts when every system has both files; the posteriors are loaded into
+    ``system.posteriors[key]`` with the checks of :func:`load_systems`. A split only
+    some systems have is left out (and logged).
+
+    Returns
+    -------
+    dict
+        Split key -> ``(file names, class letters)``, both sorted by file name; ``{}`` when
+        the systems share no such split.
+
+    Raises
+    ------
+    FusionInputError
+        If the systems' posteriors of a shared split cover different turns, a turn lacks a
+        label in 8 classes, or the systems' labels disagree (names the file and turns).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from ser.posteriors import write_posteriors
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> write_posteriors(folder / "posteriors" / "test1.csv", ["t.wav"], np.full((1, 8), .125))
+    >>> (folder / "manifests").mkdir()
+    >>> _ = (folder / "manifests" / "test1.json").write_text(json.dumps({"t": {"emotion": "S"}}))
+    >>> load_labelled_splits([SystemOutputs("A", folder, {})])
+    {'test1': (['t.wav'], array(['S'], dtype='<U1'))}
+    """
+    shared = set.intersection(*(_labelled_split_names(s.folder) for s in systems)) if systems else set()
+    partial = set.union(set(), *(_labelled_split_names(s.folder) for s in systems)) - shared
+    if partial:
+        logger.warning("split(s) %s scored by only some of the systems: not fused", ", ".join(sorted(partial)))
+    splits = {}
+    for split in sorted(shared):
+        for system in systems:
+            csv = system.folder / "posteriors" / f"{split}.csv"
+            system.posteriors[split] = _check_probabilities(read_posteriors(csv), csv).sort_index()
+        names = systems[0].posteriors[split].index
+        for other in systems[1:]:
+            theirs = other.posteriors[split].index
+            missing, extra = names.difference(theirs), theirs.difference(names)
+            if len(missing) or len(extra):
+                raise FusionInputError(
+                    f"{other.name} ({other.folder}): its {split} posteriors lack {len(missing)} file(s) of "
+                    f"{systems[0].name}: {_sample(missing)}; and have {len(extra)} it lacks: {_sample(extra)}"
+                )
+        splits[split] = (names.tolist(), _read_split_labels(systems, split, names.tolist()))
+    return splits
+
+
+def _read_split_labels(systems, split, file_names):
+    reference = None
+    for system in systems:
+        path = system.folder / "manifests" / f"{split}.json"
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise FusionInputError(f"{path}: not valid JSON ({error})") from None
+        labels = []
+        for name in file_names:
+            emotion = (manifest.get(Path(name).stem) or {}).get("emotion")
+            if emotion not in EMOTIONS:
+                raise FusionInputError(f"{path}: turn {name} (in posteriors/{split}.csv) needs an 'emotion' in "
+                                 f"{' '.join(EMOTIONS)}; has {manifest.get(Path(name).stem)}")
+            labels.append(emotion)
+        if reference is None:
+            reference = (path, labels)
+        elif labels != reference[1]:
+            differ = [n for n, a, b in zip(file_names, labels, reference[1], strict=True) if a != b]
+            raise FusionInputError(f"{path}: label of {len(differ)} turn(s) differ from {reference[0]}: "
+                             f"{_sample(differ)}")
+    return np.asarray(reference[1])

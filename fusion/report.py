@@ -25,7 +25,7 @@ from ser.training_curves import plot_training_curves
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["column_reports", "relabeling_tables", "render_report", "write_report"]
+__all__ = ["column_reports", "split_column_groups", "relabeling_tables", "render_report", "write_report"]
 
 METRICS_FILE = "fusion_metrics.json"
 RELABELED_COLUMNS = ("Split_Set", "EmoClass_Original", "EmoClass_Recomputed", "AddedToTrain")
@@ -40,6 +40,25 @@ def column_reports(metrics):
     {'Sub-System A': 1, 'Fusion': 2}
     """
     return {**metrics["per_system"], "Fusion": metrics["fusion"]}
+
+
+def split_column_groups(metrics):
+    """Table-1 columns in one group per labelled split: dev (CV), then Test1, Test2, ...
+
+    Without extra labelled splits, the dev columns alone (:func:`column_reports`).
+
+    Example
+    -------
+    >>> metrics = {"per_system": {"A": 1}, "fusion": 2, "splits": {"test1": {"per_system": {"A": 3},
+    ...     "fusion": 4}}}
+    >>> split_column_groups(metrics)
+    {'Dev A': 1, 'Dev Fusion': 2, 'Test1 A': 3, 'Test1 Fusion': 4}
+    """
+    if not metrics.get("splits"):
+        return column_reports(metrics)
+    groups = {"Dev": column_reports(metrics)}
+    groups.update({split.capitalize(): column_reports(scored) for split, scored in metrics["splits"].items()})
+    return {f"{group} {name}": report for group, columns in groups.items() for name, report in columns.items()}
 
 
 def relabeling_tables(metrics):
@@ -94,10 +113,12 @@ def render_report(metrics, curves=None):
         f"column is the out-of-fold prediction of a {cv['folds']}-fold speaker-disjoint "
         f"cross-validation (seed {cv['seed']}): each turn is scored by an SVM that never saw its "
         "speaker. Sub-system columns are the argmax of their posteriors on the same turns.",
+        *[f"The {split.capitalize()} columns ({scored['n']} turns) score the final fusion model, fitted on "
+          "all of dev, and the sub-systems on that split." for split, scored in metrics.get("splits", {}).items()],
         "",
         "## F1 per class, accuracy and macro-F1 (paper Table 1)",
         "",
-        format_f1_table(column_reports(metrics)),
+        format_f1_table(split_column_groups(metrics)),
         "",
         "## Final fusion model (fitted on all of dev)",
         "",

@@ -9,7 +9,7 @@ import pytest
 
 from fusion.fuse import fuse_systems, load_fusion, main
 from fusion.inputs import load_systems, read_dev_labels
-from fusion.svm import speaker_folds
+from fusion.svm import fit_fusion_model, speaker_folds
 from ser.emotions import EMOTIONS
 from ser.posteriors import read_posteriors, write_posteriors
 
@@ -209,3 +209,67 @@ def test_end_to_end_on_the_five_debug_systems(debug_results, tmp_path, capsys):
     test_turns = read_posteriors(debug_results / "system_a" / "1993" / "posteriors" / "test.csv")
     assert len(pd.read_csv(out / "submission.csv")) == len(test_turns)
     assert load_fusion(out).n_features == 5 * 8
+
+
+def _add_labelled_split(folder, split, reliable, n_turns, rng, labels=None):
+    """An extra labelled split as train.py writes it: posteriors/<split>.csv + manifests/<split>.json."""
+    labels = np.asarray(EMOTIONS)[rng.integers(0, len(EMOTIONS), n_turns)] if labels is None else labels
+    names = [f"MSP-PODCAST_9{i:03d}_0001.wav" for i in range(n_turns)]
+    write_posteriors(folder / "posteriors" / f"{split}.csv", names, _posteriors(labels, reliable, rng))
+    manifest = {name.removesuffix(".wav"): {"emotion": label, "speaker": "2000"}
+                for name, label in zip(names, labels, strict=True)}
+    (folder / "manifests" / f"{split}.json").write_text(json.dumps(manifest))
+    return labels
+
+
+def test_extra_labelled_splits_are_scored_by_the_dev_trained_fusion(tmp_path):
+    folders = _two_small_systems(tmp_path)
+    rng = np.random.default_rng(5)
+    labels = _add_labelled_split(folders[0] / "1993", "test1", "ACDF", 200, rng)
+    _add_labelled_split(folders[1] / "1993", "test1", "HNSU", 200, rng, labels)
+    _add_labelled_split(folders[0] / "1993", "test2", "ACDF", 50, rng)  # one system only: left out
+    metrics = fuse_systems(folders, tmp_path / "fusion", folds=3, c_values=(1.0,))
+    assert list(metrics["splits"]) == ["test1"]
+    scored = metrics["splits"]["test1"]
+    assert scored["n"] == 200 and sum(map(sum, scored["fusion"]["confusion_matrix"])) == 200
+    best_single = max(report["macro_f1"] for report in scored["per_system"].values())
+    assert scored["fusion"]["macro_f1"] > best_single + 0.1  # complementary systems, unseen turns
+    assert len(read_posteriors(tmp_path / "fusion" / "fused_test1.csv")) == 200
+    header = (tmp_path / "fusion" / "report.md").read_text().split("| Class | ")[1].split("\n")[0]
+    assert header.split(" | ")[-3:] == ["Test1 Sub-System A", "Test1 Sub-System B", "Test1 Fusion |"]
+    assert header.startswith("Dev Sub-System A | Dev Sub-System B | Dev Fusion")
+
+
+def test_systems_disagreeing_on_an_extra_split_are_rejected(tmp_path):
+    folders = _two_small_systems(tmp_path)
+    rng = np.random.default_rng(5)
+    labels = _add_labelled_split(folders[0] / "1993", "test1", "ACDF", 20, rng)
+    other = labels.copy()
+    other[3] = "N" if labels[3] != "N" else "A"
+    _add_labelled_split(folders[1] / "1993", "test1", "HNSU", 20, rng, other)
+    with pytest.raises(ValueError, match=r"test1\.json: label of 1 turn\(s\) differ.*MSP-PODCAST_9003_0001"):
+        fuse_systems(folders, tmp_path / "fusion", folds=2, c_values=(1.0,))
+    assert not (tmp_path / "fusion").exists()  # checked before the long part
+
+
+def test_fast_search_fits_kernel_svms_on_a_bounded_stratified_sample():
+    rng = np.random.default_rng(0)
+    labels = np.asarray(EMOTIONS)[rng.choice(8, 600, p=[.05, .05, .05, .05, .2, .4, .1, .1])]
+    features = _posteriors(labels, "ACDFHNSU", rng)
+    speakers = np.arange(600) % 12
+    model = fit_fusion_model(features, labels, speakers, ["s"], kernels=("rbf",), c_values=(1.0,),
+                             kernel_max_turns=120)
+    svc = model.estimator[-1]
+    assert 100 <= svc.shape_fit_[0] <= 130 and sorted(svc.classes_) == sorted(set(labels))
+    linear = fit_fusion_model(features, labels, speakers, ["s"], kernels=("linear",), c_values=(1.0,))
+    assert type(linear.estimator[-1]).__name__ == "LinearSVC"  # primal, all turns
+    exact = fit_fusion_model(features, labels, speakers, ["s"], kernels=("rbf",), c_values=(1.0,),
+                             search="exact")
+    assert exact.estimator[-1].shape_fit_[0] == 600 and exact.params["search"] == "exact"
+
+
+def test_fast_and_exact_search_select_fusions_of_the_same_quality(complementary_fusion, tmp_path):
+    _, folders, fast = complementary_fusion
+    exact = fuse_systems(folders, tmp_path / "exact", folds=5, seed=0, search="exact")
+    assert fast["cv"]["grid"]["search"] == "fast" and exact["cv"]["grid"]["search"] == "exact"
+    assert fast["macro_f1"] > exact["macro_f1"] - 0.03  # bench/fusion.py checks it at scale
