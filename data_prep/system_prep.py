@@ -6,6 +6,8 @@
    transcripts (``transcripts: whisper``); cached per utterance and shared
    by all systems through ``whisper_folder``, so D and E transcribe once;
 2. consensus relabeling — only when ``relabel_threshold`` is set (system E);
+   (``relabeled_csv`` names one computed beforehand, e.g. by
+   ``recipes/msp_podcast.sh``: it is used instead);
 3. the vote table — only for soft labels (``soft_labels``; the annotators
    scoring under ``soft_label_threshold`` dropped first when it is set);
 4. the manifests (``data_prep.msp_prepare``), skipped when done with the
@@ -24,6 +26,8 @@ redoes the relabeling, which redoes the manifests.
 import logging
 from pathlib import Path
 
+import pandas as pd
+
 from data_prep.consensus import (
     class_count_table,
     relabel_corpus,
@@ -34,6 +38,7 @@ from data_prep.consensus import (
 from data_prep.corpora import open_corpus
 from data_prep.corpora.base import SPLITS
 from data_prep.msp_prepare import PreparationError, prepare_msp_podcast
+from ser.atomic_io import atomic_write
 from ser.derived import derivation, is_current, mark_current, mark_stale
 
 logger = logging.getLogger(__name__)
@@ -77,7 +82,7 @@ def prepare_system_data(hparams):
     transcripts = _transcripts_source(hparams, splits)
     relabeled_csv = None
     if hparams.get("relabel_threshold") is not None:
-        relabeled_csv = _relabel(hparams)
+        relabeled_csv = _given_relabeling(hparams) if hparams.get("relabeled_csv") else _relabel(hparams)
     soft = bool(hparams.get("soft_labels", False))
     keep_all = {"test"}
     if hparams.get("attributes"):
@@ -186,6 +191,23 @@ def _transcripts_source(hparams, splits):
     if csv is None:
         raise RuntimeError(f"transcription of {hparams['data_folder']} is incomplete: see the log")
     return csv
+
+
+def _given_relabeling(hparams):
+    """The relabeling CSV the YAML names, copied beside the manifests (the report reads it there)."""
+    given = Path(hparams["relabeled_csv"])
+    if not given.is_file():
+        raise PreparationError(f"relabeled_csv: {given} does not exist (run python -m data_prep.consensus "
+                                "first, or set relabeled_csv: null to compute it here)")
+    # Its columns are checked where the manifests read it (data_prep.msp_prepare).
+    threshold, classes = float(hparams["relabel_threshold"]), "".join(hparams["relabel_classes"])
+    out = Path(hparams["manifest_folder"]) / f"relabeled_K{threshold:g}_{classes}.csv"
+    if not out.is_file() or out.read_bytes() != given.read_bytes():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out, "wb") as stream:
+            stream.write(given.read_bytes())
+    logger.info("Consensus relabeling read from %s:\n%s", given, class_count_table(pd.read_csv(given)))
+    return out
 
 
 def _relabel(hparams):

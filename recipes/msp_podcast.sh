@@ -7,7 +7,10 @@
 #
 # GPUs: every visible GPU is used. Transcription runs one shard per GPU; training runs
 # each system with torchrun (DDP) over all GPUs. NGPU=1 bash recipes/msp_podcast.sh ... forces one.
-# Every stage resumes where it stopped when the script is run again.
+# Every stage resumes where it stopped when the script is run again: transcripts are cached
+# per turn, the relabeling is kept once written, training restarts from its last checkpoint
+# (a finished system only re-scores), and the fusion is redone (about 2 minutes).
+# Any failed step, a single transcription shard included, stops the script with its status.
 set -euo pipefail
 
 DATA=${1:?usage: bash recipes/msp_podcast.sh /path/to/MSP-PODCAST-1.11 [results_folder]}
@@ -15,28 +18,52 @@ RESULTS=${2:-results}
 PY=${PYTHON:-python}
 NGPU=${NGPU:-$($PY -c "import torch; print(max(torch.cuda.device_count(), 1))")}
 WHISPER_MODEL=${WHISPER_MODEL:-large-v3}
+# Absolute paths: the script runs from the repository root.
+DATA=$(cd "$DATA" && pwd)
+mkdir -p "$RESULTS" && RESULTS=$(cd "$RESULTS" && pwd)
 cd "$(dirname "$0")/.."
 
+RELABELED="$RESULTS/relabeled_K0.5.csv"
+
 echo "== 1. Whisper transcription ($WHISPER_MODEL, $NGPU shard(s))"
+pids=()
 for i in $(seq 1 "$NGPU"); do
     CUDA_VISIBLE_DEVICES=$((i - 1)) $PY -m data_prep.transcribe --data_folder "$DATA" \
         --splits Train Development Test3 --model "$WHISPER_MODEL" --out "$RESULTS/whisper" \
         --shard "$i/$NGPU" --no_progress &
+    pids+=($!)
 done
-wait
+# A bare `wait` returns 0 whatever the shards did: wait for each and keep its status.
+failed=0
+for i in $(seq 1 "$NGPU"); do
+    status=0
+    wait "${pids[$((i - 1))]}" || status=$?
+    if [ "$status" -ne 0 ]; then
+        echo "msp_podcast.sh: error: transcription shard $i/$NGPU failed (exit status $status);" \
+            "run the script again to resume (finished turns are cached)" >&2
+        failed=$status
+    fi
+done
+[ "$failed" -eq 0 ] || exit "$failed"
 $PY -m data_prep.transcribe --data_folder "$DATA" --splits Train Development Test3 \
     --model "$WHISPER_MODEL" --out "$RESULTS/whisper" --merge
 
-echo "== 2. Consensus relabeling (paper Table 2)"
-$PY -m data_prep.consensus --data_folder "$DATA" --threshold 0.5 --out "$RESULTS/relabeled_K0.5.csv"
+echo "== 2. Consensus relabeling (paper Table 2), K = 0.5: system E trains on this file"
+if [ -f "$RELABELED" ]; then
+    echo "$RELABELED exists: kept (delete it to recompute)"
+else
+    $PY -m data_prep.consensus --data_folder "$DATA" --threshold 0.5 --out "$RELABELED"
+fi
 
 echo "== 3. Sub-systems A-E, then the Task 2 attribute systems"
 for system in system_a system_b system_c system_d system_e task2_wavlm task2_d; do
     args=(hparams/$system.yaml --data_folder "$DATA" --results_folder "$RESULTS")
     # Text systems read the transcripts of stage 1 (same model, so the cache is shared).
     case $system in system_d | system_e | task2_d) args+=(--whisper_model "$WHISPER_MODEL") ;; esac
+    # E reads the relabeling of stage 2 (same K and classes as its YAML) instead of redoing it.
+    if [ "$system" = system_e ]; then args+=(--relabeled_csv "$RELABELED"); fi
     if [ "$NGPU" -gt 1 ]; then
-        torchrun --nproc_per_node="$NGPU" train.py "${args[@]}"
+        $PY -m torch.distributed.run --nproc_per_node="$NGPU" train.py "${args[@]}"  # = torchrun
     else
         $PY train.py "${args[@]}"
     fi
