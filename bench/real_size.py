@@ -13,7 +13,7 @@ optimizers, on a handful of synthetic turns, and prints:
   ``requires_grad=False`` is bit-identical after the steps, every trainable one moved;
 - the size of a saved checkpoint (``save/CKPT+*``);
 - peak memory: the process's peak RSS, and the part added by training over the loaded
-  model, per second of audio in a batch;
+  model, less gradients and Adam's moments (the activations), per second of audio;
 - an **estimate** (not a measurement) of GPU memory for the paper's batch
   (16 turns x 12 s), from the parameter counts (fp32 weights, gradients, Adam's two
   moments) and the CPU's activation memory per second of audio.
@@ -210,9 +210,11 @@ def dry_run(system, work, models, args):
     checkpoint = max(Path(hparams["save_folder"]).glob("CKPT+*"), key=os.path.getmtime)
     checkpoint_gb = sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file()) / 1e9
     batch_audio_s = args.batch_size * args.seconds
-    activation_gb_per_s = max(peak_gb - loaded_gb, 0.0) / batch_audio_s
     trainable_total = sum(p.numel() for p in model.parameters() if p.requires_grad)
     all_params = sum(p.numel() for p in model.parameters())
+    # What training added over the loaded model, less the gradients and Adam's moments
+    # (12 B per trainable parameter): the activations of one batch, per second of its audio.
+    activation_gb_per_s = max(peak_gb - loaded_gb - 12 * trainable_total / 1e9, 0.0) / batch_audio_s
     # fp32 weights (4 B) for all, + gradient (4 B) + Adam's two moments (8 B) for trainable ones.
     static_gb = (4 * all_params + 12 * trainable_total) / 1e9
     return {
