@@ -44,7 +44,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from fusion.svm import fit_fusion_model, speaker_folds  # noqa: E402
 from ser.emotions import EMOTIONS  # noqa: E402
-from ser.metrics import classification_report  # noqa: E402
 from ser.posteriors import write_posteriors  # noqa: E402
 
 # Train class counts of MSP-Podcast v1.11 (paper Table 2): the dev skew.
@@ -68,6 +67,7 @@ def msp_like_posteriors(n_turns, n_speakers, balanced=False, n_systems=N_SYSTEMS
 
     Example
     -------
+    >>> from ser.metrics import classification_report
     >>> labels, speakers, systems = msp_like_posteriors(4000, 90, seed=1)
     >>> len(systems), systems[0].shape, bool(np.allclose(systems[0].sum(axis=1), 1))
     (5, (4000, 8), True)
@@ -78,7 +78,8 @@ def msp_like_posteriors(n_turns, n_speakers, balanced=False, n_systems=N_SYSTEMS
     rng = np.random.default_rng(seed)
     prior = np.array([CLASS_COUNTS[c] for c in EMOTIONS], dtype=float)
     prior /= prior.sum()
-    classes = rng.integers(0, len(EMOTIONS), n_turns) if balanced else rng.choice(len(EMOTIONS), n_turns, p=prior)
+    n_classes = len(EMOTIONS)
+    classes = rng.integers(0, n_classes, n_turns) if balanced else rng.choice(n_classes, n_turns, p=prior)
     speakers = rng.integers(0, n_speakers, n_turns)
     speaker_offsets = rng.normal(0, SPEAKER_NOISE, (n_speakers, len(EMOTIONS)))
     shared = (TRUE_CLASS * np.eye(len(EMOTIONS))[classes] + SHARED_NOISE * rng.normal(size=(n_turns, 8))
@@ -92,7 +93,10 @@ def msp_like_posteriors(n_turns, n_speakers, balanced=False, n_systems=N_SYSTEMS
 
 
 def write_system_folders(root, n_turns, n_speakers, n_test, seed=0):
-    """Five system folders as ``train.py`` writes them; returns ``(folders, labels, speakers, dev arrays)``."""
+    """Five system folders as ``train.py`` writes them.
+
+    Returns ``(folders, labels, speakers, dev arrays)``.
+    """
     labels, speakers, dev = msp_like_posteriors(n_turns, n_speakers, seed=seed)
     _, _, test = msp_like_posteriors(n_test, max(2, n_speakers // 2), balanced=True, seed=seed + 1)
     dev_names = [f"MSP-PODCAST_{i // 1000:04d}_{i % 1000:04d}.wav" for i in range(n_turns)]
@@ -118,7 +122,8 @@ def run_cli(folders, out, *extra):
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "fusion.fuse", *map(str, folders), "--out", str(out), *extra],
+    command = [sys.executable, "-m", "fusion.fuse", *map(str, folders), "--out", str(out), *extra]
+    done = subprocess.run(command,
                           cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -183,7 +188,8 @@ def main(argv=None):
             for search in ("fast", "exact"):
                 seconds, cpu, metrics = run_cli(folders, root / search, "--search", search)
                 compare[search] = {"wall_s": round(seconds, 1), "cpu_s": round(cpu, 1), **_summary(metrics)}
-                print(f"{search} search, {args.compare_turns} turns ({n_speakers} speakers): {seconds:.1f} s wall, "
+                print(f"{search} search, {args.compare_turns} turns ({n_speakers} speakers): "
+                      f"{seconds:.1f} s wall, "
                       f"{cpu:.1f} CPU s, fused macro-F1 {metrics['macro_f1']:.4f}", flush=True)
             compare["fast_minus_exact"] = round(compare["fast"]["fused_macro_f1"]
                                                 - compare["exact"]["fused_macro_f1"], 4)

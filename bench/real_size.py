@@ -81,7 +81,8 @@ def build_hubert_large(folder):
     HubertModel(HubertConfig(**HUBERT_LARGE_CONFIG)).save_pretrained(folder)
     (folder / "preprocessor_config.json").write_text(json.dumps({
         "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "padding_side": "right",
-        "padding_value": 0.0, "return_attention_mask": True, "do_normalize": True, "sampling_rate": SAMPLE_RATE}))
+        "padding_value": 0.0, "return_attention_mask": True, "do_normalize": True,
+        "sampling_rate": SAMPLE_RATE}))
     return folder
 
 
@@ -219,7 +220,8 @@ def dry_run(system, work, models, args):
     static_gb = (4 * all_params + 12 * trainable_total) / 1e9
     return {
         "system": system.upper(),
-        "steps": len(options["batch_sampler"]) if "batch_sampler" in options else -(-args.turns // args.batch_size),
+        "steps": (len(options["batch_sampler"]) if "batch_sampler" in options
+                  else -(-args.turns // args.batch_size)),
         "train_seconds": round(seconds, 1),
         "parameters_M": round(all_params / 1e6, 1),
         "optimizer_groups": groups,
@@ -241,10 +243,12 @@ def _print_table(rows):
           "GPU GB, 16 x 12 s batch (ESTIMATE) |")
     print("|---|---:|---|---:|---|---:|---:|---:|---:|")
     for r in rows:
-        groups = ", ".join(f"{k} {v['trainable_M']}/{v['in_modules_M']}" for k, v in r["optimizer_groups"].items())
+        groups = ", ".join(f"{k} {v['trainable_M']}/{v['in_modules_M']}"
+                           for k, v in r["optimizer_groups"].items())
         ok = "yes" if not r["frozen_moved"] and not r["trainable_not_moved"] else (
             f"NO: {r['frozen_moved'] or r['trainable_not_moved']}")
-        print(f"| {r['system']} | {r['parameters_M']} | {groups} | {r['frozen_M']} | {ok} | {r['checkpoint_GB']} | "
+        print(f"| {r['system']} | {r['parameters_M']} | {groups} | {r['frozen_M']} | {ok} | "
+              f"{r['checkpoint_GB']} | "
               f"{r['peak_rss_GB']} | {r['training_GB_per_audio_s']} | ~{r['estimate_gpu_GB_paper_batch']} |")
 
 

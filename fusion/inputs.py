@@ -285,7 +285,8 @@ def load_labelled_splits(systems):
     shared = set.intersection(*(_labelled_split_names(s.folder) for s in systems)) if systems else set()
     partial = set.union(set(), *(_labelled_split_names(s.folder) for s in systems)) - shared
     if partial:
-        logger.warning("split(s) %s scored by only some of the systems: not fused", ", ".join(sorted(partial)))
+        logger.warning("split(s) %s scored by only some of the systems: not fused",
+                       ", ".join(sorted(partial)))
     splits = {}
     for split in sorted(shared):
         for system in systems:

@@ -58,7 +58,8 @@ def split_column_groups(metrics):
         return column_reports(metrics)
     groups = {"Dev": column_reports(metrics)}
     groups.update({split.capitalize(): column_reports(scored) for split, scored in metrics["splits"].items()})
-    return {f"{group} {name}": report for group, columns in groups.items() for name, report in columns.items()}
+    return {f"{group} {name}": report
+            for group, columns in groups.items() for name, report in columns.items()}
 
 
 def relabeling_tables(metrics):
@@ -114,7 +115,8 @@ def render_report(metrics, curves=None):
         f"cross-validation (seed {cv['seed']}): each turn is scored by an SVM that never saw its "
         "speaker. Sub-system columns are the argmax of their posteriors on the same turns.",
         *[f"The {split.capitalize()} columns ({scored['n']} turns) score the final fusion model, fitted on "
-          "all of dev, and the sub-systems on that split." for split, scored in metrics.get("splits", {}).items()],
+          "all of dev, and the sub-systems on that split."
+          for split, scored in metrics.get("splits", {}).items()],
         "",
         "## F1 per class, accuracy and macro-F1 (paper Table 1)",
         "",
