@@ -29,8 +29,16 @@ import sklearn
 from tqdm import tqdm
 
 from fusion.inputs import load_labelled_splits, load_systems, read_dev_labels, stack_features
-from fusion.svm import (DEFAULT_C, DEFAULT_KERNEL_MAX_TURNS, DEFAULT_KERNELS, SEARCHES, FusionModel,
-                        fit_fusion_model, softmax, speaker_folds)
+from fusion.svm import (
+    DEFAULT_C,
+    DEFAULT_KERNEL_MAX_TURNS,
+    DEFAULT_KERNELS,
+    SEARCHES,
+    FusionModel,
+    fit_fusion_model,
+    softmax,
+    speaker_folds,
+)
 from ser.atomic_io import atomic_write, ensure_writable_folder, write_json_atomic
 from ser.cli import ArgumentParser, positive_float, positive_int, run_command
 from ser.emotions import EMOTIONS

@@ -317,8 +317,8 @@ def _read_split_labels(systems, split, file_names):
         for name in file_names:
             emotion = (manifest.get(Path(name).stem) or {}).get("emotion")
             if emotion not in EMOTIONS:
-                raise FusionInputError(f"{path}: turn {name} (in posteriors/{split}.csv) needs an 'emotion' in "
-                                 f"{' '.join(EMOTIONS)}; has {manifest.get(Path(name).stem)}")
+                raise FusionInputError(f"{path}: turn {name} (in posteriors/{split}.csv) needs an 'emotion' "
+                                       f"in {' '.join(EMOTIONS)}; has {manifest.get(Path(name).stem)}")
             labels.append(emotion)
         if reference is None:
             reference = (path, labels)
