@@ -229,7 +229,7 @@ def dry_run(system, work, models, args):
         "frozen_modules": sorted(frozen_names)[:6],
         "frozen_moved": frozen_moved[:5],
         "trainable_not_moved": trainable_still[:5],
-        "checkpoint_GB": round(checkpoint_gb, 2),
+        "checkpoint_MB": round(checkpoint_gb * 1e3, 1),
         "peak_rss_GB": round(peak_gb, 2),
         "loaded_rss_GB": round(loaded_gb, 2),
         "training_GB_per_audio_s": round(activation_gb_per_s, 3),
@@ -239,7 +239,7 @@ def dry_run(system, work, models, args):
 
 def _print_table(rows):
     print("| system | params M | optimizer groups: trainable M / in modules M | frozen M | frozen parts "
-          "unchanged, trainable moved | checkpoint GB | peak RSS GB | training GB per s of audio | "
+          "unchanged, trainable moved | checkpoint MB | peak RSS GB | training GB per s of audio | "
           "GPU GB, 16 x 12 s batch (ESTIMATE) |")
     print("|---|---:|---|---:|---|---:|---:|---:|---:|")
     for r in rows:
@@ -248,7 +248,7 @@ def _print_table(rows):
         ok = "yes" if not r["frozen_moved"] and not r["trainable_not_moved"] else (
             f"NO: {r['frozen_moved'] or r['trainable_not_moved']}")
         print(f"| {r['system']} | {r['parameters_M']} | {groups} | {r['frozen_M']} | {ok} | "
-              f"{r['checkpoint_GB']} | "
+              f"{r['checkpoint_MB']} | "
               f"{r['peak_rss_GB']} | {r['training_GB_per_audio_s']} | ~{r['estimate_gpu_GB_paper_batch']} |")
 
 
