@@ -2,7 +2,7 @@
 
 MSP-Podcast turns (2-12 s) are shorter than Whisper's 30 s window, and faster-whisper's own batched
 pipeline batches the segments of one long file, not several files. The project's backend
-(:mod:`data_prep.whisper_backends`) batches *across files*: each turn's 30 s window is encoded, then
+(:mod:`ser.asr`) batches *across files*: each turn's 30 s window is encoded, then
 one ``generate`` call decodes the whole batch. This script times both paths on the same generated
 espeak turns (whose spoken text is known), at equal beam size, and prints:
 
@@ -35,7 +35,7 @@ from data_prep.corpora import open_corpus
 from data_prep.mini_corpus import generate_mini_corpus
 from data_prep.mini_corpus.plan import MIN_TURNS
 from data_prep.transcribe import read_audio_16k
-from data_prep.whisper_backends import SAMPLE_RATE, DecodeOptions, bundled_tiny_en_path, load_backend
+from ser.asr import SAMPLE_RATE, DecodeOptions, bundled_tiny_en_path, load_backend
 
 # Train/Development turns have a spoken-text file, Test3 turns (about a fifth) do not.
 CORPUS_TURNS_PER_SPOKEN_TURN = 1.3

@@ -43,7 +43,7 @@ from data_prep.transcript_cache import (
     write_skipped_csv,
     write_transcripts_csv,
 )
-from data_prep.whisper_backends import (
+from ser.asr import (
     BACKENDS,
     SAMPLE_RATE,
     DecodeOptions,
@@ -149,7 +149,7 @@ def transcribe_turns(wav_paths, backend, cache=None, batch_size=8, strict=False,
     wav_paths : dict
         FileName → audio path.
     backend : WhisperBackend
-        From :func:`data_prep.whisper_backends.load_backend`.
+        From :func:`ser.asr.load_backend`.
     cache : TranscriptCache, optional
         Per-utterance cache; each batch is appended (and fsynced) when done.
     batch_size : int
@@ -167,7 +167,7 @@ def transcribe_turns(wav_paths, backend, cache=None, batch_size=8, strict=False,
     Example
     -------
     >>> import tempfile, numpy as np, soundfile
-    >>> from data_prep.whisper_backends import bundled_tiny_en_path
+    >>> from ser.asr import bundled_tiny_en_path
     >>> folder = Path(tempfile.mkdtemp())
     >>> soundfile.write(folder / "quiet.wav", np.zeros(16000), 16000)
     >>> (folder / "broken.wav").write_bytes(b"not audio")

@@ -38,7 +38,7 @@ from data_prep.consensus import class_count_table, relabel_corpus
 from data_prep.corpora import open_corpus
 from data_prep.mini_corpus import generate_mini_corpus, is_up_to_date
 from data_prep.transcribe import transcribe_corpus
-from data_prep.whisper_backends import bundled_tiny_en_path
+from ser.asr import bundled_tiny_en_path
 from ser.cli import ArgumentParser, exit_with, non_negative_int, positive_int
 from ser.console import chatter_to_log
 from ser.errors import UserInputError

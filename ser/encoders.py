@@ -80,7 +80,7 @@ class SpeechEncoder(Wav2Vec2):
     Example
     -------
     >>> import tempfile, torch
-    >>> from recipes.tiny_models import build_tiny_models
+    >>> from ser.tiny_models import build_tiny_models
     >>> tiny = build_tiny_models(tempfile.mkdtemp())
     >>> encoder = SpeechEncoder(tiny["wavlm"], save_path=tempfile.mkdtemp())
     >>> feats = encoder(torch.randn(2, 32000), torch.tensor([0.35, 1.0]))
@@ -277,7 +277,7 @@ class TextEncoder(nn.Module):
     Example
     -------
     >>> import tempfile
-    >>> from recipes.tiny_models import build_tiny_models
+    >>> from ser.tiny_models import build_tiny_models
     >>> tiny = build_tiny_models(tempfile.mkdtemp())
     >>> encoder = TextEncoder(tiny["roberta"])
     >>> hidden, lengths = encoder(["I love the show!", ""])

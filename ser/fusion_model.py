@@ -7,22 +7,25 @@ system's block), so a saved model cannot be fed posteriors in the wrong order.
 and applies it.
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ser.errors import UserInputError
+from ser.identity import SystemIdentity, SystemIdentityError
 
-__all__ = ["FusionModel", "softmax", "load_fusion", "MODEL_FILE", "MODEL_INFO_FILE"]
+__all__ = ["FusionModel", "FusionFolderError", "softmax", "load_fusion", "load_fusion_identities",
+           "MODEL_FILE", "MODEL_INFO_FILE"]
 
 #: The fitted model (joblib) and its description (JSON) in a fusion folder.
 MODEL_FILE = "fusion_model.joblib"
 MODEL_INFO_FILE = "fusion_model.json"
 
 
-class FusionFolderError(UserInputError, FileNotFoundError):
-    """A folder that holds no fusion model."""
+class FusionFolderError(UserInputError, ValueError):
+    """A fusion folder without a usable ``fusion_model.joblib`` (names the file)."""
 
 
 def softmax(scores):
@@ -145,6 +148,11 @@ def load_fusion(folder):
         Call ``model.predict([posteriors_a, ..., posteriors_e])`` (or with the
         concatenated ``(n, 8 * n_systems)`` array) to get class letters.
 
+    Raises
+    ------
+    FusionFolderError
+        No ``fusion_model.joblib`` in ``folder``, or one that cannot be loaded or holds something else.
+
     Example
     -------
     >>> load_fusion("no/such/folder")  # doctest: +ELLIPSIS
@@ -157,7 +165,46 @@ def load_fusion(folder):
     path = Path(folder) / MODEL_FILE
     if not path.is_file():
         raise FusionFolderError(f"{path}: no fusion model (run python -m fusion.fuse first)")
-    model = joblib.load(path)
+    try:
+        model = joblib.load(path)
+    except Exception as error:  # noqa: BLE001 - a cut or foreign file fails in many ways inside pickle
+        raise FusionFolderError(
+            f"{path}: cannot be loaded ({type(error).__name__}: {error}); damaged or cut short: "
+            "run python -m fusion.fuse again"
+        ) from error
     if not isinstance(model, FusionModel):
-        raise ValueError(f"{path}: holds a {type(model).__name__}, not a FusionModel")
+        raise FusionFolderError(f"{path}: holds a {type(model).__name__}, not a FusionModel")
     return model
+
+
+def load_fusion_identities(folder):
+    """The identities of the systems the fusion in ``folder`` was trained on, in its input order.
+
+    Raises
+    ------
+    SystemIdentityError
+        When ``fusion_model.json`` is missing, unreadable or records no identity for a system
+        (fused from posteriors without ``system.json``): nothing could check the systems given.
+
+    Example
+    -------
+    >>> load_fusion_identities("no/such/folder")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ser.identity.SystemIdentityError: no/such/folder/fusion_model.json: no record of the fused ...
+    """
+    path = Path(folder) / MODEL_INFO_FILE
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))["system_identities"]
+        identities = [SystemIdentity(**item) if item else None for item in recorded]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemIdentityError(
+            f"{path}: no record of the fused systems' identities ({type(error).__name__}: {error}); "
+            "run python -m fusion.fuse again"
+        ) from None
+    if None in identities:
+        raise SystemIdentityError(
+            f"{path}: system {identities.index(None) + 1} was fused without its system.json, so the "
+            "systems given cannot be checked; fuse folders written by train.py"
+        )
+    return identities

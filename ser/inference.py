@@ -22,7 +22,7 @@ classifies any audio file:
 Whisper (:mod:`ser.asr`) and the fitted fusion model (:mod:`ser.fusion_model`) belong to the
 library. :meth:`EmotionRecognizer.from_pretrained` loads an exported package (:mod:`ser.package`)
 with nothing of the training at hand; :meth:`EmotionRecognizer.from_folders` loads ``train.py``
-folders (it still reads their fusion through ``fusion.fuse``).
+folders and the fusion folder ``python -m fusion.fuse`` wrote.
 """
 
 import json
@@ -42,7 +42,7 @@ from ser.brain import dev_score_rank
 from ser.checkpoints import AtomicCheckpointer
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
-from ser.fusion_model import load_fusion
+from ser.fusion_model import load_fusion, load_fusion_identities
 from ser.identity import (
     IDENTITY_FILE,
     MODEL_FILE,
@@ -645,14 +645,10 @@ def _duration(path):
 def _load_fusion(fusion_dir, systems):
     """The fused model of ``fusion_dir``, fed the loaded systems' posteriors in its own order.
 
-    ``fusion`` is imported here, not at module level: ``ser`` does not depend on it. The fusion
-    records the identities (``system.json``) of the systems it was trained on; the loaded systems
-    must be exactly those (:func:`ser.identity.match_identities`), wherever their folders are.
+    The fusion records the identities (``system.json``) of the systems it was trained on; the
+    loaded systems must be exactly those (:func:`ser.identity.match_identities`), wherever their
+    folders are.
     """
-    try:
-        from fusion.fuse import load_fusion, load_fusion_identities
-    except ImportError as error:
-        raise RuntimeError(f"{fusion_dir}: the fusion module is not available ({error})") from error
     model = load_fusion(fusion_dir)
     expected = load_fusion_identities(fusion_dir)
     unknown = [s.folder for s in systems if s.identity is None]

@@ -97,7 +97,7 @@ def run(command, timeout=600):
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
-    from recipes.tiny_models import build_tiny_models
+    from ser.tiny_models import build_tiny_models
 
     folder = tmp_path_factory.mktemp("tiny_models")
     build_tiny_models(folder)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import HubertModel, WavLMModel
 
-from recipes.tiny_models import STAMP_NAME, build_tiny_models, minilm_path
 from ser.encoders import SpeechEncoder, TextEncoder
 from ser.model_source import ModelNotAvailableError
+from ser.tiny_models import STAMP_NAME, build_tiny_models, minilm_path
 
 SAMPLE_RATE = 16000
 

@@ -18,7 +18,7 @@ import soundfile
 from data_prep.corpora import open_corpus
 from data_prep.transcribe import BadAudioError, main, read_audio_16k, transcribe_turns
 from data_prep.transcript_cache import CacheError, TranscriptCache, read_transcripts_csv
-from data_prep.whisper_backends import DecodeOptions, bundled_tiny_en_path, load_backend
+from ser.asr import DecodeOptions, bundled_tiny_en_path, load_backend
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_SPLITS = ["Train", "Development", "Test1", "Test2", "Test3"]

@@ -20,7 +20,7 @@ that is renamed into place).
 
 Usage::
 
-    python -m recipes.tiny_models --out models/tiny
+    python -m ser.tiny_models --out models/tiny
 """
 
 import argparse
