@@ -91,7 +91,7 @@ def build_roberta_base(folder):
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
 
-    from recipes.tiny_models import training_sentences
+    from ser.tiny_models import training_sentences
 
     bpe = ByteLevelBPETokenizer()
     special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]

@@ -42,18 +42,14 @@ from fusion.svm import (
 from ser.atomic_io import atomic_write, ensure_writable_folder, write_json_atomic
 from ser.cli import ArgumentParser, positive_float, positive_int, run_command
 from ser.emotions import EMOTIONS
-from ser.errors import UserInputError
-from ser.identity import SystemIdentity, SystemIdentityError
+from ser.fusion_model import MODEL_FILE, MODEL_INFO_FILE
 from ser.metrics import classification_report
 from ser.posteriors import write_posteriors
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FusionModel", "speaker_folds", "fit_fusion_model", "fuse_systems", "load_fusion",
-           "load_fusion_identities"]
+__all__ = ["FusionModel", "speaker_folds", "fit_fusion_model", "fuse_systems"]
 
-MODEL_FILE = "fusion_model.joblib"
-MODEL_INFO_FILE = "fusion_model.json"
 METRICS_FILE = "fusion_metrics.json"
 
 
@@ -175,6 +171,7 @@ def fuse_systems(
     0.5
     >>> (root / "fusion" / "submission.csv").read_text().splitlines()
     ['FileName,EmoClass', 't.wav,A']
+    >>> from ser.fusion_model import load_fusion
     >>> load_fusion(root / "fusion").predict(np.full((1, 16), 0.125)).shape
     (1,)
     """
@@ -232,67 +229,6 @@ def fuse_systems(
     write_json_atomic(out / METRICS_FILE, metrics)
     metrics["report_files"] = {k: str(v) for k, v in write_report(out).items()}
     return metrics
-
-
-def load_fusion(out):
-    """Load the fusion model written by :func:`fuse_systems` from folder ``out``.
-
-    Returns
-    -------
-    FusionModel
-        Call ``model.predict([posteriors_a, ..., posteriors_e])`` (or with the
-        concatenated ``(n, 8 * n_systems)`` array) to get class letters.
-
-    Example
-    -------
-    >>> load_fusion("no/such/folder")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    fusion.fuse.FusionModelError: no/such/folder/fusion_model.joblib: no fusion model (run ...)
-    """
-    path = Path(out) / MODEL_FILE
-    if not path.is_file():
-        raise FusionModelError(f"{path}: no fusion model (run python -m fusion.fuse first)")
-    try:
-        model = joblib.load(path)
-    except Exception as error:  # noqa: BLE001 - a cut or foreign file fails in many ways inside pickle
-        raise FusionModelError(
-            f"{path}: cannot be loaded ({type(error).__name__}: {error}); damaged or cut short: "
-            "run python -m fusion.fuse again"
-        ) from error
-    if not isinstance(model, FusionModel):
-        raise FusionModelError(f"{path}: holds a {type(model).__name__}, not a FusionModel")
-    return model
-
-
-def load_fusion_identities(out):
-    """The identities of the systems the fusion in ``out`` was trained on, in its input order.
-
-    Raises
-    ------
-    SystemIdentityError
-        When ``fusion_model.json`` is missing, unreadable or records no identity for a system
-        (fused from posteriors without ``system.json``): nothing could check the systems given.
-    """
-    path = Path(out) / MODEL_INFO_FILE
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))["system_identities"]
-        identities = [SystemIdentity(**item) if item else None for item in recorded]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SystemIdentityError(
-            f"{path}: no record of the fused systems' identities ({type(error).__name__}: {error}); "
-            "run python -m fusion.fuse again"
-        ) from None
-    if None in identities:
-        raise SystemIdentityError(
-            f"{path}: system {identities.index(None) + 1} was fused without its system.json, so the "
-            "systems given cannot be checked; fuse folders written by train.py"
-        )
-    return identities
-
-
-class FusionModelError(UserInputError, ValueError):
-    """A fusion folder without a usable ``fusion_model.joblib`` (names the file)."""
 
 
 #: SVC kernels the model selection may try.

@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusion.fuse import fuse_systems, load_fusion, main
+from fusion.fuse import fuse_systems, main
 from fusion.inputs import load_systems, read_dev_labels
 from fusion.svm import fit_fusion_model, speaker_folds
 from ser.emotions import EMOTIONS
+from ser.fusion_model import load_fusion
 from ser.posteriors import read_posteriors, write_posteriors
 
 N_SPEAKERS, TURNS_PER_SPEAKER, N_TEST = 60, 8, 80

@@ -179,7 +179,8 @@ def test_cli_reports_bad_files_and_classifies_the_others(systems, dev_turns, tmp
 
 
 def test_cli_with_fusion(systems, recognizer, dev_turns, tmp_path):
-    from fusion.fuse import fuse_systems, load_fusion
+    from fusion.fuse import fuse_systems
+    from ser.fusion_model import load_fusion
 
     fusion_dir = tmp_path / "fusion"
     fuse_systems([systems["a"], systems["d"]], fusion_dir, folds=2)
