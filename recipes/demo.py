@@ -38,6 +38,7 @@ from data_prep.consensus import class_count_table, relabel_corpus
 from data_prep.corpora import open_corpus
 from data_prep.mini_corpus import generate_mini_corpus, is_up_to_date
 from data_prep.transcribe import transcribe_corpus
+from recipes.systems import find_systems
 from ser.asr import bundled_tiny_en_path
 from ser.cli import ArgumentParser, exit_with, non_negative_int, positive_int
 from ser.console import chatter_to_log
@@ -45,8 +46,6 @@ from ser.errors import UserInputError
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "hparams" / "profiles" / "demo.yaml"
-SYSTEMS = ("a", "b", "c", "d", "e")
-ATTRIBUTE_SYSTEMS = ("task2_wavlm", "task2_d")
 SEED = 1993  # the seed of the system YAMLs: their output folder is <system>/<seed>
 
 
@@ -126,13 +125,14 @@ def relabeling_summary(corpus, results):
     print(f"      {len(was_x)} X turns; the recomputed label is the true one for {recovered:.0%} of them")
 
 
-def _train(corpus, results, name, extra_args, stage):
-    """Run train.py on ``hparams/<name>.yaml`` with the demo profile; its metrics.json, folder, log.
+def _train(corpus, results, yaml, extra_args, stage):
+    """Run train.py on ``yaml`` (``hparams/<name>.yaml``) with the demo profile: metrics.json, folder, log.
 
     Its whole output goes to the stage's log; the console shows its epochs as a progress bar.
     """
+    name = Path(yaml).stem
     command = [
-        sys.executable, str(ROOT / "train.py"), str(ROOT / "hparams" / f"{name}.yaml"),
+        sys.executable, str(ROOT / "train.py"), str(yaml),
         "--profile", str(PROFILE), f"--data_folder={corpus}", f"--results_folder={results}",
         # Absolute (the profile's default is relative to the repository): the predict stage
         # rebuilds the systems from their hyperparams.yaml in this process, from any folder.
@@ -166,25 +166,25 @@ def follow_epochs(process, folder, description):
 
 
 def train_systems(corpus, results, systems, extra_args=()):
-    """Train each system (train.py resumes, and skips a finished one's epochs)."""
+    """Train each system (``{name: yaml}``; train.py resumes, and skips a finished one's epochs)."""
     folders = []
-    for system in systems:
+    for name, yaml in systems.items():
         start = time.perf_counter()
-        metrics, folder, log = _train(corpus, results, f"system_{system}", extra_args, "[4/7]")
+        metrics, folder, log = _train(corpus, results, yaml, extra_args, "[4/7]")
         folders.append(folder)
         print(
-            f"[4/7] system {system.upper()}: dev macro-F1 {metrics['macro_f1']:.3f}, "
+            f"[4/7] system {name.removeprefix('system_').upper()}: dev macro-F1 {metrics['macro_f1']:.3f}, "
             f"accuracy {metrics['accuracy']:.3f} ({time.perf_counter() - start:.0f} s); log: {shown(log)}"
         )
     return folders
 
 
 def task2(corpus, results, systems, extra_args=()):
-    """Train the attribute systems, fuse them, print the CCC table; their folders."""
+    """Train the attribute systems (``{name: yaml}``), fuse them, print the CCC table; their folders."""
     folders = []
-    for name in systems:
+    for name, yaml in systems.items():
         start = time.perf_counter()
-        metrics, folder, log = _train(corpus, results, name, extra_args, "[6/7]")
+        metrics, folder, log = _train(corpus, results, yaml, extra_args, "[6/7]")
         folders.append(folder)
         cccs = ", ".join(f"{a} {v:.3f}" for a, v in metrics["ccc"].items())
         print(f"[6/7] {name}: dev CCC {cccs}; mean {metrics['mean_ccc']:.3f} "
@@ -201,7 +201,7 @@ def task2(corpus, results, systems, extra_args=()):
     else:
         from ser.metrics import format_ccc_table
 
-        print(format_ccc_table({systems[0]: metrics}))
+        print(format_ccc_table({next(iter(systems)): metrics}))
     return folders
 
 
@@ -251,6 +251,18 @@ def predict_examples(corpus, folders, results, n_files=4):
               f"p = {result.probabilities[result.label]:.2f}{attributes}, transcript: {result.transcript!r}")
 
 
+def _chosen(parser, option, available, chosen, prefix):
+    """The systems ``chosen`` by the user (all when None) among ``available``: ``{name: yaml}``."""
+    if chosen is None:
+        return available
+    names = [prefix + choice.lower() for choice in chosen]
+    unknown = [choice for choice, name in zip(chosen, names, strict=True) if name not in available]
+    if unknown:
+        known = ", ".join(name.removeprefix(prefix) for name in available)
+        parser.error(f"{option}: no system {unknown[0]!r} (hparams has: {known})")
+    return {name: available[name] for name in names}
+
+
 def main(argv=None):
     parser = ArgumentParser(prog="recipes.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=ROOT / "data" / "mini_corpus")
@@ -258,12 +270,22 @@ def main(argv=None):
     parser.add_argument("--seed", type=non_negative_int, default=0, help="mini corpus seed")
     parser.add_argument("--turns", type=positive_int, default=None,
                         help="mini corpus size (default: its own)")
-    parser.add_argument("--systems", nargs="*", default=list(SYSTEMS), choices=SYSTEMS)
-    parser.add_argument("--attribute_systems", nargs="*", default=list(ATTRIBUTE_SYSTEMS),
-                        choices=ATTRIBUTE_SYSTEMS, help="Task 2 systems (hparams/<name>.yaml)")
+    parser.add_argument("--extra_hparams", type=Path, action="append", default=[], metavar="DIR",
+                        help="another folder of system_*.yaml / task2_*.yaml systems (repeatable)")
+    parser.add_argument("--systems", nargs="*", default=None, metavar="LETTER",
+                        help="Task 1 systems (hparams/system_<letter>.yaml; default: all)")
+    parser.add_argument("--attribute_systems", nargs="*", default=None, metavar="NAME",
+                        help="Task 2 systems (hparams/<name>.yaml; default: all task2_*.yaml)")
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="override the profile's epochs (quick runs)")
     args = parser.parse_args(argv)
+    for folder in args.extra_hparams:
+        if not folder.is_dir():
+            parser.error(f"--extra_hparams {folder}: no such folder")
+    found = {kind: find_systems(kind, args.extra_hparams) for kind in ("classes", "attributes")}
+    systems = _chosen(parser, "--systems", found["classes"], args.systems, "system_")
+    attribute_systems = _chosen(parser, "--attribute_systems", found["attributes"], args.attribute_systems,
+                                "")
     # train.py runs in the repository root: relative paths are the caller's, made absolute here.
     args.corpus, args.results = args.corpus.absolute(), args.results.absolute()
     start = time.perf_counter()
@@ -277,11 +299,12 @@ def main(argv=None):
     transcribe(args.corpus, args.results)
     relabeling_summary(args.corpus, args.results)
     extra = [f"--number_of_epochs={args.epochs}"] if args.epochs else []
-    folders = train_systems(args.corpus, args.results, args.systems, extra)
+    folders = train_systems(args.corpus, args.results, systems, extra)
     if len(folders) > 1:
         fuse(folders, args.results)
-    attribute_folders = task2(args.corpus, args.results, args.attribute_systems, extra) \
-        if args.attribute_systems else []
+    attribute_folders = []
+    if attribute_systems:
+        attribute_folders = task2(args.corpus, args.results, attribute_systems, extra)
     if len(folders) > 1:
         predict_examples(args.corpus, folders + attribute_folders, args.results)
     print(f"\nDemo done in {time.perf_counter() - start:.0f} s; outputs in {args.results}")

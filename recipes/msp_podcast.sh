@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real pipeline on MSP-Podcast v1.11 (licensed corpus), with the real models:
-#   Whisper large-v3 transcripts -> consensus relabeling -> systems A-E -> SVM fusion -> Test3 submission
-#   -> Task 2: attribute systems (task2_wavlm, task2_d) -> their fusion -> Task 2 submission.
+#   Whisper large-v3 transcripts -> consensus relabeling -> systems A-E (hparams/system_*.yaml) -> SVM
+#   fusion -> Test3 submission -> Task 2: attribute systems (hparams/task2_*.yaml) -> their fusion -> Task 2
+#   submission.
 #
 #   bash recipes/msp_podcast.sh /path/to/MSP-PODCAST-1.11 [results_folder]
 #
@@ -55,13 +56,15 @@ else
     $PY -m data_prep.consensus --data_folder "$DATA" --threshold 0.5 --out "$RELABELED"
 fi
 
-echo "== 3. Sub-systems A-E, then the Task 2 attribute systems"
-for system in system_a system_b system_c system_d system_e task2_wavlm task2_d; do
-    args=(hparams/$system.yaml --data_folder "$DATA" --results_folder "$RESULTS")
-    # Text systems read the transcripts of stage 1 (same model, so the cache is shared).
-    case $system in system_d | system_e | task2_d) args+=(--whisper_model "$WHISPER_MODEL") ;; esac
-    # E reads the relabeling of stage 2 (same K and classes as its YAML) instead of redoing it.
-    if [ "$system" = system_e ]; then args+=(--relabeled_csv "$RELABELED"); fi
+echo "== 3. Sub-systems (hparams/system_*.yaml), then the Task 2 attribute systems (hparams/task2_*.yaml)"
+# The systems are the YAML files: adding hparams/system_f.yaml adds system F to every stage.
+for yaml in hparams/system_*.yaml hparams/task2_*.yaml; do
+    args=("$yaml" --data_folder "$DATA" --results_folder "$RESULTS")
+    # Text systems (their YAML names a whisper_model) read the transcripts of stage 1 (same
+    # model, so the cache is shared).
+    if grep -q '^whisper_model:' "$yaml"; then args+=(--whisper_model "$WHISPER_MODEL"); fi
+    # A system relabeling with K = 0.5 (E) reads the relabeling of stage 2 instead of redoing it.
+    if grep -q '^relabel_threshold: 0.5\b' "$yaml"; then args+=(--relabeled_csv "$RELABELED"); fi
     if [ "$NGPU" -gt 1 ]; then
         $PY -m torch.distributed.run --nproc_per_node="$NGPU" train.py "${args[@]}"  # = torchrun
     else
@@ -69,10 +72,15 @@ for system in system_a system_b system_c system_d system_e task2_wavlm task2_d; 
     fi
 done
 
+# The output folder of hparams/<name>.yaml with its seed 1993: $RESULTS/<name>/1993.
+folders() { for yaml in "$@"; do echo "$RESULTS/$(basename "$yaml" .yaml)/1993"; done; }
+
 echo "== 4. SVM fusion and Test3 submission"
-$PY -m fusion.fuse "$RESULTS"/system_{a,b,c,d,e}/1993 --out "$RESULTS/fusion"
+mapfile -t systems < <(folders hparams/system_*.yaml)
+$PY -m fusion.fuse "${systems[@]}" --out "$RESULTS/fusion"
 echo "Submission: $RESULTS/fusion/submission.csv"
 
 echo "== 5. Task 2: fusion of the attribute systems and Test3 submission"
-$PY -m fusion.attributes "$RESULTS"/task2_wavlm/1993 "$RESULTS"/task2_d/1993 --out "$RESULTS/fusion_task2"
+mapfile -t systems < <(folders hparams/task2_*.yaml)
+$PY -m fusion.attributes "${systems[@]}" --out "$RESULTS/fusion_task2"
 echo "Task 2 submission: $RESULTS/fusion_task2/submission.csv"

@@ -7,13 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from recipes.systems import find_systems
+
 # Nothing is ever fetched from a model hub: tests use local models only.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 ROOT = Path(__file__).resolve().parents[1]
-SYSTEMS = ("a", "b", "c", "d", "e")
+#: The Task 1 systems' letters and the Task 2 systems' names, from hparams/ (recipes.systems).
+SYSTEMS = tuple(name.removeprefix("system_") for name in find_systems("classes"))
 PROFILE = ROOT / "hparams" / "profiles" / "demo.yaml"
 
 
@@ -117,7 +120,7 @@ def debug_results(mini_corpus, tiny_models, tmp_path_factory):
 
 
 #: The Task 2 attribute systems (hparams/<name>.yaml).
-ATTRIBUTE_SYSTEMS = ("task2_wavlm", "task2_d")
+ATTRIBUTE_SYSTEMS = tuple(find_systems("attributes"))
 
 
 def yaml_train_command(name, mini_corpus, results, models, *extra):

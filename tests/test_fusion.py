@@ -13,6 +13,7 @@ from fusion.svm import fit_fusion_model, speaker_folds
 from ser.emotions import EMOTIONS
 from ser.fusion_model import load_fusion
 from ser.posteriors import read_posteriors, write_posteriors
+from tests.conftest import SYSTEMS
 
 N_SPEAKERS, TURNS_PER_SPEAKER, N_TEST = 60, 8, 80
 
@@ -188,7 +189,7 @@ def _png_size(path):
 
 def test_end_to_end_on_the_five_debug_systems(debug_results, tmp_path, capsys):
     out = tmp_path / "fusion"
-    main([str(debug_results / f"system_{s}") for s in "abcde"] + ["--out", str(out)])
+    main([str(debug_results / f"system_{s}") for s in SYSTEMS] + ["--out", str(out)])
     for name in ("submission.csv", "fused_test.csv", "fused_valid_oof.csv", "fusion_model.joblib",
                  "fusion_model.json", "fusion_metrics.json", "report.md", "confusion_matrix.png",
                  "f1_per_class.png"):
@@ -199,7 +200,7 @@ def test_end_to_end_on_the_five_debug_systems(debug_results, tmp_path, capsys):
     assert [row.split(" | ")[0] for row in table[-2:]] == ["| Accuracy", "| F1-Macro"]
     assert "paper Table 2" in (out / "report.md").read_text()  # system E has a relabeled_*.csv
     report = (out / "report.md").read_text()
-    for system in "abcde":  # each system's training curves, drawn from its train_log and linked
+    for system in SYSTEMS:  # each system's training curves, drawn from its train_log and linked
         assert f"](training_curves/sub-system_{system}.png)" in report
         assert _png_size(out / "training_curves" / f"sub-system_{system}.png")[0] > 600
     for png in ("confusion_matrix.png", "f1_per_class.png"):
@@ -209,7 +210,7 @@ def test_end_to_end_on_the_five_debug_systems(debug_results, tmp_path, capsys):
     assert str(out / "confusion_matrix.png") in printed and "| F1-Macro |" in printed
     test_turns = read_posteriors(debug_results / "system_a" / "1993" / "posteriors" / "test.csv")
     assert len(pd.read_csv(out / "submission.csv")) == len(test_turns)
-    assert load_fusion(out).n_features == 5 * 8
+    assert load_fusion(out).n_features == len(SYSTEMS) * 8
 
 
 def _add_labelled_split(folder, split, reliable, n_turns, rng, labels=None):

@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import ROOT, run, train_command
+from tests.conftest import ROOT, SYSTEMS, run, train_command
 
 KILLPOINTS = ROOT / "tests" / "killpoints"
 EPOCHS = "--number_of_epochs=3"
@@ -189,7 +189,7 @@ def _relabel(corpus, out):
 
 
 def _fuse(results, out):
-    systems = [str(results / f"system_{s}") for s in "abcde"]
+    systems = [str(results / f"system_{s}") for s in SYSTEMS]
     return [sys.executable, "-m", "fusion.fuse", *systems, f"--out={out}", "--folds=2", "--inner-folds=2"]
 
 

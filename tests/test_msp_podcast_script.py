@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import SYSTEMS
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "recipes" / "msp_podcast.sh"
 
@@ -53,7 +55,8 @@ def test_system_e_trains_on_the_relabeling_the_script_computed(tmp_path):
     trainings = [call.split("train.py ")[1] for call in calls if "train.py" in call]
     assert all(call.startswith("-m torch.distributed.run --nproc_per_node=2") for call in calls
                if "train.py" in call)  # NGPU=2: DDP
-    assert [call.split()[0] for call in trainings][:5] == [f"hparams/system_{s}.yaml" for s in "abcde"]
+    expected = [f"hparams/system_{s}.yaml" for s in SYSTEMS]
+    assert [call.split()[0] for call in trainings][: len(expected)] == expected
     with_relabeling = [call.split()[0] for call in trainings if f"--relabeled_csv {out}" in call]
     assert with_relabeling == ["hparams/system_e.yaml"]
     assert sum("--relabeled_csv" in call for call in trainings) == 1

@@ -21,6 +21,7 @@ import soundfile
 from ser.emotions import EMOTIONS
 from ser.inference import EmotionRecognizer
 from ser.package import MANIFEST, WEIGHTS, PackageError
+from tests.conftest import SYSTEMS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +59,7 @@ def _table(results):
 def test_package_predicts_what_the_training_folders_predict(demo_package, clips, debug_results, tiny_models,
                                                             tmp_path, capsys):
     package, training = demo_package
-    folders = [training / f"system_{s}" / "1993" for s in "abcde"]
+    folders = [training / f"system_{s}" / "1993" for s in SYSTEMS]
     reference = EmotionRecognizer.from_folders(folders, training / "fusion").classify_files(clips)
     assert all(r.error is None for r in reference)
 
@@ -168,7 +169,7 @@ def test_predict_cli_timeline_and_embeddings(demo_package, clips, tmp_path):
     pngs = sorted((tmp_path / "preds_timeline").glob("*.png"))
     assert len(pngs) == 2 and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
     index = pd.read_csv(tmp_path / "vectors" / "index.csv")
-    assert len(index) == 2 * 5 and set(index["System"]) == {f"system_{s}" for s in "abcde"}
+    assert len(index) == 2 * len(SYSTEMS) and set(index["System"]) == {f"system_{s}" for s in SYSTEMS}
     for row in index.itertuples():
         vectors = np.load(tmp_path / "vectors" / row.Embedding)
         assert vectors.shape == (row.Windows, row.Dim) and np.isfinite(vectors).all()

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SYSTEMS
 
 SLURM = ROOT / "recipes" / "slurm"
 
@@ -40,15 +40,15 @@ def test_submit_chains_shards_systems_and_fusion():
     jobs = [re.match(r"sbatch --parsable (.*) (\S+\.sbatch) -> (\d+)$", line) for line in lines[:-1]]
     assert all(jobs), lines
     scripts = [job.group(2).split("/")[-1] for job in jobs]
-    assert scripts == ["transcribe.sbatch", "merge.sbatch", *["train.sbatch"] * 5, "fuse.sbatch"]
+    assert scripts == ["transcribe.sbatch", "merge.sbatch", *["train.sbatch"] * len(SYSTEMS), "fuse.sbatch"]
     options, ids = [job.group(1) for job in jobs], [job.group(3) for job in jobs]
     assert "--array=1-4" in options[0]
     assert f"--dependency=afterok:{ids[0]}" in options[1]
-    for system, train in zip("abcde", options[2:7], strict=True):
+    for system, train in zip(SYSTEMS, options[2:-1], strict=True):
         assert f"--dependency=afterok:{ids[1]}" in train and f"SYSTEM={system}" in train
         assert "--nodes=3" in train
     # Fusion waits for all five systems (a requeued system keeps its id: fusion keeps waiting).
-    assert f"--dependency=afterok:{':'.join(ids[2:7])}" in options[7]
+    assert f"--dependency=afterok:{':'.join(ids[2:-1])}" in options[-1]
     assert existed == (ROOT / "logs").exists(), "the dry run created logs/"
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real pipeline on a SLURM cluster: Whisper shards (array) -> merge + relabeling -> systems A-E
-# (one multi-node job each, requeued on pre-emption) -> fusion once all five have finished.
+# (hparams/system_*.yaml; one multi-node job each, requeued on pre-emption) -> fusion once all have
+# finished.
 #
 #   bash recipes/slurm/submit.sh /path/to/MSP-PODCAST-1.11 [results]
 #
@@ -32,7 +33,9 @@ whisper=$job
 submit --dependency="afterok:$whisper" --export=ALL recipes/slurm/merge.sbatch
 merged=$job
 systems=""
-for system in a b c d e; do
+for yaml in hparams/system_*.yaml; do  # the systems are the YAML files (system_f.yaml adds F)
+    system=${yaml#hparams/system_}
+    system=${system%.yaml}
     submit --dependency="afterok:$merged" --nodes="$NODES" --job-name="ser-train-$system" \
         --export="ALL,SYSTEM=$system" recipes/slurm/train.sbatch
     systems="$systems:$job"
