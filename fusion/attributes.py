@@ -34,9 +34,10 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from fusion.inputs import resolve_system_dir, system_label
+from fusion.inputs import resolve_system_dir, system_name
 from fusion.svm import speaker_folds
 from ser.atomic_io import atomic_write, describe_os_error, ensure_writable_folder, write_json_atomic
+from ser.identity import read_identity
 from ser.metrics import attribute_report, concordance_cc, format_ccc_table
 from ser.posteriors import read_attributes, write_attributes
 from ser.targets import ATTRIBUTES
@@ -79,7 +80,7 @@ def _load(system_dirs):
                 raise FileNotFoundError(f"{csv}: missing; every system must give valid and test attributes "
                                         "(train it with attributes in its YAML)")
             tables[split] = read_attributes(csv).sort_index()
-        systems.append((system_label(folder), folder, tables))
+        systems.append((system_name(folder, read_identity(folder, required=False)), folder, tables))
     first_name, _, first = systems[0]
     for name, _, tables in systems[1:]:
         for split in SPLITS:

@@ -41,7 +41,6 @@ from fusion.svm import (
 )
 from ser.atomic_io import atomic_write, ensure_writable_folder, write_json_atomic
 from ser.cli import ArgumentParser, positive_float, positive_int, run_command
-from ser.emotions import EMOTIONS
 from ser.fusion_model import MODEL_FILE, MODEL_INFO_FILE
 from ser.metrics import classification_report
 from ser.posteriors import write_posteriors
@@ -53,13 +52,14 @@ __all__ = ["FusionModel", "speaker_folds", "fit_fusion_model", "fuse_systems"]
 METRICS_FILE = "fusion_metrics.json"
 
 
-def _cross_validated_scores(features, labels, speakers, systems, folds, seed, grid):
-    scores = np.full((len(labels), len(EMOTIONS)), -np.inf)
+def _cross_validated_scores(features, labels, speakers, systems, folds, seed, grid, classes):
+    scores = np.full((len(labels), len(classes)), -np.inf)
     per_fold = []
     for index, (train, test) in enumerate(
         tqdm(speaker_folds(labels, speakers, folds, seed), desc="fusion CV folds")
     ):
-        model = fit_fusion_model(features[train], labels[train], speakers[train], systems, seed=seed, **grid)
+        model = fit_fusion_model(features[train], labels[train], speakers[train], systems, seed=seed,
+                                 classes=classes, **grid)
         scores[test] = model.decision_scores(features[test])
         per_fold.append(
             {
@@ -79,31 +79,39 @@ def _score_labelled_splits(out, model, systems, labelled_splits):
     for split, (names, labels) in labelled_splits.items():
         features = stack_features(systems, split, names)
         scores = model.decision_scores(features)
-        write_posteriors(out / f"fused_{split}.csv", names, softmax(scores))
+        write_posteriors(out / f"fused_{split}.csv", names, softmax(scores), model.classes)
         reports[split] = {
             "n": len(names),
-            "fusion": classification_report(labels, _argmax_letters(scores)),
-            "per_system": {
-                s.name: classification_report(labels, _argmax_letters(features[:, i * 8 : (i + 1) * 8]))
-                for i, s in enumerate(systems)
-            },
+            "fusion": _report(labels, scores, model.classes),
+            "per_system": _per_system_reports(labels, features, systems, model.classes),
         }
     return reports
 
 
-def _argmax_letters(matrix):
-    return np.asarray(EMOTIONS)[np.asarray(matrix).argmax(axis=1)]
+def _argmax_letters(matrix, classes):
+    return np.asarray(classes)[np.asarray(matrix).argmax(axis=1)]
+
+
+def _report(labels, scores, classes):
+    """The classification report of the argmax of ``scores`` (columns in ``classes`` order)."""
+    return classification_report(labels, _argmax_letters(scores, classes), classes)
+
+
+def _per_system_reports(labels, features, systems, classes):
+    """Each system's report, from its block of the concatenated posteriors."""
+    n = len(classes)
+    return {s.name: _report(labels, features[:, i * n : (i + 1) * n], classes) for i, s in enumerate(systems)}
 
 
 def _write_outputs(out, model, names, test_scores, oof_scores, systems):
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "submission.csv") as stream:
         stream.write("FileName,EmoClass\n")
-        predictions = _argmax_letters(test_scores)
+        predictions = _argmax_letters(test_scores, model.classes)
         for name, letter in sorted(zip(names["test"], predictions, strict=True)):
             stream.write(f"{name},{letter}\n")
-    write_posteriors(out / "fused_test.csv", names["test"], softmax(test_scores))
-    write_posteriors(out / "fused_valid_oof.csv", names["valid"], softmax(oof_scores))
+    write_posteriors(out / "fused_test.csv", names["test"], softmax(test_scores), model.classes)
+    write_posteriors(out / "fused_valid_oof.csv", names["valid"], softmax(oof_scores), model.classes)
     with atomic_write(out / MODEL_FILE, "wb") as stream:
         joblib.dump(model, stream)
     write_json_atomic(
@@ -154,6 +162,7 @@ def fuse_systems(
     Example
     -------
     >>> import json, tempfile
+    >>> from ser.emotions import EMOTIONS
     >>> root = Path(tempfile.mkdtemp())
     >>> labels = list("AHNS") * 8
     >>> valid = [f"v{i:02d}.wav" for i in range(32)]
@@ -195,13 +204,13 @@ def fuse_systems(
         len(names["test"]),
     )
 
-    oof_scores, per_fold = _cross_validated_scores(x_valid, labels, speakers, system_names, folds, seed, grid)
-    fused = classification_report(labels, _argmax_letters(oof_scores))
-    per_system = {
-        s.name: classification_report(labels, _argmax_letters(x_valid[:, i * 8 : (i + 1) * 8]))
-        for i, s in enumerate(systems)
-    }
-    final = fit_fusion_model(x_valid, labels, speakers, system_names, seed=seed, **grid)
+    # The class order every system's system.json declares (load_systems checked they agree).
+    classes = systems[0].classes
+    oof_scores, per_fold = _cross_validated_scores(x_valid, labels, speakers, system_names, folds, seed, grid,
+                                                   classes)
+    fused = _report(labels, oof_scores, classes)
+    per_system = _per_system_reports(labels, x_valid, systems, classes)
+    final = fit_fusion_model(x_valid, labels, speakers, system_names, seed=seed, classes=classes, **grid)
     test_scores = final.decision_scores(x_test)
     folders = [str(s.folder) for s in systems]
     _write_outputs(out, final, names, test_scores, oof_scores, systems)

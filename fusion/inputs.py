@@ -11,7 +11,6 @@ holds are scored too (:func:`load_labelled_splits`).
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +19,12 @@ import pandas as pd
 
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
-from ser.identity import SystemIdentity, read_identity
+from ser.identity import SystemIdentity, display_name, read_identity
 from ser.posteriors import read_posteriors
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FusionInputError", "SystemOutputs", "resolve_system_dir", "system_label", "load_systems",
+__all__ = ["FusionInputError", "SystemOutputs", "resolve_system_dir", "system_name", "load_systems",
            "read_dev_labels", "stack_features", "load_labelled_splits"]
 
 SPLITS = ("valid", "test")
@@ -49,6 +48,12 @@ class SystemOutputs:
     folder: Path
     posteriors: dict
     identity: SystemIdentity | None = None
+
+    @property
+    def classes(self):
+        """The class order of its posteriors: its identity's ``targets``, else the 8 emotions."""
+        declared = self.identity.targets.get("classes") if self.identity else None
+        return tuple(declared) if declared else EMOTIONS
 
 
 def resolve_system_dir(path):
@@ -76,18 +81,21 @@ def resolve_system_dir(path):
                      "pass the one to fuse")
 
 
-def system_label(folder):
-    """Display name of a system folder: ``results/system_e/1993`` -> ``Sub-System E``.
+def system_name(folder, identity=None):
+    """Display name of a system: from its ``system.json`` (``system_e`` -> ``Sub-System E``).
+
+    Only posteriors that ``train.py`` did not write (no ``system.json``) are named after their
+    folder (its seed sub-folder's parent).
 
     Example
     -------
-    >>> system_label("results/system_e/1993"), system_label("runs/wavlm")
+    >>> system_name("anywhere/1993", SystemIdentity("system_e", {})), system_name("runs/wavlm/1993")
     ('Sub-System E', 'wavlm')
     """
+    if identity is not None:
+        return display_name(identity.name)
     folder = Path(folder)
-    name = folder.parent.name if folder.name.isdigit() else folder.name
-    match = re.fullmatch(r"system_(\w+)", name)
-    return f"Sub-System {match.group(1).upper()}" if match else name
+    return display_name(folder.parent.name if folder.name.isdigit() else folder.name)
 
 
 def _check_probabilities(table, path):
@@ -109,17 +117,15 @@ def _check_probabilities(table, path):
 
 def _load_system(path):
     folder = resolve_system_dir(path)
-    posteriors = {}
+    # Who the system is, and its class order, come from train.py's system.json.
+    identity = read_identity(folder, required=False)
+    system = SystemOutputs(system_name(folder, identity), folder, {}, identity)
     for split in SPLITS:
         csv = folder / "posteriors" / f"{split}.csv"
         if not csv.is_file():
             raise FusionInputError(f"{csv}: missing; every system must give valid and test posteriors")
-        posteriors[split] = _check_probabilities(read_posteriors(csv), csv)
-    # Who the system is comes from train.py's system.json; only posteriors from elsewhere
-    # (no system.json) are named after their folder.
-    identity = read_identity(folder, required=False)
-    name = system_label(identity.name if identity else folder)
-    return SystemOutputs(name, folder, posteriors, identity)
+        system.posteriors[split] = _check_probabilities(read_posteriors(csv, system.classes), csv)
+    return system
 
 
 def _sample(names, limit=5):
@@ -153,6 +159,12 @@ Sub-System A: x.wav; and have 1 it lacks: y.wav
     if not system_dirs:
         raise FusionInputError("no system to fuse")
     systems = [_load_system(path) for path in system_dirs]
+    for other in systems[1:]:
+        if other.classes != systems[0].classes:
+            raise FusionInputError(
+                f"{other.name} ({other.folder}): classes {' '.join(other.classes)}; {systems[0].name} has "
+                f"{' '.join(systems[0].classes)}: the fused systems must share one class order"
+            )
     seen = {}
     for system in systems:  # two runs of one system would otherwise share a column name
         count = seen[system.name] = seen.get(system.name, 0) + 1
@@ -199,7 +211,7 @@ def read_dev_labels(systems, file_names):
     >>> read_dev_labels([SystemOutputs("A", folder, {})], ["t1.wav"])
     (array(['S'], dtype='<U1'), array(['12'], dtype='<U2'))
     """
-    reference = None
+    reference, classes = None, systems[0].classes if systems else EMOTIONS
     for system in systems:
         path = system.folder / "manifests" / "valid.json"
         if not path.is_file():
@@ -215,9 +227,9 @@ def read_dev_labels(systems, file_names):
                 raise FusionInputError(
                     f"{path}: no entry {Path(name).stem!r} for dev turn {name} (in posteriors)"
                 )
-            if entry.get("emotion") not in EMOTIONS or "speaker" not in entry:
+            if entry.get("emotion") not in classes or "speaker" not in entry:
                 raise FusionInputError(f"{path}: entry {Path(name).stem!r} needs 'emotion' in "
-                                 f"{' '.join(EMOTIONS)} and a 'speaker'; has {entry}")
+                                 f"{' '.join(classes)} and a 'speaker'; has {entry}")
             rows.append((entry["emotion"], str(entry["speaker"])))
         if reference is None:
             reference = (path, rows)
@@ -291,7 +303,8 @@ def load_labelled_splits(systems):
     for split in sorted(shared):
         for system in systems:
             csv = system.folder / "posteriors" / f"{split}.csv"
-            system.posteriors[split] = _check_probabilities(read_posteriors(csv), csv).sort_index()
+            table = read_posteriors(csv, system.classes)
+            system.posteriors[split] = _check_probabilities(table, csv).sort_index()
         names = systems[0].posteriors[split].index
         for other in systems[1:]:
             theirs = other.posteriors[split].index
@@ -306,7 +319,7 @@ def load_labelled_splits(systems):
 
 
 def _read_split_labels(systems, split, file_names):
-    reference = None
+    reference, classes = None, systems[0].classes
     for system in systems:
         path = system.folder / "manifests" / f"{split}.json"
         try:
@@ -316,9 +329,9 @@ def _read_split_labels(systems, split, file_names):
         labels = []
         for name in file_names:
             emotion = (manifest.get(Path(name).stem) or {}).get("emotion")
-            if emotion not in EMOTIONS:
+            if emotion not in classes:
                 raise FusionInputError(f"{path}: turn {name} (in posteriors/{split}.csv) needs an 'emotion' "
-                                       f"in {' '.join(EMOTIONS)}; has {manifest.get(Path(name).stem)}")
+                                       f"in {' '.join(classes)}; has {manifest.get(Path(name).stem)}")
             labels.append(emotion)
         if reference is None:
             reference = (path, labels)

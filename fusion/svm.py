@@ -159,7 +159,7 @@ def _fit_candidate(features, labels, kernel, C, class_weight, seed, search, kern
 
 def fit_fusion_model(features, labels, speakers, systems, kernels=DEFAULT_KERNELS, c_values=DEFAULT_C,
                      inner_folds=3, seed=0, search="fast", kernel_max_turns=DEFAULT_KERNEL_MAX_TURNS,
-                     n_jobs=1):
+                     n_jobs=1, classes=EMOTIONS):
     """Fit the fusion SVM, choosing kernel, C and class weights by grouped inner CV.
 
     Parameters
@@ -182,6 +182,8 @@ def fit_fusion_model(features, labels, speakers, systems, kernels=DEFAULT_KERNEL
         Largest training set of a kernel SVM in the fast search.
     n_jobs : int
         Candidates fitted in parallel (scikit-learn's ``n_jobs``: -1 for every core).
+    classes : sequence of str
+        Class order of each system's block (the systems' ``system.json``), and of the outputs.
 
     Returns
     -------
@@ -200,7 +202,7 @@ def fit_fusion_model(features, labels, speakers, systems, kernels=DEFAULT_KERNEL
     present = sorted(set(labels.tolist()))
     if len(present) < 2:
         logger.warning("training set holds one class (%s): the fusion predicts it always", present)
-        return FusionModel(list(systems), EMOTIONS, None, {"constant": present[0]}, present[0])
+        return FusionModel(list(systems), tuple(classes), None, {"constant": present[0]}, present[0])
     n_inner = min(inner_folds, len(set(speakers.tolist())))
     folds = speaker_folds(labels, speakers, n_inner, seed) if n_inner >= 2 else []
     if not folds or any(len(set(labels[train].tolist())) < 2 for train, _ in folds):
@@ -210,7 +212,7 @@ def fit_fusion_model(features, labels, speakers, systems, kernels=DEFAULT_KERNEL
         params = dict(FALLBACK_PARAMS)
         estimator = _fit_candidate(features, labels, **params, seed=seed, search=search,
                                    kernel_max_turns=kernel_max_turns)
-        return FusionModel(list(systems), EMOTIONS, estimator, {**params, "search": search})
+        return FusionModel(list(systems), tuple(classes), estimator, {**params, "search": search})
     grid = {"kernel": list(kernels), "C": [float(c) for c in c_values], "class_weight": [None, "balanced"]}
     candidate = _BudgetedSVM(seed=seed, search=search, kernel_max_turns=kernel_max_turns)
     grid_search = GridSearchCV(candidate, grid, scoring="f1_macro", refit=False, cv=folds,
@@ -223,4 +225,4 @@ def fit_fusion_model(features, labels, speakers, systems, kernels=DEFAULT_KERNEL
                                kernel_max_turns=kernel_max_turns)
     params["search"] = search
     params["selection_f1"] = float(grid_search.best_score_)
-    return FusionModel(list(systems), EMOTIONS, estimator, params)
+    return FusionModel(list(systems), tuple(classes), estimator, params)

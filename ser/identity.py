@@ -52,6 +52,18 @@ class SystemIdentity:
         return asdict(self)
 
 
+def display_name(name):
+    """How reports and the fusion name a system: ``system_e`` -> ``Sub-System E``; others as they are.
+
+    Example
+    -------
+    >>> display_name("system_e"), display_name("task2_wavlm")
+    ('Sub-System E', 'task2_wavlm')
+    """
+    prefix = "system_"
+    return f"Sub-System {name[len(prefix):].upper()}" if name.startswith(prefix) and name != prefix else name
+
+
 def fingerprint_file(path, chunk=1 << 22):
     """``sha256:<hex>`` of a file's bytes (read in chunks: checkpoints can be gigabytes).
 

@@ -28,9 +28,10 @@ def _posteriors(labels, reliable, rng, boost=2.5):
     return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
-def _write_system(folder, valid_names, valid_probs, test_names, test_probs, labels, speakers):
-    write_posteriors(folder / "posteriors" / "valid.csv", valid_names, valid_probs)
-    write_posteriors(folder / "posteriors" / "test.csv", test_names, test_probs)
+def _write_system(folder, valid_names, valid_probs, test_names, test_probs, labels, speakers,
+                  classes=EMOTIONS):
+    write_posteriors(folder / "posteriors" / "valid.csv", valid_names, valid_probs, classes)
+    write_posteriors(folder / "posteriors" / "test.csv", test_names, test_probs, classes)
     manifest = {name.removesuffix(".wav"): {"emotion": label, "speaker": speaker, "gender": "Female"}
                 for name, label, speaker in zip(valid_names, labels, speakers, strict=True)}
     (folder / "manifests").mkdir(parents=True, exist_ok=True)
@@ -275,3 +276,35 @@ def test_fast_and_exact_search_select_fusions_of_the_same_quality(complementary_
     exact = fuse_systems(folders, tmp_path / "exact", folds=5, seed=0, search="exact")
     assert fast["cv"]["grid"]["search"] == "fast" and exact["cv"]["grid"]["search"] == "exact"
     assert fast["macro_f1"] > exact["macro_f1"] - 0.03  # bench/fusion.py checks it at scale
+
+
+def _identity(folder, classes):
+    identity = {"name": folder.parent.name, "targets": {"classes": classes}}
+    (folder / "system.json").write_text(json.dumps(identity))
+
+
+def test_the_class_order_comes_from_the_systems_identity(tmp_path):
+    """Systems declaring 3 classes (system.json) are fused over those 3, in that order."""
+    classes = ["S", "A", "N"]
+    labels = np.asarray(classes * 16)
+    valid = [f"v{i:02d}.wav" for i in range(len(labels))]
+    folders = []
+    for system in ("system_x", "system_y"):
+        folder = tmp_path / system / "1993"
+        probs = np.eye(3)[[classes.index(c) for c in labels]] * 0.7 + 0.1
+        speakers = [str(i // 6) for i in range(len(labels))]
+        _write_system(folder, valid, probs, ["t.wav"], probs[:1], labels, speakers, classes=classes)
+        _identity(folder, classes)
+        folders.append(folder.parent)
+    metrics = fuse_systems(folders, tmp_path / "fusion", folds=2, kernels=("linear",), c_values=(1.0,))
+    assert load_fusion(tmp_path / "fusion").classes == tuple(classes)
+    assert read_posteriors(tmp_path / "fusion" / "fused_test.csv", classes).shape == (1, 3)
+    assert set(metrics["per_system"]) == {"Sub-System X", "Sub-System Y"} and metrics["macro_f1"] == 1.0
+
+    other = folders[1] / "1993"  # Y now declares (and writes) another class order
+    _identity(other, ["A", "N", "S"])
+    for split in ("valid", "test"):
+        table = pd.read_csv(other / "posteriors" / f"{split}.csv")
+        table[["FileName", "A", "N", "S"]].to_csv(other / "posteriors" / f"{split}.csv", index=False)
+    with pytest.raises(ValueError, match=r"Sub-System Y .*classes A N S; Sub-System X has S A N"):
+        fuse_systems(folders, tmp_path / "fusion2", folds=2, kernels=("linear",), c_values=(1.0,))
