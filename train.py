@@ -37,6 +37,7 @@ from ser.brain import EmotionBrain
 from ser.cli import check_device, exit_with
 from ser.data import make_dataset
 from ser.encoders import SpeechEncoder
+from ser.evaluation import EvaluationFiles
 from ser.experiment import OverrideError, merge_overrides, pop_profile
 from ser.identity import write_identity
 from ser.imbalance import balanced_sampler_for, class_counts, inverse_frequency_weights
@@ -132,13 +133,9 @@ def main(argv):
     # Dev (metrics.json), the challenge test set (posteriors only), then each labelled
     # evaluation split (metrics_<name>.json).
     for name in datasets:
-        if name == "train":
-            continue
-        brain.posteriors_file = output / "posteriors" / f"{name}.csv"
-        brain.attributes_file = output / "attributes" / f"{name}.csv"
-        metrics = {"valid": "metrics.json", "test": None}.get(name, f"metrics_{name}.json")
-        brain.metrics_file = output / metrics if metrics else None
-        brain.evaluate(datasets[name], test_loader_kwargs=loaders[name])
+        if name != "train":
+            files = EvaluationFiles.for_split(output, name)
+            brain.evaluate(datasets[name], files, test_loader_kwargs=loaders[name])
     if sb.utils.distributed.if_main_process():
         # Each target's class order (Task 2 attributes: their column order).
         declared = {"classes": list(targets.classes), "attributes": list(targets.attributes)}

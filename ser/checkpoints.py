@@ -12,14 +12,20 @@ Staging folders left by a kill are removed at the next save.
 :class:`RandomState` is a recoverable holding the Python, NumPy and torch
 random generators, so a run resumed from a checkpoint draws the same random
 crops as the uninterrupted run would have.
+
+:func:`dev_score_rank` orders checkpoints (the kept one, the evaluated one);
+:func:`drop_epochs_after` trims the train log back to a resumed checkpoint;
+:func:`epoch_loggers` are who log each epoch (train log, TensorBoard).
 """
 
 import logging
 import os
 import pickle
 import random
+import re
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import speechbrain as sb
@@ -33,6 +39,7 @@ from speechbrain.utils.checkpoints import (
     register_checkpoint_hooks,
 )
 
+from ser.atomic_io import atomic_write
 from ser.errors import UserInputError
 
 logger = logging.getLogger(__name__)
@@ -179,3 +186,71 @@ class RandomState:
         torch.set_rng_state(state["torch"])
         if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def dev_score_rank(checkpoint):
+    """Sort key of checkpoints: dev score (macro-F1, or mean CCC for attribute systems), then epoch.
+
+    The epoch breaks ties the same way on every process; ranking by the
+    score alone lets DDP processes pick different "best" checkpoints among
+    equal scores and then disagree on which to delete.
+
+    Example
+    -------
+    >>> from types import SimpleNamespace as Ckpt
+    >>> ckpts = [Ckpt(meta={"macro_f1": 0.3, "epoch": e}) for e in (1, 2)]
+    >>> max(ckpts, key=dev_score_rank).meta["epoch"]
+    2
+    """
+    # Intra-epoch checkpoints (--ckpt_interval_minutes) have no dev score: they rank last.
+    score = checkpoint.meta.get("score", checkpoint.meta.get("macro_f1", -1.0))
+    return (score, checkpoint.meta.get("epoch", -1))
+
+
+def drop_epochs_after(train_log, last_epoch):
+    """Remove the lines of epochs after ``last_epoch`` (the loaded checkpoint's) from a train log.
+
+    An epoch is logged just before its checkpoint is saved: a run killed in
+    between logged an epoch that the resumed run trains again. Trimming the
+    log to the checkpoint keeps one line per epoch.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> log = os.path.join(tempfile.mkdtemp(), "train_log.txt")
+    >>> _ = open(log, "w").writelines(["epoch: 1, lr: 1 - loss: 2\\n", "epoch: 2, lr: 1 - loss: 1\\n"])
+    >>> drop_epochs_after(log, 1)
+    >>> print(open(log).read().strip())
+    epoch: 1, lr: 1 - loss: 2
+    """
+    path = Path(train_log)
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if _logged_epoch(line) <= last_epoch]
+    if len(kept) != len(lines):
+        logger.info("%s: dropped %d line(s) of epochs after %d", path, len(lines) - len(kept), last_epoch)
+        with atomic_write(path) as stream:
+            stream.writelines(kept)
+
+
+def _logged_epoch(line):
+    match = re.match(r"epoch: (\d+)\b", line)
+    return int(match.group(1)) if match else 0
+
+
+def epoch_loggers(hparams):
+    """Who logs each epoch's line: the YAML's ``train_logger``, and TensorBoard when ``use_tensorboard``.
+
+    Example
+    -------
+    >>> epoch_loggers({"train_logger": "log.txt"})
+    ['log.txt']
+    """
+    loggers = [hparams["train_logger"]]
+    if hparams.get("use_tensorboard"):
+        # SpeechBrain's logger (needs the tensorboard package), switched on in the YAML.
+        from speechbrain.utils.train_logger import TensorboardLogger
+
+        loggers.append(TensorboardLogger(str(hparams["tensorboard_folder"])))
+    return loggers

@@ -152,17 +152,80 @@ def evaluation_reports(targets, collected):
     return class_report, attribute_scores
 
 
-def selection_score(targets, class_report, attribute_scores):
-    """The dev score of :attr:`Targets.selection_metric` (0 when nothing is known).
+def selection_score(targets, class_report, attribute_scores, metric="macro_f1"):
+    """The dev score that keeps checkpoints and drives NewBob (0 when nothing is known).
+
+    Parameters
+    ----------
+    targets : Targets
+    class_report, attribute_scores : dict or None
+        As :func:`evaluation_reports` returns them.
+    metric : str
+        The YAML's ``selection_metric`` for a system with classes: ``macro_f1`` (the challenge
+        metric) or ``error_rate`` (the authors' recipe: the score is 1 - error rate, i.e. the
+        accuracy). An attribute system is scored by its mean CCC.
 
     Example
     -------
     >>> selection_score(Targets((), ("EmoAct",)), None, {"mean_ccc": 0.4})
     0.4
+    >>> selection_score(Targets(("A", "H")), {"macro_f1": 0.3, "accuracy": 0.6}, None, "error_rate")
+    0.6
     """
+    if metric not in ("macro_f1", "error_rate"):
+        raise TargetsError(f"selection_metric: macro_f1 or error_rate, not {metric!r}")
     if targets.classes:
-        return class_report["macro_f1"] if class_report else 0.0
+        if not class_report:
+            return 0.0
+        return class_report["accuracy"] if metric == "error_rate" else class_report["macro_f1"]
     return attribute_scores["mean_ccc"] if attribute_scores else 0.0
+
+
+def headline(class_report, attribute_scores):
+    """The numbers a log line shows: macro-F1 and accuracy, and/or CCC per attribute and mean.
+
+    Example
+    -------
+    >>> headline({"macro_f1": 0.3, "accuracy": 0.5}, {"ccc": {"EmoAct": 0.2}, "mean_ccc": 0.2})
+    {'macro_f1': 0.3, 'accuracy': 0.5, 'ccc_EmoAct': 0.2, 'mean_ccc': 0.2}
+    """
+    stats = {}
+    if class_report:
+        stats.update(macro_f1=class_report["macro_f1"], accuracy=class_report["accuracy"])
+    if attribute_scores:
+        stats.update({f"ccc_{name}": value for name, value in attribute_scores["ccc"].items()})
+        stats["mean_ccc"] = attribute_scores["mean_ccc"]
+    return stats
+
+
+def checkpoint_meta(epoch, score, class_report, attribute_scores):
+    """What a checkpoint records of its epoch's dev scores (:func:`ser.checkpoints.dev_score_rank`)."""
+    meta = {"score": score, "epoch": epoch}
+    scores = headline(class_report, attribute_scores)
+    meta.update({k: v for k, v in scores.items() if k in ("macro_f1", "mean_ccc")})
+    if class_report:
+        meta["error_rate"] = 1.0 - class_report["accuracy"]
+    return meta
+
+
+def metrics_record(targets, stage_loss, n_turns, class_report, attribute_scores):
+    """The content of ``metrics.json`` (``metrics_<split>.json``) of one evaluated split.
+
+    Example
+    -------
+    >>> record = metrics_record(Targets((), ("EmoAct",)), 0.5, 3, None,
+    ...                         {"ccc": {"EmoAct": 0.1}, "mean_ccc": 0.1, "n_samples": 2})
+    >>> record["n_turns"], record["n_turns_attributes"], record["attributes"]
+    (3, 2, ['EmoAct'])
+    """
+    metrics = {"loss": float(stage_loss), "n_turns": n_turns, **targets.as_dict()}
+    metrics.update(class_report or {})
+    if attribute_scores:
+        metrics.update({"ccc": attribute_scores["ccc"], "mean_ccc": attribute_scores["mean_ccc"],
+                        "n_turns_attributes": attribute_scores["n_samples"]})
+    if class_report:
+        metrics["n_turns"] = class_report["n_samples"]
+    return metrics
 
 
 def empty_outputs(targets):
@@ -198,3 +261,19 @@ def concatenated(store, targets):
         else:
             result[name] = torch.empty(0, widths[name])
     return result
+
+
+def gathered(store, targets):
+    """All processes' outputs (DDP shards) concatenated, duplicates from padding removed."""
+    collected = concatenated(store, targets)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        shards = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(shards, collected)
+        collected = {"ids": [uid for shard in shards for uid in shard["ids"]]}
+        collected.update({name: torch.cat([shard[name] for shard in shards]) for name in shards[0]
+                          if name != "ids"})
+    first = {}
+    for row, uid in enumerate(collected["ids"]):
+        first.setdefault(uid, row)
+    rows = torch.tensor(list(first.values()), dtype=torch.long)
+    return {"ids": list(first), **{name: value[rows] for name, value in collected.items() if name != "ids"}}

@@ -1,0 +1,68 @@
+"""What evaluating one split writes: its posteriors, attribute predictions and metrics.
+
+``train.py`` evaluates every split but train and names its files with
+:meth:`EvaluationFiles.for_split`: dev writes ``metrics.json``, the challenge
+test set (hidden labels) no metrics, each other labelled split
+``metrics_<split>.json``; posteriors and attributes go to
+``posteriors/<split>.csv`` and ``attributes/<split>.csv``.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ser.atomic_io import write_json_atomic
+from ser.posteriors import write_attributes, write_posteriors
+from ser.targets import EXCLUDED_LABEL, metrics_record
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvaluationFiles:
+    """The files one evaluation writes (None: that file is not written).
+
+    Example
+    -------
+    >>> files = EvaluationFiles.for_split("out", "test1")
+    >>> str(files.posteriors), str(files.attributes), str(files.metrics)
+    ('out/posteriors/test1.csv', 'out/attributes/test1.csv', 'out/metrics_test1.json')
+    >>> EvaluationFiles.for_split("out", "test").metrics is None
+    True
+    """
+
+    posteriors: Path = None
+    attributes: Path = None
+    metrics: Path = None
+
+    @classmethod
+    def for_split(cls, output_folder, split):
+        output = Path(output_folder)
+        metrics = {"valid": "metrics.json", "test": None}.get(split, f"metrics_{split}.json")
+        return cls(
+            posteriors=output / "posteriors" / f"{split}.csv",
+            attributes=output / "attributes" / f"{split}.csv",
+            metrics=output / metrics if metrics else None,
+        )
+
+    def write(self, targets, collected, stage_loss, class_report, attribute_scores, attribute_scale):
+        """Write what ``targets`` produce from ``collected`` (:func:`ser.targets.gathered`)."""
+        names = [f"{uid}.wav" for uid in collected["ids"]]
+        if self.posteriors and targets.classes:
+            # Turns whose known label is outside the class set (X, O: kept for the attributes)
+            # have no Task 1 posterior: fusion scores posteriors against the labels.
+            rows = (collected["labels"] != EXCLUDED_LABEL).nonzero().view(-1).tolist()
+            write_posteriors(self.posteriors, [names[i] for i in rows], collected["probs"][rows].numpy(),
+                             classes=targets.classes)
+            logger.info("Posteriors of %d turns written to %s", len(rows), self.posteriors)
+        if self.attributes and targets.attributes:
+            write_attributes(self.attributes, names, collected["attr_pred"].numpy(), targets.attributes,
+                             scale=attribute_scale)
+            logger.info("Attributes of %d turns written to %s", len(names), self.attributes)
+        if self.has_metrics(class_report, attribute_scores):
+            record = metrics_record(targets, stage_loss, len(names), class_report, attribute_scores)
+            write_json_atomic(self.metrics, record, indent=2)
+
+    def has_metrics(self, class_report, attribute_scores):
+        """Whether this evaluation writes a metrics file (something labelled was scored)."""
+        return bool(self.metrics and (class_report or attribute_scores))
