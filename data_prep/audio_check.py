@@ -2,7 +2,7 @@
 
 A day-long preparation of a whole corpus should not stop at one broken file: the
 preparation checks each turn's audio header with :func:`audio_duration`, leaves
-the bad turns out and lists them in ``skipped.csv`` (:func:`write_skipped_csv`)
+the bad turns out and lists them in ``skipped.csv`` (:func:`ser.skipped.write_skipped_csv`)
 with the reason. A turn is bad when its file is
 
 * missing, a folder, or a path that cannot be followed (a symlink loop, no permission),
@@ -19,22 +19,19 @@ so checking a million PCM turns costs file opens, not decoding; only float files
 the one kind that can hold NaN, are read whole.
 """
 
-import csv
 import logging
 
 import numpy as np
 import soundfile
 
-from ser.atomic_io import atomic_write
 from ser.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, path_problem, wav_truncation
 from ser.derived import file_stamp  # a skipped file's stamp: fixing it re-runs the preparation
+from ser.skipped import write_skipped_csv
 
 logger = logging.getLogger(__name__)
 
 #: libsndfile subtypes that can hold NaN or infinity (PCM cannot).
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
-SKIPPED_CSV = "skipped.csv"
-SKIPPED_COLUMNS = ("FileName", "Split", "Reason")
 
 
 class BadAudioError(AudioError):
@@ -109,34 +106,6 @@ def audio_duration(path):
     return round(info.frames / info.samplerate, 4)
 
 
-def write_skipped_csv(path, skipped):
-    """Write ``FileName,Split,Reason`` rows (sorted by FileName) atomically.
-
-    Written even when nothing was skipped (header only), so the file always
-    describes the last preparation rather than an older one.
-
-    Parameters
-    ----------
-    path : str or Path
-        Destination, usually ``<save_folder>/skipped.csv``.
-    skipped : iterable of (str, str, str)
-        ``(FileName, Split, Reason)`` per skipped turn.
-
-    Example
-    -------
-    >>> import tempfile, pathlib
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "skipped.csv"
-    >>> write_skipped_csv(path, [("b.wav", "Train", "audio file missing")])
-    >>> print(path.read_text().strip())
-    FileName,Split,Reason
-    b.wav,Train,audio file missing
-    """
-    with atomic_write(path) as stream:
-        writer = csv.writer(stream, lineterminator="\n")
-        writer.writerow(SKIPPED_COLUMNS)
-        writer.writerows(sorted(skipped))
-
-
 class TurnAudioChecker:
     """Durations of the turns of a preparation; bad files raise (strict) or are recorded.
 
@@ -185,5 +154,5 @@ class TurnAudioChecker:
         return {path: file_stamp(path) for path in self.skipped}
 
     def write_skipped_csv(self, path):
-        """Write the turns left out so far to ``path`` (:func:`write_skipped_csv`)."""
+        """Write the turns left out so far to ``path`` (:func:`ser.skipped.write_skipped_csv`)."""
         write_skipped_csv(path, self.skipped_rows())

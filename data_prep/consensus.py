@@ -329,9 +329,11 @@ def write_relabeling(relabeled, skipped, out_path):
     """
     out_path = Path(out_path)
     listed = out_path.with_name(SKIPPED_ANNOTATIONS_CSV)
-    write_csv_atomically(pd.DataFrame([(row.path, row.line, row.reason) for row in skipped],
-                                      columns=["File", "Line", "Reason"]), listed)
-    write_csv_atomically(relabeled, out_path)
+    rows = pd.DataFrame([(row.path, row.line, row.reason) for row in skipped],
+                        columns=["File", "Line", "Reason"])
+    for frame, path in ((rows, listed), (relabeled, out_path)):
+        with atomic_write(path) as stream:
+            frame.to_csv(stream, index=False)
     if skipped:
         for row in skipped[:10]:
             logger.warning("%s (left out)", row)
@@ -382,21 +384,6 @@ def class_count_table(relabeled):
     return "\n".join(lines)
 
 
-def write_csv_atomically(frame, out_path):
-    """Write ``frame`` to ``out_path`` through a temp file and ``os.replace``.
-
-    A reader never sees a half-written file, and an interrupted run leaves
-    the previous output intact.
-
-    Example
-    -------
-    >>> import pathlib, tempfile
-    >>> out = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
-    >>> write_csv_atomically(pd.DataFrame({"a": [1]}), out); out.read_text()
-    'a\\n1\\n'
-    """
-    with atomic_write(out_path) as stream:
-        frame.to_csv(stream, index=False)
 
 
 def _parse_addable(text):

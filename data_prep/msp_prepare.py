@@ -42,8 +42,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_prep.audio_check import SKIPPED_CSV, BadAudioError, TurnAudioChecker
-from data_prep.corpora import open_corpus
+from data_prep.audio_check import BadAudioError, TurnAudioChecker
+from data_prep.corpora import DEFAULT_SPLITS, open_corpus
 from data_prep.corpora.base import ATTRIBUTE_COLUMNS
 from data_prep.prepare_options import is_done, mark_done, mark_undone, preparation_options
 from data_prep.transcript_cache import read_transcripts_csv
@@ -52,11 +52,9 @@ from ser.cli import ArgumentParser, exit_with
 from ser.derived import content_stamp
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
+from ser.skipped import SKIPPED_CSV
 
 logger = logging.getLogger(__name__)
-
-#: Manifest name → corpus ``Split_Set`` (test = the challenge test set).
-DEFAULT_SPLITS = {"train": "Train", "valid": "Development", "test": "Test3"}
 
 
 class PreparationError(UserInputError, ValueError):

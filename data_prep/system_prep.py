@@ -32,7 +32,6 @@ from data_prep.consensus import (
     class_count_table,
     relabel_corpus,
     vote_table,
-    write_csv_atomically,
     write_relabeling,
 )
 from data_prep.corpora import open_corpus
@@ -112,7 +111,8 @@ def _votes(hparams):
     turns = corpus.turns()
     labelled = turns[turns["EmoClass"].notna()].reset_index(drop=True)
     table = vote_table(annotations.table, labelled, threshold=None if threshold is None else float(threshold))
-    write_csv_atomically(table.reset_index(), out)
+    with atomic_write(out) as stream:
+        table.reset_index().to_csv(stream, index=False)
     logger.info("Vote table of %d turns (soft labels) -> %s", len(table), out)
     return out
 

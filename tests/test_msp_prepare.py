@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import soundfile
 
-from data_prep.consensus import relabel_corpus, write_csv_atomically
+from data_prep.consensus import relabel_corpus
 from data_prep.corpora import CorpusLayoutError, open_corpus
 from data_prep.msp_prepare import PreparationError, main, prepare_msp_podcast
 from ser.cli import EXIT_BAD_INPUT, run_command
@@ -85,7 +85,7 @@ def test_relabeled_turns_join_training(mini_corpus, tmp_path):
     relabeled = relabel_corpus(open_corpus(mini_corpus))[0]
     assert relabeled["AddedToTrain"].any(), "the mini corpus has recoverable X turns"
     relabeled_csv = tmp_path / "relabeled.csv"
-    write_csv_atomically(relabeled, relabeled_csv)
+    relabeled.to_csv(relabeled_csv, index=False)
 
     plain = prepare_msp_podcast(mini_corpus, tmp_path / "plain", transcripts=None)
     augmented = prepare_msp_podcast(

@@ -215,7 +215,7 @@ def test_bad_audio_is_listed_in_skipped_csv_and_the_rest_transcribed(mini_corpus
     out = tmp_path / "out"
     assert main(cli_args(corpus, out, "--max_turns", "4", "--batch_size", "4")) == 0
     skipped = (out / "skipped.csv").read_text().splitlines()
-    assert skipped[0] == "FileName,reason" and len(skipped) == 3
+    assert skipped[0] == "FileName,Split,Reason" and len(skipped) == 3  # as preparation's (ser.skipped)
     assert skipped[1].startswith(f"{corrupt},") and "unreadable" in skipped[1]
     assert skipped[2].startswith(f"{empty},") and "empty" in skipped[2]
     assert list(read_transcripts_csv(out / "transcripts.csv")) == names[2:4]

@@ -10,6 +10,7 @@ import logging
 
 from data_prep.corpora.base import (
     ANNOTATION_COLUMNS,
+    DEFAULT_SPLITS,
     SPLITS,
     TURN_COLUMNS,
     Annotations,
@@ -30,7 +31,8 @@ from data_prep.corpora.text_files import LabelFileError
 logger = logging.getLogger(__name__)
 
 __all__ = ["open_corpus", "READERS", "CorpusReader", "CorpusLayoutError", "UnknownSplitError",
-           "LabelFileError", "Annotations", "SkippedRow", "TURN_COLUMNS", "ANNOTATION_COLUMNS", "SPLITS"]
+           "LabelFileError", "Annotations", "SkippedRow", "TURN_COLUMNS", "ANNOTATION_COLUMNS", "SPLITS",
+           "DEFAULT_SPLITS"]
 
 #: Every reader, the most specific first: the first that recognises a folder reads it.
 READERS = (MSPPodcast2_0, MSPPodcastOlder, MSPPodcast1_12, MSPPodcast)

@@ -45,6 +45,9 @@ ANNOTATION_COLUMNS = ("FileName", "Worker", "Emotion", "Secondary", "EmoAct", "E
 ATTRIBUTE_COLUMNS = ("EmoAct", "EmoVal", "EmoDom")
 #: The split names every reader maps its release's names to.
 SPLITS = ("Train", "Development", "Test1", "Test2", "Test3")
+#: The splits a system trains on, is selected on and is tested on (manifest name → split);
+#: the labelled test sets are ``eval_splits`` of the YAML.
+DEFAULT_SPLITS = {"train": "Train", "valid": "Development", "test": "Test3"}
 
 
 class CorpusLayoutError(UserInputError, FileNotFoundError):

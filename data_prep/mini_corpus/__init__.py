@@ -34,7 +34,6 @@ files.
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -54,6 +53,7 @@ from data_prep.mini_corpus.releases import (
     release_file_names,
 )
 from data_prep.mini_corpus.speech import compose_sentence, perceived_attributes, turn_prosody
+from ser.atomic_io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -94,15 +94,9 @@ def _speak(rng, synthesizer, turn):
     return wav
 
 
-def _write_atomic(path, writer):
-    """Write ``path`` through ``writer(tmp_path)`` and rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    writer(tmp)
-    os.replace(tmp, path)
-
-
 def _write_text(path, text):
-    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    with atomic_write(path) as stream:
+        stream.write(text)
 
 
 def _mean(values):
@@ -219,8 +213,8 @@ def generate_mini_corpus(out, seed=0, n_turns=DEFAULT_TURNS, release=DEFAULT_REL
     synthesizer = EspeakSynthesizer(TARGET_RATE)
     for turn in tqdm(turns, desc="mini corpus", unit="turn", disable=None):
         wav = _speak(rng, synthesizer, turn)
-        _write_atomic(out / "Audios" / turn.file_name, lambda tmp, wav=wav: sf.write(
-            tmp, wav, TARGET_RATE, subtype="PCM_16", format="WAV"))
+        with atomic_write(out / "Audios" / turn.file_name, "wb") as stream:
+            sf.write(stream, wav, TARGET_RATE, subtype="PCM_16", format="WAV")
         if turn.split != "Test3":
             _write_text(out / "Transcripts" / f"{Path(turn.file_name).stem}.txt", turn.text + "\n")
     _write_tables(out, turns, release)
