@@ -23,7 +23,6 @@ Usage::
 
 import argparse
 import logging
-import re
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ser.batching import BucketedBatchSampler, bucketed_batch_sampler, effective_lengths, padded_fraction  # noqa: E402
+from ser.experiment import plain_values  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +69,16 @@ def yaml_scalars(path, keys, defaults=None):
     >>> yaml_scalars("hparams/system_a.yaml", ["no_such_key"], defaults={"no_such_key": 1})
     {'no_such_key': 1}
     """
-    text = Path(path).read_text()
+    plain = plain_values(Path(path).read_text())
     values = {}
     for key in keys:
-        match = re.search(rf"^{key}:\s*([-+0-9.eE]+)\s*(#.*)?$", text, flags=re.MULTILINE)
-        if match is None and defaults and key in defaults:
-            values[key] = defaults[key]
-            continue
-        if match is None:
+        number = plain.get(key)
+        if not isinstance(number, (int, float)) or isinstance(number, bool):
+            if defaults and key in defaults:
+                values[key] = defaults[key]
+                continue
             raise ValueError(f"{path}: no numeric top-level key {key!r} (the Batching section)")
-        values[key] = float(match.group(1))
+        values[key] = float(number)
     return values
 
 

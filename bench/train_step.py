@@ -43,7 +43,7 @@ from ser.batching import loader_options  # noqa: E402
 from ser.brain import EmotionBrain  # noqa: E402
 from ser.data import make_dataset  # noqa: E402
 from ser.emotions import EMOTIONS  # noqa: E402
-from ser.experiment import merge_overrides  # noqa: E402
+from ser.experiment import merge_overrides, top_level_keys  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def load_system(args, work):
     if args.model_size == "large":
         large = build_wavlm_large(work / "wavlm_large")
         for hub, dim in (("wavlm_hub", "speech_dim"), ("hubert_hub", "hubert_dim")):
-            if f"\n{hub}:" in text:
+            if hub in top_level_keys(text):
                 overrides.update({hub: str(large), dim: 1024})
     merged = merge_overrides(args.hparams, str(PROFILE), overrides)
     return load_hyperpyyaml(text, merged)

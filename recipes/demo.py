@@ -38,6 +38,7 @@ from data_prep.consensus import class_count_table, relabel_corpus
 from data_prep.corpora import DEFAULT_SPLITS, open_corpus
 from data_prep.mini_corpus import generate_mini_corpus, is_up_to_date
 from data_prep.transcribe import transcribe_corpus
+from data_prep.transcript_cache import read_transcripts_csv
 from recipes.systems import find_systems
 from ser.asr import bundled_tiny_en_path
 from ser.cli import ArgumentParser, exit_with, non_negative_int, positive_int
@@ -82,8 +83,8 @@ def transcribe(corpus, results):
             out=results / "whisper",
             backend="faster-whisper",
         )
-    whisper = pd.read_csv(csv, keep_default_na=False).set_index("FileName")["Transcript"]
-    truth = _spoken_sentences(corpus, whisper.index)
+    whisper = read_transcripts_csv(csv)
+    truth = _spoken_sentences(corpus, list(whisper))
     accuracy = sum(_word_accuracy(truth[name], whisper[name]) for name in truth) / max(len(truth), 1)
     print(
         f"[2/7] Whisper tiny.en: {len(whisper)} turns in {csv} "

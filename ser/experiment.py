@@ -42,8 +42,18 @@ class _TagTolerantLoader(yaml.SafeLoader):
 _TagTolerantLoader.add_multi_constructor("!", lambda loader, suffix, node: _Tagged())
 
 
-def _plain_values(yaml_text):
-    """Top-level values of a HyperPyYAML text; tagged ones are :class:`_Tagged` (any type fits)."""
+def plain_values(yaml_text):
+    """Top-level values of a HyperPyYAML text, read without building anything.
+
+    Tagged values (``!ref``, ``!new:`` ...) are :class:`_Tagged` (their type is known only
+    once built); a text that is not valid YAML gives ``{}``.
+
+    Example
+    -------
+    >>> values = plain_values("seed: 1993\nlr: !ref <seed> * 2\n")
+    >>> values["seed"], type(values["lr"]).__name__
+    (1993, '_Tagged')
+    """
     try:
         values = yaml.load(yaml_text, Loader=_TagTolerantLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError:
@@ -196,7 +206,7 @@ def check_overrides(overrides, hparams_file, profile=None):
         if path:
             with open(path) as stream:
                 text = stream.read()
-            values = {key: _Tagged() for key in top_level_keys(text)} | _plain_values(text)
+            values = {key: _Tagged() for key in top_level_keys(text)} | plain_values(text)
             examples.update(values)
             sources.update(dict.fromkeys(values, path))
     checked = {}
