@@ -50,7 +50,7 @@ def plain_values(yaml_text):
 
     Example
     -------
-    >>> values = plain_values("seed: 1993\nlr: !ref <seed> * 2\n")
+    >>> values = plain_values("seed: 1993\\nlr: !ref <seed> * 2\\n")
     >>> values["seed"], type(values["lr"]).__name__
     (1993, '_Tagged')
     """
