@@ -198,7 +198,7 @@ def as_mono_waveform(data, rate, sample_rate=SAMPLE_RATE, name="waveform", kind=
     return waveform
 
 
-def crop_waveform(waveform, max_samples, mode="random", generator=None):
+def crop_waveform(waveform, max_samples, mode="random"):
     """Limit a waveform to ``max_samples`` samples.
 
     Parameters
@@ -207,11 +207,11 @@ def crop_waveform(waveform, max_samples, mode="random", generator=None):
         Shape ``(samples,)``.
     max_samples : int or None
         Longest length kept; ``None`` or a non-positive value keeps everything.
-    mode : {"random", "center", "start"}
+    mode : {"random", "center"}
         Where the kept window lies: random (training: every epoch sees
-        another part of a long turn), center or start (evaluation: repeatable).
-    generator : torch.Generator, optional
-        For the random position.
+        another part of a long turn; drawn from torch's global generator, which
+        the checkpoints save: :class:`ser.checkpoints.RandomState`) or center
+        (evaluation: repeatable).
 
     Example
     -------
@@ -222,11 +222,9 @@ def crop_waveform(waveform, max_samples, mode="random", generator=None):
         return waveform
     excess = waveform.shape[0] - max_samples
     if mode == "random":
-        start = int(torch.randint(0, excess + 1, (1,), generator=generator))
+        start = int(torch.randint(0, excess + 1, (1,)))
     elif mode == "center":
         start = excess // 2
-    elif mode == "start":
-        start = 0
     else:
-        raise ValueError(f"unknown crop mode {mode!r}: expected random, center or start")
+        raise ValueError(f"unknown crop mode {mode!r}: expected random or center")
     return waveform[start : start + max_samples]
