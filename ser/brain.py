@@ -77,7 +77,7 @@ class EmotionBrain(sb.Brain):
                                                 test_stats=target_tools.headline(*reports))
 
     def _end_of_epoch(self, epoch, stage_loss, class_report, attribute_scores):
-        metric = getattr(self.hparams, "selection_metric", "macro_f1")  # a YAML may predate the option
+        metric = self.hparams.selection_metric if hasattr(self.hparams, "selection_metric") else "macro_f1"
         score = target_tools.selection_score(self.targets, class_report, attribute_scores, metric)
         learning_rates = {}
         for name, optimizer in self.optimizers_dict.items():
