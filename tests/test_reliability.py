@@ -287,7 +287,9 @@ def test_transcription_skips_what_preparation_skips(mini_corpus, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     skipped = pd.read_csv(out / "skipped.csv", keep_default_na=False)
     assert skipped["FileName"].tolist() == [first]
-    assert "too short: 300 samples" in skipped.iloc[0, 1]
+    assert list(skipped.columns) == ["FileName", "Split", "Reason"]  # as the preparation's (ser.skipped)
+    assert skipped["Split"].tolist() == ["Development"]
+    assert "too short: 300 samples" in skipped["Reason"].iloc[0]
     assert first not in pd.read_csv(out / "transcripts.csv", keep_default_na=False)["FileName"].tolist()
 
 
