@@ -14,11 +14,16 @@ from tests.conftest import ROOT
 
 
 def _system_f(folder):
-    """hparams/system_a.yaml with attention pooling, as ``folder/system_f.yaml``."""
+    """hparams/system_a.yaml with attention pooling, as ``folder/system_f.yaml``.
+
+    What differs is all in the YAML: its folder, its pooling, and the pooling's weights joining
+    the head's optimizer (train.py refuses trainable parameters that no optimizer holds).
+    """
     text = (ROOT / "hparams" / "system_a.yaml").read_text()
     for old, new in (("system_a/<seed>", "system_f/<seed>"),
                      ("pooling: !new:ser.pooling.MeanPooling",
-                      "pooling: !new:ser.pooling.AttentionPooling\n    input_size: !ref <speech_dim>")):
+                      "pooling: !new:ser.pooling.AttentionPooling\n    input_size: !ref <speech_dim>"),
+                     ("modules: [!ref <head>]", "modules: [!ref <pooling>, !ref <head>]")):
         assert old in text, old
         text = text.replace(old, new)
     folder.mkdir(parents=True, exist_ok=True)
