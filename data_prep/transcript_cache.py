@@ -167,16 +167,23 @@ class TranscriptCache:
         except OSError as error:  # write() errors (disk full, file too large) name no file
             raise OSError(error.errno, error.strerror, error.filename or str(self.path)) from error
 
-    def close(self):
-        """Release the shard file."""
-        if self._handle is not None:
-            self._handle.close()
+    def close(self, quiet=False):
+        """Release the shard file (``quiet``: a failing flush raises nothing, another error is on its way)."""
+        if self._handle is None:
+            return
+        handle, self._handle = self._handle, None
+        try:
+            # After a failed append the buffer still holds the batch: closing flushes it again.
+            handle.close()
+        except OSError as error:
+            if not quiet:
+                raise OSError(error.errno, error.strerror, error.filename or str(self.path)) from error
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, traceback):
+        self.close(quiet=exc_type is not None)
 
 
 def write_transcripts_csv(path, transcripts):

@@ -29,6 +29,23 @@ OWN_PACKAGES = ("ser", "data_prep", "fusion", "recipes", "bench", "__main__")
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 
 
+class _ChatterFile(logging.FileHandler):
+    """The log of library chatter: a disk that fills up or goes read-only loses the chatter silently.
+
+    logging's default ``handleError`` prints a traceback per record; the command's own write fails
+    on the same disk and says so in one line.
+    """
+
+    def handleError(self, record):
+        pass
+
+    def close(self):
+        try:
+            super().close()
+        except OSError:
+            pass
+
+
 class _OwnWarningsAndAllErrors(logging.Filter):
     def filter(self, record):
         if record.levelno >= logging.ERROR:
@@ -86,7 +103,7 @@ def chatter_to_log(log_file, mode="w"):
     """
     log_file = Path(log_file)
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    to_file = logging.FileHandler(log_file, mode=mode, encoding="utf-8")
+    to_file = _ChatterFile(log_file, mode=mode, encoding="utf-8")
     to_file.setFormatter(logging.Formatter(LOG_FORMAT))
     to_console = logging.StreamHandler(sys.stderr)
     to_console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
