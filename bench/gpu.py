@@ -3,10 +3,10 @@
 Prints, section by section (each section's own table, then its wall time):
 
 1. training throughput of system A with a WavLM-large-sized encoder (random init, built locally):
-   utterances/s for fp32 + fixed random batches vs bf16 + bucketed dynamic batches, and the two
-   other combinations (``bench/train_step.py``; target >= 2x);
+   utterances/s for fp32 + random batches vs bf16 + length-bucketed batches, and the other
+   combinations (``bench/train_step.py``; target >= 2x);
 2. peak GPU memory of one training epoch of systems A, C and D (WavLM-large-sized encoders, 12 s
-   turns, each system's default ``max_batch_duration``, fp32), next to ``bench/memory.py``'s
+   turns, each system's default batch of ``batch_size`` turns, fp32), next to ``bench/memory.py``'s
    estimate for the same batch;
 3. Whisper tiny.en on the GPU: batched vs one turn per call (``bench/transcribe.py``; target
    >= 4x);
@@ -115,6 +115,9 @@ def training_throughput(config, models):
             config["train_turns"],
             "--repeats",
             "1",
+            "--batching",  # the issue's pair: random (the authors' recipe) vs bucketed (the default)
+            "random",
+            "bucketed",
             "--num_workers",
             "0" if config["device"] == "cpu" else "8",
             "--models_folder",
@@ -124,23 +127,24 @@ def training_throughput(config, models):
 
 
 def peak_memory(config, models, work):
-    """One epoch of each system on turns of one length, batches as full as the YAML allows."""
+    """One epoch of each system on turns of one length, at the YAML's default batch (bucketed, batch_size turns)."""
     device, seconds = config["device"], config["turn_seconds"]
     on_gpu = device.startswith("cuda")
     print(
-        f"turns of {seconds:g} s, fp32, dynamic batches of the system's max_batch_duration"
+        f"turns of {seconds:g} s, fp32, bucketed batches of the system's batch_size"
         + ("" if config["batch_scale"] == 1 else f" x {config['batch_scale']:.3f} (smoke)")
     )
     measured = "measured peak GPU GB" if on_gpu else "measured peak RSS GB"
     print(
-        f"| system | max_batch_duration s | turns per batch | {measured} "
+        f"| system | audio per batch s | turns per batch | {measured} "
         "| estimate GB (bench/memory.py) | measured / estimate |"
     )
     print("|---|---:|---:|---:|---:|---:|")
     for name, (yaml_file, n_encoders, frozen_cnn) in MEMORY_SYSTEMS.items():
-        batch_seconds = yaml_scalars(yaml_file, ["max_batch_duration"])["max_batch_duration"]
-        batch_seconds *= config["batch_scale"]
-        per_batch = int(batch_seconds // seconds)
+        # The default batch: batch_size turns (the paper's), here all of the same length.
+        per_batch = int(yaml_scalars(yaml_file, ["batch_size"])["batch_size"])
+        per_batch = max(1, round(per_batch * config["batch_scale"]))
+        batch_seconds = per_batch * seconds
         folder = work / f"memory_{name}"
         manifest = write_synthetic_corpus(folder, np.full(2 * per_batch, seconds), seed=1)
         entries = json.loads(manifest.read_text())
@@ -162,7 +166,7 @@ def peak_memory(config, models, work):
         dataset = make_dataset(
             manifest, train=True, max_duration=seconds, with_text=hparams["model"].uses_text
         )
-        _, _, peak = timed_epoch(hparams, dataset, "dynamic", "fp32", device)
+        _, _, peak = timed_epoch(hparams, dataset, "bucketed", "fp32", device)
         model = hparams["modules"]["model"]
         trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
         extra = max(trained - n_encoders * WAVLM_LARGE["params"], 0) if config["model_size"] == "large" else 0
@@ -285,7 +289,7 @@ def main(argv=None):
             generate_mini_corpus(corpus, seed=0, n_turns=config["corpus_turns"])
         steps = [
             (
-                "1. training step, system A: fp32 + fixed batches vs bf16 + dynamic (target >= 2x)",
+                "1. training step, system A: fp32 + random batches vs bf16 + bucketed (target >= 2x)",
                 lambda: training_throughput(config, models),
             ),
             (

@@ -36,12 +36,12 @@ def test_gpu_checks_smoke_run_prints_every_figure(mini_corpus, tiny_models, debu
     for number in "1234":
         assert f"## {number}." in out
     # 1: the four batching x precision rows, each with a rate.
-    rows = re.findall(r"^\| (fixed|dynamic) \| (fp32|bf16) \| \d+ \| [\d.]+ \| ([\d.]+) \|", out, re.M)
+    rows = re.findall(r"^\| (random|bucketed) \| (fp32|bf16) \| \d+ \| [\d.]+ \| ([\d.]+) \|", out, re.M)
     assert {(b, p) for b, p, _ in rows} == {
-        ("fixed", "fp32"),
-        ("dynamic", "bf16"),
-        ("fixed", "bf16"),
-        ("dynamic", "fp32"),
+        ("random", "fp32"),
+        ("bucketed", "bf16"),
+        ("random", "bf16"),
+        ("bucketed", "fp32"),
     }
     assert all(float(rate) > 0 for _, _, rate in rows)
     # 2: one memory row per system, measured and estimated.
