@@ -128,7 +128,7 @@ def test_posteriors_in_another_class_order_are_rejected(tmp_path):
     path = folders[0] / "1993" / "posteriors" / "test.csv"
     table = pd.read_csv(path)
     table[["FileName", "C", "A", *EMOTIONS[2:]]].to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"test\.csv: columns .*fixed class order"):
+    with pytest.raises(ValueError, match=r"test\.csv: columns .*; expected .*\(class order\)"):
         load_systems(folders)
 
 

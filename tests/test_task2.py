@@ -131,7 +131,7 @@ def test_predict_cli_writes_attribute_columns(task2_results, mini_corpus, tmp_pa
     )
     assert done.returncode == 0, done.stderr[-2000:]
     table = pd.read_csv(out)
-    assert list(table.columns) == ["File", *ATTRIBUTES, "Error"]
+    assert list(table.columns) == ["File", *ATTRIBUTES, "Error", "Flag"]
     assert len(table) == 2
 
 
