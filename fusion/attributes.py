@@ -21,7 +21,6 @@ sorted by file), ``fused_valid_oof.csv``, ``attribute_fusion.joblib``,
 annotated, dev).
 """
 
-import argparse
 import json
 import logging
 import sys
@@ -37,6 +36,7 @@ from sklearn.preprocessing import StandardScaler
 from fusion.inputs import resolve_system_dir, system_name
 from fusion.svm import speaker_folds
 from ser.atomic_io import atomic_write, describe_os_error, ensure_writable_folder, write_json_atomic
+from ser.cli import ArgumentParser, exit_with, positive_int
 from ser.identity import read_identity
 from ser.metrics import attribute_report, concordance_cc, format_ccc_table
 from ser.posteriors import read_attributes, write_attributes
@@ -241,10 +241,10 @@ def load_attribute_fusion(out):
 
 def main(argv=None):
     """Run the CLI; returns the exit code (1 on bad inputs or an output folder that cannot be written)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="fusion.attributes", description=__doc__.split("\n\n")[0])
     parser.add_argument("systems", nargs="+", help="attribute system folders (results/task2_wavlm ...)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--folds", type=int, default=5, help="speaker-disjoint CV folds on dev")
+    parser.add_argument("--folds", type=positive_int, default=5, help="speaker-disjoint CV folds on dev")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -254,8 +254,8 @@ def main(argv=None):
     except OSError as error:
         print(f"fusion.attributes: error: {describe_os_error(error, args.out)}", file=sys.stderr)
         return 1
-    except ValueError as error:
-        print(f"fusion.attributes: error: {error}", file=sys.stderr)
+    except ValueError as error:  # inputs that do not fit together (UserInputError: the edge below)
+        print(f"fusion.attributes: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     print(render_attribute_report(metrics))
     print(Path(args.out) / "submission.csv")
@@ -263,4 +263,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with("fusion.attributes", main,
+              interrupted="nothing in --out was replaced; run the same command again")

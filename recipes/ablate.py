@@ -19,7 +19,6 @@ seeds (sample std, ``ddof=1``) and every seed's value; a failed run is listed wi
 makes the exit code 1.
 """
 
-import argparse
 import json
 import re
 import subprocess
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ser.atomic_io import atomic_write
+from ser.cli import ArgumentParser, exit_with
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_SEED = 1993
@@ -118,7 +118,7 @@ def format_table(rows, metric):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m recipes.ablate", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="recipes.ablate", description=__doc__.split("\n")[0])
     parser.add_argument("hparams", type=Path, help="system YAML (hparams/system_a.yaml)")
     parser.add_argument("--set", dest="variants", action="append", required=True, metavar="'KEY=VALUE ...'",
                         help="one variant: YAML overrides (repeat for each variant)")
@@ -164,4 +164,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with("recipes.ablate", main, interrupted="finished runs are kept in their folders; "
+              "run the same command again to resume")
