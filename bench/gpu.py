@@ -127,7 +127,7 @@ def training_throughput(config, models):
 
 
 def peak_memory(config, models, work):
-    """One epoch of each system on turns of one length, at the YAML's default batch (bucketed, batch_size turns)."""
+    """One epoch of each system on turns of one length, at its default batch (batch_size turns, bucketed)."""
     device, seconds = config["device"], config["turn_seconds"]
     on_gpu = device.startswith("cuda")
     print(
