@@ -33,7 +33,7 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from fusion.inputs import resolve_system_dir, system_name
+from fusion.inputs import SPLITS, resolve_system_dir, system_name
 from fusion.svm import speaker_folds
 from ser.atomic_io import atomic_write, describe_os_error, ensure_writable_folder, write_json_atomic
 from ser.cli import ArgumentParser, exit_with, positive_int
@@ -49,7 +49,6 @@ __all__ = ["AttributeFusion", "fuse_attribute_systems", "load_attribute_fusion"]
 MODEL_FILE = "attribute_fusion.joblib"
 METRICS_FILE = "attribute_fusion_metrics.json"
 ALPHAS = (0.1, 1.0, 10.0, 100.0)
-SPLITS = ("valid", "test")
 
 
 @dataclass

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["FusionInputError", "SystemOutputs", "resolve_system_dir", "system_name", "load_systems",
            "read_dev_labels", "stack_features", "load_labelled_splits"]
 
+#: The output splits every system writes (dev, Test3), whichever corpus splits they come from.
 SPLITS = ("valid", "test")
 # Files are written with 6 decimals: 8 rounded values sum to 1 within 4e-6.
 SUM_TOLERANCE = 1e-3
