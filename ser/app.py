@@ -15,16 +15,15 @@ assets and the uploads are served (no ``allowed_paths``). Needs the ``app`` extr
 (``pip install -e '.[app]'``).
 """
 
-import argparse
 import io
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import soundfile
 
 from ser.audio import SAMPLE_RATE, AudioError, as_mono_waveform, load_waveform
+from ser.cli import ArgumentParser, exit_with
 from ser.emotions import EMOTION_NAMES, EMOTIONS
 from ser.errors import UserInputError
 
@@ -181,7 +180,7 @@ def build_app(recognizer, limits=None):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m ser.app", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="ser.app", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", metavar="PACKAGE", help="package written by python -m ser.export")
     source.add_argument("--systems", nargs="+", metavar="DIR", help="system folders written by train.py")
@@ -229,4 +228,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with("ser.app", main, interrupted="the server stopped")

@@ -18,14 +18,14 @@ The package is written beside ``--out`` and renamed onto it when complete; an ex
 is replaced only with ``--overwrite``.
 """
 
-import argparse
 import json
 import logging
 import shutil
 import sys
 from pathlib import Path
 
-from ser.atomic_io import describe_os_error, write_json_atomic
+from ser.atomic_io import write_json_atomic
+from ser.cli import ArgumentParser, exit_with
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
 from ser.package import FORMAT, HPARAMS, MANIFEST, PACKAGE_KEY, TRANSCRIBER, WEIGHTS
@@ -376,7 +376,7 @@ def package_size(folder):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m ser.export", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="ser.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("systems", nargs="+", metavar="SYSTEM_DIR", help="system folders written by train.py")
     parser.add_argument("--fusion", metavar="DIR", help="fusion folder written by python -m fusion.fuse")
     parser.add_argument("--out", required=True, help="package folder to write")
@@ -392,11 +392,8 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         out = export_package(args.systems, args.out, args.fusion, args.whisper_by_name, args.overwrite)
-    except OSError as error:
-        print(f"ser.export: error: {describe_os_error(error)}", file=sys.stderr)
-        return 1
-    except (UserInputError, ValueError) as error:
-        print(f"ser.export: error: {error}", file=sys.stderr)
+    except ValueError as error:  # folders that cannot make one package (user errors: the edge below)
+        print(f"ser.export: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     print(f"Package written to {out} ({package_size(out) / 1e6:.1f} MB); load it with "
           f"EmotionRecognizer.from_pretrained({str(out)!r}) or python -m ser.predict --model {out} FILES")
@@ -404,4 +401,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with("ser.export", main, interrupted="nothing was written to --out; run the same command again")

@@ -144,7 +144,8 @@ def test_page_shows_label_chart_and_transcript(server, browser, recognizer, mini
     assert len(shown) == 8
     for letter in EMOTIONS:
         shown_value = shown[f"{EMOTION_NAMES[letter]} ({letter})"]
-        assert shown_value == pytest.approx(expected.probabilities[letter], abs=1e-6)
+        # The server is another process (other thread count): float32 sums differ in the 6th digit.
+        assert shown_value == pytest.approx(expected.probabilities[letter], abs=1e-5)
     assert page.input_value("#transcript textarea") == expected.transcript
     assert not page.is_visible("#timeline img")  # a short clip has no timeline
     print(f"\npage: {status}; bars: " + ", ".join(f"{k} {v:.3f}" for k, v in bars))
