@@ -18,12 +18,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m recipes.demo
 
+# One pytest-xdist worker per core; each worker, and the commands it runs, uses its share
+# of the cores (tests/conftest.py), so two workers on 2 cores do not fight over them.
 test: $(STAMP)
-	$(PY) -m pytest -q --runslow
+	$(PY) -m pytest -q --runslow -n auto
 
-# The suite without the tests marked slow (the end-to-end demo).
+# The suite without the tests marked slow (the end-to-end runs: demo, web page, GPU checks' smoke run).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -10,7 +10,8 @@ optimizers, on a handful of synthetic turns, and prints:
 
 - parameters per optimizer group (trainable / in the group's modules) and frozen ones;
 - whether the frozen parts are really frozen: every parameter with
-  ``requires_grad=False`` is bit-identical after the steps, every trainable one moved;
+  ``requires_grad=False`` is bit-identical after the steps, every trainable one moved
+  (a layer that layerdrop skipped in every step is named instead: it had no gradient);
 - the size of a saved checkpoint (``save/CKPT+*``);
 - peak memory: the process's peak RSS, and the part added by training over the loaded
   model, less gradients and Adam's moments (the activations), per second of audio;
@@ -165,6 +166,15 @@ def _fingerprint(parameter):
     return flat.double().sum().item(), flat[:32].clone()
 
 
+def _layer_of(module_name):
+    """``...encoder.layers.1.attention.k_proj`` -> ``...encoder.layers.1`` (the unit layerdrop skips)."""
+    parts = module_name.split(".")
+    for index in range(len(parts) - 1, 0, -1):
+        if parts[index - 1] == "layers" and parts[index].isdigit():
+            return ".".join(parts[: index + 1])
+    return module_name
+
+
 def _rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
 
@@ -185,22 +195,32 @@ def dry_run(system, work, models, args):
     brain = EmotionBrain(modules=hparams["modules"], hparams=hparams, run_opts={"device": "cpu"},
                          checkpointer=hparams["checkpointer"])
     before = {name: _fingerprint(p) for name, p in model.named_parameters()}
+    # Modules whose forward ran at least once: a transformer layer skipped by layerdrop in every
+    # step of a short dry run gets no gradient, and its parameters rightly stay where they were.
+    ran = set()
+    hooks = [module.register_forward_hook(lambda m, i, o, name=name: ran.add(name))
+             for name, module in model.named_modules()]
     loaded_gb = _rss_gb()
     start = time.perf_counter()
     options = loader_options(dataset, hparams, train=True)
     brain.fit(EpochCounter(1), dataset, train_loader_kwargs=options, progressbar=False)
     seconds = time.perf_counter() - start
+    for hook in hooks:
+        hook.remove()
     peak_gb = _rss_gb()
     groups = {}
     for name, optimizer in brain.optimizers_dict.items():
         trainable = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
         in_modules = sum(p.numel() for m in hparams["optimizers"][name]["modules"] for p in m.parameters())
         groups[name] = {"trainable_M": round(trainable / 1e6, 2), "in_modules_M": round(in_modules / 1e6, 2)}
-    frozen_moved, trainable_still, frozen, frozen_names = [], [], 0, set()
+    frozen_moved, trainable_still, frozen, frozen_names, skipped = [], [], 0, set(), set()
     for name, parameter in model.named_parameters():
         total, head = _fingerprint(parameter)
         moved = total != before[name][0] or not torch.equal(head, before[name][1])
-        if parameter.requires_grad:
+        owner = name.rsplit(".", 1)[0]
+        if parameter.requires_grad and not moved and owner not in ran:
+            skipped.add(_layer_of(owner))  # never run in these steps (layerdrop), so no gradient
+        elif parameter.requires_grad:
             trainable_still += [] if moved else [name]
         else:
             frozen += parameter.numel()
@@ -229,6 +249,7 @@ def dry_run(system, work, models, args):
         "frozen_modules": sorted(frozen_names)[:6],
         "frozen_moved": frozen_moved[:5],
         "trainable_not_moved": trainable_still[:5],
+        "layers_skipped_by_layerdrop": sorted(skipped),
         "checkpoint_MB": round(checkpoint_gb * 1e3, 1),
         "peak_rss_GB": round(peak_gb, 2),
         "loaded_rss_GB": round(loaded_gb, 2),
@@ -247,6 +268,8 @@ def _print_table(rows):
                            for k, v in r["optimizer_groups"].items())
         ok = "yes" if not r["frozen_moved"] and not r["trainable_not_moved"] else (
             f"NO: {r['frozen_moved'] or r['trainable_not_moved']}")
+        if ok == "yes" and r["layers_skipped_by_layerdrop"]:
+            ok += f" ({len(r['layers_skipped_by_layerdrop'])} layer(s) skipped by layerdrop in every step)"
         print(f"| {r['system']} | {r['parameters_M']} | {groups} | {r['frozen_M']} | {ok} | "
               f"{r['checkpoint_MB']} | "
               f"{r['peak_rss_GB']} | {r['training_GB_per_audio_s']} | ~{r['estimate_gpu_GB_paper_batch']} |")

@@ -177,6 +177,7 @@ def _transcripts_source(hparams, splits):
     if choice != "whisper":
         raise PreparationError(f"transcripts: must be null, 'human' or 'whisper', not {choice!r}")
     from data_prep.transcribe import transcribe_corpus
+    from ser.asr import DecodeOptions
 
     # Paper §5.4: Whisper transcripts for the whole corpus, so training and
     # test text come from the same (automatic) source.
@@ -186,6 +187,7 @@ def _transcripts_source(hparams, splits):
         model=hparams["whisper_model"],
         out=hparams["whisper_folder"],
         backend=hparams["whisper_backend"],
+        options=DecodeOptions(beam_size=int(hparams.get("whisper_beam_size", DecodeOptions.beam_size))),
         strict=bool(hparams.get("strict_prep", False)),
     )
     if csv is None:

@@ -25,6 +25,7 @@ training output) go to ``<results>/logs/<stage>.log``, named on the stage's line
 """
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -40,10 +41,11 @@ from data_prep.mini_corpus import generate_mini_corpus, is_up_to_date
 from data_prep.transcribe import transcribe_corpus
 from data_prep.transcript_cache import read_transcripts_csv
 from recipes.systems import find_systems
-from ser.asr import bundled_tiny_en_path
+from ser.asr import DecodeOptions, bundled_tiny_en_path
 from ser.cli import ArgumentParser, exit_with, non_negative_int, positive_int
 from ser.console import chatter_to_log
 from ser.errors import UserInputError
+from ser.experiment import plain_values
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "hparams" / "profiles" / "demo.yaml"
@@ -82,6 +84,8 @@ def transcribe(corpus, results):
             model=bundled_tiny_en_path(),
             out=results / "whisper",
             backend="faster-whisper",
+            # The profile's decoding, so the text systems find these transcripts in the cache.
+            options=DecodeOptions(beam_size=int(plain_values(PROFILE.read_text())["whisper_beam_size"])),
         )
     whisper = read_transcripts_csv(csv)
     truth = _spoken_sentences(corpus, list(whisper))
@@ -126,13 +130,9 @@ def relabeling_summary(corpus, results):
     print(f"      {len(was_x)} X turns; the recomputed label is the true one for {recovered:.0%} of them")
 
 
-def _train(corpus, results, yaml, extra_args, stage):
-    """Run train.py on ``yaml`` (``hparams/<name>.yaml``) with the demo profile: metrics.json, folder, log.
-
-    Its whole output goes to the stage's log; the console shows its epochs as a progress bar.
-    """
-    name = Path(yaml).stem
-    command = [
+def _train_command(corpus, results, yaml, extra_args):
+    """``train.py <yaml>`` with the demo profile on ``corpus``, writing under ``results``."""
+    return [
         sys.executable, str(ROOT / "train.py"), str(yaml),
         "--profile", str(PROFILE), f"--data_folder={corpus}", f"--results_folder={results}",
         # Absolute (the profile's default is relative to the repository): the predict stage
@@ -140,56 +140,111 @@ def _train(corpus, results, yaml, extra_args, stage):
         f"--tiny_models_folder={results / 'models'}",
         *extra_args,
     ]
-    log = stage_log(results, f"{stage[1]}_{name}")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    folder = results / name / str(SEED)
-    with open(log, "w") as stream:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT)
-        returncode = follow_epochs(process, folder, f"{stage} {name}")
-    if returncode != 0:
-        raise StageFailed(f"{name}: {_last_error_line(log)} (full log: {log})")
-    return json.loads((folder / "metrics.json").read_text()), folder, log
 
 
-def follow_epochs(process, folder, description):
-    """Show a training run's epochs (read from its ``train_log.txt``) until it ends; its exit code."""
-    with tqdm(desc=description, unit="epoch", leave=False) as bar:
-        while process.poll() is None:
+def default_jobs():
+    """Trainings run side by side: one per core, at most 4 (each ``train.py`` holds ~1.5 GB)."""
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
+class _Training:
+    """One running ``train.py``: its process, folder, log and epoch bar."""
+
+    def __init__(self, name, command, folder, log, env, stage, slot):
+        self.name, self.folder, self.log, self.start = name, folder, log, time.perf_counter()
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.stream = open(log, "w")
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.stream, stderr=subprocess.STDOUT,
+                                        env=env)
+        self.bar = tqdm(desc=f"{stage} {name}", unit="epoch", leave=False, position=slot)
+        self.slot = slot
+
+    def show_epochs(self):
+        """Move the bar to the epochs logged in the run's ``train_log.txt``."""
+        if self.bar.total is None and (self.folder / "hyperparams.yaml").is_file():
+            text = (self.folder / "hyperparams.yaml").read_text()
+            epochs = re.search(r"^number_of_epochs: (\d+)", text, re.M)
+            self.bar.total = int(epochs.group(1)) if epochs else None
+            self.bar.refresh()
+        if (self.folder / "train_log.txt").is_file():
+            done = len(re.findall(r"^epoch: ", (self.folder / "train_log.txt").read_text(), re.M))
+            self.bar.update(done - self.bar.n)
+
+    def close(self):
+        self.bar.close()
+        self.stream.close()
+
+
+def run_trainings(corpus, results, systems, extra_args, stage, jobs, report):
+    """Train ``systems`` (``{name: yaml}``), ``jobs`` at a time; their folders, in the systems' order.
+
+    ``train.py`` resumes, and a finished system only re-scores. Each run's whole output goes to
+    its stage log; the console shows one epoch bar per running system, and ``report(name,
+    metrics, seconds, log)`` is called as each one ends. The demo's tiny models use a second
+    thread poorly, so on a 2-core machine two single-threaded trainings side by side end much
+    sooner than the same trainings one after the other with two threads each (README, "Speed").
+    A failed system stops new starts; the running ones finish (their work is kept), then the
+    failure is raised. Ctrl-C stops them all (each keeps its last checkpoint).
+    """
+    threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+    # A thread count the user set wins (e.g. a test that shares the machine).
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads))}
+    waiting, running, failed = list(systems.items()), [], []
+    folders = {name: results / name / str(SEED) for name in systems}
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs and not failed:
+                name, yaml = waiting.pop(0)
+                slot = min(set(range(jobs)) - {run.slot for run in running})
+                log = stage_log(results, f"{stage[1]}_{name}")
+                running.append(_Training(name, _train_command(corpus, results, yaml, extra_args),
+                                         folders[name], log, env, stage, slot))
+            if failed and not running:
+                break
             time.sleep(0.5)
-            if bar.total is None and (folder / "hyperparams.yaml").is_file():
-                text = (folder / "hyperparams.yaml").read_text()
-                epochs = re.search(r"^number_of_epochs: (\d+)", text, re.M)
-                bar.total = int(epochs.group(1)) if epochs else None
-            if (folder / "train_log.txt").is_file():
-                done = len(re.findall(r"^epoch: ", (folder / "train_log.txt").read_text(), re.M))
-                bar.update(done - bar.n)
-    return process.returncode
+            for run in list(running):
+                run.show_epochs()
+                if run.process.poll() is None:
+                    continue
+                run.close()
+                running.remove(run)
+                if run.process.returncode != 0:
+                    failed.append(f"{run.name}: {_last_error_line(run.log)} (full log: {run.log})")
+                    continue
+                metrics = json.loads((run.folder / "metrics.json").read_text())
+                report(run.name, metrics, time.perf_counter() - run.start, run.log)
+    finally:
+        for run in running:  # only on Ctrl-C or an error of this loop
+            run.process.terminate()
+            run.process.wait()
+            run.close()
+    if failed:
+        raise StageFailed("; ".join(failed))
+    return [folders[name] for name in systems]
 
 
-def train_systems(corpus, results, systems, extra_args=()):
-    """Train each system (``{name: yaml}``; train.py resumes, and skips a finished one's epochs)."""
-    folders = []
-    for name, yaml in systems.items():
-        start = time.perf_counter()
-        metrics, folder, log = _train(corpus, results, yaml, extra_args, "[4/7]")
-        folders.append(folder)
-        print(
-            f"[4/7] system {name.removeprefix('system_').upper()}: dev macro-F1 {metrics['macro_f1']:.3f}, "
-            f"accuracy {metrics['accuracy']:.3f} ({time.perf_counter() - start:.0f} s); log: {shown(log)}"
-        )
-    return folders
+def train_systems(corpus, results, systems, extra_args=(), jobs=1):
+    """Train the Task 1 systems (``{name: yaml}``), printing each one's dev macro-F1; their folders."""
+
+    def report(name, metrics, seconds, log):
+        tqdm.write(f"[4/7] system {name.removeprefix('system_').upper()}: dev macro-F1 "
+                   f"{metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f} ({seconds:.0f} s); "
+                   f"log: {shown(log)}")
+
+    return run_trainings(corpus, results, systems, extra_args, "[4/7]", jobs, report)
 
 
-def task2(corpus, results, systems, extra_args=()):
+def task2(corpus, results, systems, extra_args=(), jobs=1):
     """Train the attribute systems (``{name: yaml}``), fuse them, print the CCC table; their folders."""
-    folders = []
-    for name, yaml in systems.items():
-        start = time.perf_counter()
-        metrics, folder, log = _train(corpus, results, yaml, extra_args, "[6/7]")
-        folders.append(folder)
+    all_metrics = {}
+
+    def report(name, metrics, seconds, log):
+        all_metrics[name] = metrics
         cccs = ", ".join(f"{a} {v:.3f}" for a, v in metrics["ccc"].items())
-        print(f"[6/7] {name}: dev CCC {cccs}; mean {metrics['mean_ccc']:.3f} "
-              f"({time.perf_counter() - start:.0f} s); log: {shown(log)}")
+        tqdm.write(f"[6/7] {name}: dev CCC {cccs}; mean {metrics['mean_ccc']:.3f} ({seconds:.0f} s); "
+                   f"log: {shown(log)}")
+
+    folders = run_trainings(corpus, results, systems, extra_args, "[6/7]", jobs, report)
     if len(folders) > 1:
         from fusion.attributes import fuse_attribute_systems, render_attribute_report
 
@@ -202,7 +257,7 @@ def task2(corpus, results, systems, extra_args=()):
     else:
         from ser.metrics import format_ccc_table
 
-        print(format_ccc_table({next(iter(systems)): metrics}))
+        print(format_ccc_table(all_metrics))
     return folders
 
 
@@ -279,6 +334,8 @@ def main(argv=None):
                         help="Task 2 systems (hparams/<name>.yaml; default: all task2_*.yaml)")
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help="override the profile's epochs (quick runs)")
+    parser.add_argument("--jobs", type=positive_int, default=default_jobs(),
+                        help="systems trained side by side (default: one per core, at most 4)")
     args = parser.parse_args(argv)
     for folder in args.extra_hparams:
         if not folder.is_dir():
@@ -300,12 +357,12 @@ def main(argv=None):
     transcribe(args.corpus, args.results)
     relabeling_summary(args.corpus, args.results)
     extra = [f"--number_of_epochs={args.epochs}"] if args.epochs else []
-    folders = train_systems(args.corpus, args.results, systems, extra)
+    folders = train_systems(args.corpus, args.results, systems, extra, args.jobs)
     if len(folders) > 1:
         fuse(folders, args.results)
     attribute_folders = []
     if attribute_systems:
-        attribute_folders = task2(args.corpus, args.results, attribute_systems, extra)
+        attribute_folders = task2(args.corpus, args.results, attribute_systems, extra, args.jobs)
     if len(folders) > 1:
         predict_examples(args.corpus, folders + attribute_folders, args.results)
     print(f"\nDemo done in {time.perf_counter() - start:.0f} s; outputs in {args.results}")

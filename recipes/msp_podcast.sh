@@ -7,7 +7,8 @@
 #   bash recipes/msp_podcast.sh /path/to/MSP-PODCAST-1.11 [results_folder]
 #
 # GPUs: every visible GPU is used. Transcription runs one shard per GPU; training runs
-# each system with torchrun (DDP) over all GPUs. NGPU=1 bash recipes/msp_podcast.sh ... forces one.
+# each system with torchrun (DDP) over all GPUs, with the per-process batch divided so that
+# every optimizer step sees the paper's number of turns. NGPU=1 bash recipes/msp_podcast.sh ... forces one.
 # Every stage resumes where it stopped when the script is run again: transcripts are cached
 # per turn, the relabeling is kept once written, training restarts from its last checkpoint
 # (a finished system only re-scores), and the fusion is redone (about 2 minutes).
@@ -25,6 +26,25 @@ mkdir -p "$RESULTS" && RESULTS=$(cd "$RESULTS" && pwd)
 cd "$(dirname "$0")/.."
 
 RELABELED="$RESULTS/relabeled_K0.5.csv"
+
+# The paper's global batch (the YAML's batch_size x grad_accumulation_factor turns per optimizer
+# step) kept over NGPU processes: each process takes batch_size / NGPU turns (or, when that does not
+# divide, the whole step's turns / NGPU without accumulation). Prints the train.py options.
+global_batch_args() {
+    local yaml=$1 batch accumulation step
+    batch=$(sed -n 's/^batch_size: *\([0-9][0-9]*\).*/\1/p' "$yaml")
+    accumulation=$(sed -n 's/^grad_accumulation_factor: *\([0-9][0-9]*\).*/\1/p' "$yaml")
+    accumulation=${accumulation:-1}
+    step=$((batch * accumulation))
+    if [ $((batch % NGPU)) -eq 0 ]; then
+        echo "--batch_size=$((batch / NGPU))"
+    elif [ $((step % NGPU)) -eq 0 ]; then
+        echo "--batch_size=$((step / NGPU)) --grad_accumulation_factor=1"
+    else
+        echo "msp_podcast.sh: warning: $yaml: $step turns per step do not divide over $NGPU GPUs;" \
+            "the global batch becomes $((batch * NGPU * accumulation)) turns" >&2
+    fi
+}
 
 echo "== 1. Whisper transcription ($WHISPER_MODEL, $NGPU shard(s))"
 pids=()
@@ -66,7 +86,8 @@ for yaml in hparams/system_*.yaml hparams/task2_*.yaml; do
     # A system relabeling with K = 0.5 (E) reads the relabeling of stage 2 instead of redoing it.
     if grep -q '^relabel_threshold: 0.5\b' "$yaml"; then args+=(--relabeled_csv "$RELABELED"); fi
     if [ "$NGPU" -gt 1 ]; then
-        $PY -m torch.distributed.run --nproc_per_node="$NGPU" train.py "${args[@]}"  # = torchrun
+        read -r -a batch_args <<<"$(global_batch_args "$yaml")"
+        $PY -m torch.distributed.run --nproc_per_node="$NGPU" train.py "${args[@]}" "${batch_args[@]}"  # = torchrun
     else
         $PY train.py "${args[@]}"
     fi

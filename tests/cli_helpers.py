@@ -10,9 +10,9 @@ import numpy as np
 
 from ser.emotions import EMOTIONS
 from ser.posteriors import write_posteriors
-from tests.conftest import ROOT
+from tests.conftest import ROOT, THREADS
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": THREADS}
 
 
 def cli(command, timeout=300, preexec_fn=None):

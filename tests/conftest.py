@@ -15,9 +15,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Threads per test process (and the commands it runs): the cores shared among the pytest-xdist
+#: workers, so that ``pytest -n 2`` on 2 cores runs two single-threaded workers, not four threads.
+THREADS = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+os.environ["OMP_NUM_THREADS"] = THREADS  # read when torch is first imported (after this file)
 #: The Task 1 systems' letters and the Task 2 systems' names, from hparams/ (recipes.systems).
 SYSTEMS = tuple(name.removeprefix("system_") for name in find_systems("classes"))
 PROFILE = ROOT / "hparams" / "profiles" / "demo.yaml"
+
+
+def pytest_sessionstart(session):
+    import torch
+
+    torch.set_num_threads(int(THREADS))  # in case a plugin imported torch before this file ran
 
 
 def pytest_addoption(parser):
@@ -92,7 +102,7 @@ def train_command(system, mini_corpus, results, models, *extra):
 
 
 def run(command, timeout=600):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": THREADS}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stderr[-4000:]}"
     return done

@@ -21,6 +21,7 @@ import soundfile
 
 from ser.app import Limits, analyse, build_parser
 from ser.emotions import EMOTION_NAMES, EMOTIONS
+from tests.conftest import THREADS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -83,7 +84,8 @@ def server(demo_package, tmp_path_factory):
     """``python -m ser.app --model <package>`` on a free port; yields its URL and process."""
     port = _free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "OMP_NUM_THREADS": THREADS}
     with open(log, "w") as stream:
         process = subprocess.Popen([sys.executable, "-m", "ser.app", "--model", str(demo_package[0]),
                                     "--port", str(port), "--long_clip", "20", "--window", "4", "--hop", "2"],

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, THREADS
 
 
 @pytest.mark.slow  # four benchmarks back to back: about a minute and a half on 2 cores
@@ -28,7 +28,7 @@ def test_gpu_checks_smoke_run_prints_every_figure(mini_corpus, tiny_models, debu
     env = {
         **os.environ,
         "PYTHON": os.environ.get("PYTHON", __import__("sys").executable),
-        "OMP_NUM_THREADS": "2",
+        "OMP_NUM_THREADS": THREADS,
     }
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

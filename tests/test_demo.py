@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, THREADS
 
 
 @pytest.mark.slow
@@ -16,7 +16,7 @@ def test_demo_runs_end_to_end_and_reuses_its_work(tmp_path):
         sys.executable, "-m", "recipes.demo", f"--corpus={tmp_path / 'corpus'}",
         f"--results={tmp_path / 'results'}", "--turns=48", "--epochs=2",
     ]
-    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": THREADS}
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
                           env={**os.environ, **env})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

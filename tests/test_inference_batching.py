@@ -16,7 +16,7 @@ import soundfile
 
 from ser.emotions import EMOTIONS
 from ser.inference import EmotionRecognizer
-from tests.conftest import SYSTEMS
+from tests.conftest import SYSTEMS, THREADS
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 16000
@@ -92,7 +92,7 @@ def test_each_file_is_transcribed_once_for_all_text_systems(recognizer, mixed_fi
 
 
 def bench(script, *args):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": THREADS}
     command = [sys.executable, str(ROOT / "bench" / script), *map(str, args)]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -7,6 +7,7 @@ when one of them fails.
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,21 @@ def test_system_e_prepares_from_a_given_relabeling_without_recomputing_it(mini_c
     assert sum(bool(entry.get("relabeled")) for entry in train.values()) == 1
     kept = tmp_path / "manifests" / "relabeled_K0.5_ACDFSU.csv"
     assert kept.read_bytes() == given.read_bytes()  # beside the manifests, for the report's Table 2
+
+
+def test_ddp_keeps_the_global_batch_of_each_yaml(tmp_path):
+    """NGPU=2: each process takes half the YAML's turns per step, so a step sees the paper's batch."""
+    done, calls = _run(tmp_path)
+    assert done.returncode == 0, done.stderr
+    trainings = {call.split("train.py ")[1].split()[0]: call for call in calls if "train.py" in call}
+    for yaml, call in trainings.items():
+        text = (ROOT / yaml).read_text()
+        batch = int(re.search(r"^batch_size: (\d+)", text, re.M).group(1))
+        accumulation = re.search(r"^grad_accumulation_factor: (\d+)", text, re.M)
+        accumulation = int(accumulation.group(1)) if accumulation else 1
+        per_process = int(re.search(r"--batch_size=(\d+)", call).group(1))
+        given = re.search(r"--grad_accumulation_factor=(\d+)", call)
+        kept = int(given.group(1)) if given else accumulation
+        assert per_process * 2 * kept == batch * accumulation, (yaml, call)
+    assert "--batch_size=8" in trainings["hparams/system_a.yaml"]  # 16 turns over 2 GPUs
+    assert "--batch_size=4" in trainings["hparams/system_c.yaml"]  # 8 x 2 accumulated

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from recipes.systems import DuplicateSystemError, find_systems
-from tests.conftest import ROOT
+from tests.conftest import ROOT, THREADS
 
 
 def _system_f(folder):
@@ -46,7 +46,7 @@ def test_a_new_system_is_trained_fused_and_predicted_by_the_demo(tmp_path):
     command = [sys.executable, "-m", "recipes.demo", f"--corpus={tmp_path / 'corpus'}",
                f"--results={results}", "--turns=48", "--epochs=1", f"--extra_hparams={extra}",
                "--systems", "a", "f", "--attribute_systems"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": THREADS}
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[4/7] system F: dev macro-F1" in done.stdout

@@ -21,7 +21,7 @@ import soundfile
 from ser.emotions import EMOTIONS
 from ser.inference import EmotionRecognizer
 from ser.package import MANIFEST, WEIGHTS, PackageError
-from tests.conftest import SYSTEMS
+from tests.conftest import SYSTEMS, THREADS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,7 @@ def test_package_predicts_what_the_training_folders_predict(demo_package, clips,
         recognizer = EmotionRecognizer.from_pretrained(moved)
         from_package = recognizer.classify_files(clips)
         out = tmp_path / "preds.csv"
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": THREADS}
         done = subprocess.run([sys.executable, "-m", "ser.predict", *map(str, clips), "--model", str(moved),
                                "--out", str(out), "--no_progress"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=600)
@@ -156,7 +156,7 @@ def test_not_a_package_is_a_clear_error(tmp_path):
 
 def test_predict_cli_timeline_and_embeddings(demo_package, clips, tmp_path):
     out = tmp_path / "preds.csv"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": THREADS}
     done = subprocess.run([sys.executable, "-m", "ser.predict", str(clips[0]), str(clips[-1]), "--model",
                            str(demo_package[0]), "--out", str(out), "--timeline", "--window", "5", "--hop",
                            "2.5", "--embeddings", str(tmp_path / "vectors"), "--no_progress"],
@@ -195,7 +195,7 @@ print(result.label, result.transcript is not None)
 @pytest.mark.slow
 def test_package_loads_with_the_upper_packages_blocked(demo_package, clips):
     """The library alone (no data_prep, fusion, recipes) loads the package, its Whisper and fusion."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": THREADS}
     done = subprocess.run([sys.executable, "-c", BLOCKED, str(demo_package[0]), str(clips[0])], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -21,6 +21,7 @@ from scipy.signal import resample_poly
 from ser.emotions import EMOTIONS
 from ser.inference import EmotionRecognizer, window_starts
 from ser.posteriors import read_posteriors
+from tests.conftest import THREADS
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 16000
@@ -143,7 +144,7 @@ def test_folder_without_checkpoint_is_a_clear_error(systems, tmp_path):
 
 
 def predict_cli(*args):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": THREADS}
     command = [sys.executable, "-m", "ser.predict", *map(str, args), "--no_progress"]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 

@@ -18,5 +18,6 @@ def test_real_size_dry_run_reports_groups_frozen_parts_and_checkpoint(tmp_path):
     row = next(line for line in done.stdout.splitlines() if line.startswith("| A |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert "speech" in cells[2] and "head" in cells[2]
-    assert cells[4] == "yes"  # frozen parameters unchanged, trainable ones moved
+    # Frozen parameters unchanged, every trainable one moved (unless layerdrop skipped its layer).
+    assert cells[4].startswith("yes"), cells[4]
     assert float(cells[5]) > 0 and "ESTIMATE" in done.stdout

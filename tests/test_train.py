@@ -17,7 +17,7 @@ from speechbrain.utils.run_opts import RunOptions
 
 from ser.emotions import EMOTIONS
 from ser.experiment import top_level_keys
-from tests.conftest import SYSTEMS, run, train_command
+from tests.conftest import SYSTEMS, THREADS, run, train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +99,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(mini_corpus, tiny_models, t
     extra = ["--debug", "--debug_persistently", "--debug_epochs=4", "--skip_prep=False"]
     command = train_command("a", mini_corpus, tmp_path, tiny_models, *extra)
     save = tmp_path / "system_a" / "1993" / "save"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": THREADS}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     process = subprocess.Popen(command, cwd=ROOT, env=env, **quiet)
     deadline = time.time() + 300
