@@ -44,15 +44,13 @@ timed() {  # label, folder, command...: runs it there, logs to $WORK/<label>.log
 }
 
 # -o: the shared .venv counts as installed (its stamp is older than a fresh checkout's pyproject).
+[ "$WHAT" = demo ] || timed new-test "$ROOT" make -o "$STAMP" test
 if [ "$WHAT" != test ]; then
-    timed old-demo "$WORK/old" make -o "$STAMP" demo
     timed new-demo "$ROOT" .venv/bin/python -m recipes.demo --corpus "$WORK/new-demo/mini_corpus" \
         --results "$WORK/new-demo/results"
+    timed old-demo "$WORK/old" make -o "$STAMP" demo
 fi
-if [ "$WHAT" != demo ]; then
-    timed new-test "$ROOT" make -o "$STAMP" test
-    timed old-test "$WORK/old" make -o "$STAMP" test
-fi
+[ "$WHAT" = demo ] || timed old-test "$WORK/old" make -o "$STAMP" test
 for step in demo test; do
     if [ -n "${SECONDS_OF[old-$step]:-}" ]; then
         echo "make $step: old ${SECONDS_OF[old-$step]} s, new ${SECONDS_OF[new-$step]} s," \

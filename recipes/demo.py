@@ -4,11 +4,14 @@ Stages, each reused when already done (re-running the demo costs little):
 
 1. the mini corpus (``data_prep.mini_corpus``) in ``data/mini_corpus``;
 2. Whisper transcription of every turn with the bundled tiny.en (shared by
-   the text systems, cached per utterance);
+   the text systems, cached per utterance), run beside the speech-only
+   trainings of stage 4;
 3. consensus relabeling (K = 50 %): paper Table 2 for the mini corpus, and how
    many X turns got their true label back;
 4. training of sub-systems A–E with the demo profile (``train.py``), each
-   printing its dev macro-F1 (a finished system is not trained again);
+   printing its dev macro-F1 (a finished system is not trained again); one
+   training per core side by side (``--jobs``), the text systems (which peak
+   early) for :data:`TEXT_SYSTEM_EPOCHS` epochs, once the transcripts exist;
 5. SVM fusion (speaker-disjoint cross-validation on dev), the Table-1 report,
    the confusion matrix and per-class F1 figures, and ``submission.csv``;
 6. Task 2: the attribute systems (``hparams/task2_wavlm.yaml``, speech only,
@@ -38,10 +41,9 @@ from tqdm import tqdm
 from data_prep.consensus import class_count_table, relabel_corpus
 from data_prep.corpora import DEFAULT_SPLITS, open_corpus
 from data_prep.mini_corpus import generate_mini_corpus, is_up_to_date
-from data_prep.transcribe import transcribe_corpus
+from data_prep.transcribe import BUNDLED_MODEL
 from data_prep.transcript_cache import read_transcripts_csv
 from recipes.systems import find_systems
-from ser.asr import DecodeOptions, bundled_tiny_en_path
 from ser.cli import ArgumentParser, exit_with, non_negative_int, positive_int
 from ser.console import chatter_to_log
 from ser.errors import UserInputError
@@ -75,25 +77,28 @@ def ensure_corpus(folder, seed, turns, results):
           f"log: {shown(log)}")
 
 
-def transcribe(corpus, results):
-    start = time.perf_counter()
-    with chatter_to_log(stage_log(results, "2_whisper")) as log:
-        csv, _ = transcribe_corpus(
-            data_folder=corpus,
-            splits=list(DEFAULT_SPLITS.values()),
-            model=bundled_tiny_en_path(),
-            out=results / "whisper",
-            backend="faster-whisper",
-            # The profile's decoding, so the text systems find these transcripts in the cache.
-            options=DecodeOptions(beam_size=int(plain_values(PROFILE.read_text())["whisper_beam_size"])),
-        )
+def transcription_job(corpus, results):
+    """The Whisper stage as a command (``data_prep.transcribe``), its log, and its turn count.
+
+    It runs beside the speech-only trainings (:func:`run_trainings`), which do not need its
+    transcripts; the systems that read them start once it has finished.
+    """
+    beam = int(plain_values(PROFILE.read_text())["whisper_beam_size"])  # the text systems' decoding
+    command = [sys.executable, "-m", "data_prep.transcribe", f"--data_folder={corpus}",
+               "--splits", *DEFAULT_SPLITS.values(), f"--model={BUNDLED_MODEL}",
+               f"--out={results / 'whisper'}", f"--beam_size={beam}", "--no_progress"]
+    return command, stage_log(results, "2_whisper")
+
+
+def report_transcription(corpus, results, seconds, log):
+    """Print the Whisper stage's line: turns, time, word accuracy against the spoken text."""
+    csv = results / "whisper" / "transcripts.csv"
     whisper = read_transcripts_csv(csv)
     truth = _spoken_sentences(corpus, list(whisper))
     accuracy = sum(_word_accuracy(truth[name], whisper[name]) for name in truth) / max(len(truth), 1)
-    print(
-        f"[2/7] Whisper tiny.en: {len(whisper)} turns in {csv} "
-        f"({time.perf_counter() - start:.0f} s); word accuracy vs. the spoken text {accuracy:.1%}; "
-        f"log: {shown(log)}"
+    tqdm.write(
+        f"[2/7] Whisper tiny.en: {len(whisper)} turns in {shown(csv)} ({seconds:.0f} s, beside the "
+        f"speech systems); word accuracy vs. the spoken text {accuracy:.1%}; log: {shown(log)}"
     )
 
 
@@ -142,96 +147,157 @@ def _train_command(corpus, results, yaml, extra_args):
     ]
 
 
+#: Epochs of the systems that read transcripts (D, E, task2_d). Their text branch is a pretrained
+#: MiniLM, so they peak early: in a 20-epoch demo run, D's and E's best dev macro-F1 came at
+#: epoch 4 (0.469, 0.494) and task2_d's mean CCC was 0.657 at epoch 6 (best 0.662, epoch 10),
+#: while the random-init speech systems were still improving at 20 (the profile's epochs).
+TEXT_SYSTEM_EPOCHS = 6
+
+
+def uses_transcripts(yaml):
+    """Whether a system YAML reads Whisper transcripts (it names a ``whisper_model``)."""
+    return re.search(r"^whisper_model:", Path(yaml).read_text(), re.M) is not None
+
+
 def default_jobs():
     """Trainings run side by side: one per core, at most 4 (each ``train.py`` holds ~1.5 GB)."""
     return max(1, min(len(os.sched_getaffinity(0)), 4))
 
 
-class _Training:
-    """One running ``train.py``: its process, folder, log and epoch bar."""
+class _Job:
+    """One running command of the pool: its process, log and progress bar.
 
-    def __init__(self, name, command, folder, log, env, stage, slot):
-        self.name, self.folder, self.log, self.start = name, folder, log, time.perf_counter()
+    ``progress()`` returns ``(done, total)`` (total may be None) for the bar.
+    """
+
+    def __init__(self, name, command, log, env, description, slot, progress, unit):
+        self.name, self.log, self.start, self.slot = name, log, time.perf_counter(), slot
+        self.progress = progress
         log.parent.mkdir(parents=True, exist_ok=True)
         self.stream = open(log, "w")
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.stream, stderr=subprocess.STDOUT,
                                         env=env)
-        self.bar = tqdm(desc=f"{stage} {name}", unit="epoch", leave=False, position=slot)
-        self.slot = slot
+        self.bar = tqdm(desc=description, unit=unit, leave=False, position=slot)
 
-    def show_epochs(self):
-        """Move the bar to the epochs logged in the run's ``train_log.txt``."""
-        if self.bar.total is None and (self.folder / "hyperparams.yaml").is_file():
-            text = (self.folder / "hyperparams.yaml").read_text()
-            epochs = re.search(r"^number_of_epochs: (\d+)", text, re.M)
-            self.bar.total = int(epochs.group(1)) if epochs else None
+    def show_progress(self):
+        done, total = self.progress()
+        if total is not None and self.bar.total is None:
+            self.bar.total = total
             self.bar.refresh()
-        if (self.folder / "train_log.txt").is_file():
-            done = len(re.findall(r"^epoch: ", (self.folder / "train_log.txt").read_text(), re.M))
-            self.bar.update(done - self.bar.n)
+        self.bar.update(done - self.bar.n)
 
     def close(self):
         self.bar.close()
         self.stream.close()
 
 
-def run_trainings(corpus, results, systems, extra_args, stage, jobs, report):
+def _epochs_of(folder):
+    """``(epochs logged, epochs planned)`` of a training run in ``folder``."""
+    planned = None
+    if (folder / "hyperparams.yaml").is_file():
+        epochs = re.search(r"^number_of_epochs: (\d+)", (folder / "hyperparams.yaml").read_text(), re.M)
+        planned = int(epochs.group(1)) if epochs else None
+    done = 0
+    if (folder / "train_log.txt").is_file():
+        done = len(re.findall(r"^epoch: ", (folder / "train_log.txt").read_text(), re.M))
+    return done, planned
+
+
+def _turns_transcribed(cache, total):
+    """``(turns in the transcript cache, total)``: one JSON line per turn in its shard files."""
+    lines = sum(path.read_bytes().count(b"\n") for path in Path(cache).glob("*/shard-*.jsonl"))
+    return min(lines, total), total
+
+
+def run_trainings(corpus, results, systems, extra_args, stage, jobs, report, transcription=None):
     """Train ``systems`` (``{name: yaml}``), ``jobs`` at a time; their folders, in the systems' order.
 
     ``train.py`` resumes, and a finished system only re-scores. Each run's whole output goes to
-    its stage log; the console shows one epoch bar per running system, and ``report(name,
-    metrics, seconds, log)`` is called as each one ends. The demo's tiny models use a second
-    thread poorly, so on a 2-core machine two single-threaded trainings side by side end much
-    sooner than the same trainings one after the other with two threads each (README, "Speed").
-    A failed system stops new starts; the running ones finish (their work is kept), then the
-    failure is raised. Ctrl-C stops them all (each keeps its last checkpoint).
+    its stage log; the console shows one progress bar per running job, and ``report(name,
+    metrics, seconds, log)`` is called as each training ends. The demo's tiny models use a
+    second thread poorly, so on a 2-core machine two single-threaded jobs side by side end much
+    sooner than the same jobs one after the other with two threads each (README, "Speed").
+
+    ``transcription`` — ``(command, log, turns, report)``, the Whisper stage — runs first, in
+    one of the ``jobs`` slots, beside the systems that need no transcripts; the systems that read
+    them (:func:`uses_transcripts`) start once it has succeeded. A failed job stops new starts;
+    the running ones finish (their work is kept), then the failure is raised. Ctrl-C stops them
+    all (each training keeps its last checkpoint, the transcription its cache).
     """
+    order = list(systems)
+    # Text systems first: they are the longest, so the last one to start is a short one.
+    waiting = sorted(systems.items(), key=lambda item: not uses_transcripts(item[1]))
     threads = max(1, len(os.sched_getaffinity(0)) // jobs)
     # A thread count the user set wins (e.g. a test that shares the machine).
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads))}
-    waiting, running, failed = list(systems.items()), [], []
     folders = {name: results / name / str(SEED) for name in systems}
+    running, failed, whisper = [], [], None
+    transcripts_ready = transcription is None
+
+    def free_slot():
+        return min(set(range(jobs)) - {job.slot for job in running})
+
     try:
+        if transcription is not None:
+            command, log, turns, _ = transcription
+            whisper = _Job("whisper", command, log, env, "[2/7] Whisper tiny.en", free_slot(),
+                           lambda: _turns_transcribed(results / "whisper" / "cache", turns), "turn")
+            running.append(whisper)
         while waiting or running:
-            while waiting and len(running) < jobs and not failed:
-                name, yaml = waiting.pop(0)
-                slot = min(set(range(jobs)) - {run.slot for run in running})
-                log = stage_log(results, f"{stage[1]}_{name}")
-                running.append(_Training(name, _train_command(corpus, results, yaml, extra_args),
-                                         folders[name], log, env, stage, slot))
+            startable = [item for item in waiting if transcripts_ready or not uses_transcripts(item[1])]
+            while startable and len(running) < jobs and not failed:
+                name, yaml = startable.pop(0)
+                waiting.remove((name, yaml))
+                epochs = ([f"--number_of_epochs={TEXT_SYSTEM_EPOCHS}"]
+                          if uses_transcripts(yaml) and not any("number_of_epochs" in a for a in extra_args)
+                          else [])
+                command = _train_command(corpus, results, yaml, [*epochs, *extra_args])
+                running.append(_Job(name, command, stage_log(results, f"{stage[1]}_{name}"), env,
+                                    f"{stage} {name}", free_slot(),
+                                    lambda folder=folders[name]: _epochs_of(folder), "epoch"))
             if failed and not running:
                 break
+            if not running and waiting:  # only text systems left, and no transcripts
+                failed.append("the systems that read transcripts cannot start: no transcription")
+                break
             time.sleep(0.5)
-            for run in list(running):
-                run.show_epochs()
-                if run.process.poll() is None:
+            for job in list(running):
+                job.show_progress()
+                if job.process.poll() is None:
                     continue
-                run.close()
-                running.remove(run)
-                if run.process.returncode != 0:
-                    failed.append(f"{run.name}: {_last_error_line(run.log)} (full log: {run.log})")
-                    continue
-                metrics = json.loads((run.folder / "metrics.json").read_text())
-                report(run.name, metrics, time.perf_counter() - run.start, run.log)
+                job.close()
+                running.remove(job)
+                seconds = time.perf_counter() - job.start
+                if job.process.returncode != 0:
+                    failed.append(f"{job.name}: {_last_error_line(job.log)} (full log: {job.log})")
+                elif job is whisper:
+                    transcripts_ready = True
+                    transcription[3](seconds, job.log)
+                else:
+                    metrics = json.loads((folders[job.name] / "metrics.json").read_text())
+                    report(job.name, metrics, seconds, job.log)
     finally:
-        for run in running:  # only on Ctrl-C or an error of this loop
-            run.process.terminate()
-            run.process.wait()
-            run.close()
+        for job in running:  # only on Ctrl-C or an error of this loop
+            job.process.terminate()
+            job.process.wait()
+            job.close()
     if failed:
         raise StageFailed("; ".join(failed))
-    return [folders[name] for name in systems]
+    return [folders[name] for name in order]
 
 
-def train_systems(corpus, results, systems, extra_args=(), jobs=1):
-    """Train the Task 1 systems (``{name: yaml}``), printing each one's dev macro-F1; their folders."""
+def train_systems(corpus, results, systems, extra_args=(), jobs=1, transcription=None):
+    """Train the Task 1 systems (``{name: yaml}``), printing each one's dev macro-F1; their folders.
+
+    ``transcription``: the Whisper stage, run beside them (see :func:`run_trainings`).
+    """
 
     def report(name, metrics, seconds, log):
         tqdm.write(f"[4/7] system {name.removeprefix('system_').upper()}: dev macro-F1 "
                    f"{metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f} ({seconds:.0f} s); "
                    f"log: {shown(log)}")
 
-    return run_trainings(corpus, results, systems, extra_args, "[4/7]", jobs, report)
+    return run_trainings(corpus, results, systems, extra_args, "[4/7]", jobs, report, transcription)
 
 
 def task2(corpus, results, systems, extra_args=(), jobs=1):
@@ -354,10 +420,13 @@ def main(argv=None):
 
         turns = DEFAULT_TURNS
     ensure_corpus(args.corpus, args.seed, turns, args.results)
-    transcribe(args.corpus, args.results)
     relabeling_summary(args.corpus, args.results)
+    command, log = transcription_job(args.corpus, args.results)
+    transcription = (command, log, turns,
+                     lambda seconds, log: report_transcription(args.corpus, args.results, seconds, log))
     extra = [f"--number_of_epochs={args.epochs}"] if args.epochs else []
-    folders = train_systems(args.corpus, args.results, systems, extra, args.jobs)
+    # Whisper runs beside the speech-only systems; the text systems start once it is done.
+    folders = train_systems(args.corpus, args.results, systems, extra, args.jobs, transcription)
     if len(folders) > 1:
         fuse(folders, args.results)
     attribute_folders = []
