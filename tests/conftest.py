@@ -1,6 +1,7 @@
 """Shared fixtures: one small mini corpus per test session."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,10 +25,19 @@ SYSTEMS = tuple(name.removeprefix("system_") for name in find_systems("classes")
 PROFILE = ROOT / "hparams" / "profiles" / "demo.yaml"
 
 
+def _ignore_in_this_process(signum, frame):
+    """A SIGINT handler that does nothing (see :func:`pytest_sessionstart`)."""
+
+
 def pytest_sessionstart(session):
     import torch
 
     torch.set_num_threads(int(THREADS))  # in case a plugin imported torch before this file ran
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # pytest-xdist workers ignore SIGINT, and an ignored signal stays ignored in the commands
+        # a test runs, so their Ctrl-C handling could not be tested. A handler that does nothing
+        # keeps the worker deaf to Ctrl-C, and is reset to the default in every command started.
+        signal.signal(signal.SIGINT, _ignore_in_this_process)
 
 
 def pytest_addoption(parser):
