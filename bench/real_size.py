@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from bench.padding import yaml_scalars  # noqa: E402
 from bench.train_step import WAVLM_LARGE_CONFIG, build_wavlm_large  # noqa: E402
 from ser.emotions import EMOTIONS  # noqa: E402
-from ser.experiment import merge_overrides  # noqa: E402
+from ser.experiment import merge_overrides, plain_values  # noqa: E402
 
 SAMPLE_RATE = 16000
 PROFILE = ROOT / "hparams" / "profiles" / "demo.yaml"
@@ -149,6 +149,12 @@ def load_system(system, work, models, args):
     overrides = {"results_folder": str(work / "results"), "data_folder": str(work),
                  "tiny_models_folder": str(work / "tiny_models"), "batch_size": args.batch_size,
                  "max_duration": float(args.seconds), "num_workers": 0, "number_of_epochs": 1}
+    # The YAML's own training choices, not the demo profile's (which trains the random-init
+    # tiny encoders' CNN and turns their layerdrop off).
+    own = plain_values(text)
+    for key in ("freeze_feature_extractor", "layerdrop"):
+        if key in own:
+            overrides[key] = own[key]
     # The YAML's own text length, not the demo profile's.
     if "\ntext_max_length:" in text:
         overrides["text_max_length"] = int(yaml_scalars(yaml_path, ["text_max_length"])["text_max_length"])
