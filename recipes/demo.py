@@ -167,7 +167,8 @@ def default_jobs():
 class _Job:
     """One running command of the pool: its process, log and progress bar.
 
-    ``progress()`` returns ``(done, total)`` (total may be None) for the bar.
+    ``progress(known_total)`` returns ``(done, total)`` for the bar (total may be None, and need
+    not be looked up again once ``known_total``).
     """
 
     def __init__(self, name, command, log, env, description, slot, progress, unit):
@@ -180,7 +181,7 @@ class _Job:
         self.bar = tqdm(desc=description, unit=unit, leave=False, position=slot)
 
     def show_progress(self):
-        done, total = self.progress()
+        done, total = self.progress(known_total=self.bar.total is not None)
         if total is not None and self.bar.total is None:
             self.bar.total = total
             self.bar.refresh()
@@ -191,10 +192,10 @@ class _Job:
         self.stream.close()
 
 
-def _epochs_of(folder):
-    """``(epochs logged, epochs planned)`` of a training run in ``folder``."""
+def _epochs_of(folder, known_total=False):
+    """``(epochs logged, epochs planned)`` of a training run in ``folder`` (planned: None if known)."""
     planned = None
-    if (folder / "hyperparams.yaml").is_file():
+    if not known_total and (folder / "hyperparams.yaml").is_file():
         epochs = re.search(r"^number_of_epochs: (\d+)", (folder / "hyperparams.yaml").read_text(), re.M)
         planned = int(epochs.group(1)) if epochs else None
     done = 0
@@ -225,8 +226,9 @@ def run_trainings(corpus, results, systems, extra_args, stage, jobs, report, tra
     all (each training keeps its last checkpoint, the transcription its cache).
     """
     order = list(systems)
+    reads_text = {name: uses_transcripts(yaml) for name, yaml in systems.items()}  # read once
     # Text systems first: they are the longest, so the last one to start is a short one.
-    waiting = sorted(systems.items(), key=lambda item: not uses_transcripts(item[1]))
+    waiting = sorted(systems.items(), key=lambda item: not reads_text[item[0]])
     threads = max(1, len(os.sched_getaffinity(0)) // jobs)
     # A thread count the user set wins (e.g. a test that shares the machine).
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads))}
@@ -241,20 +243,22 @@ def run_trainings(corpus, results, systems, extra_args, stage, jobs, report, tra
         if transcription is not None:
             command, log, turns, _ = transcription
             whisper = _Job("whisper", command, log, env, "[2/7] Whisper tiny.en", free_slot(),
-                           lambda: _turns_transcribed(results / "whisper" / "cache", turns), "turn")
+                           lambda known_total: _turns_transcribed(results / "whisper" / "cache", turns),
+                           "turn")
             running.append(whisper)
         while waiting or running:
-            startable = [item for item in waiting if transcripts_ready or not uses_transcripts(item[1])]
+            startable = [item for item in waiting if transcripts_ready or not reads_text[item[0]]]
             while startable and len(running) < jobs and not failed:
                 name, yaml = startable.pop(0)
                 waiting.remove((name, yaml))
                 epochs = ([f"--number_of_epochs={TEXT_SYSTEM_EPOCHS}"]
-                          if uses_transcripts(yaml) and not any("number_of_epochs" in a for a in extra_args)
+                          if reads_text[name] and not any("number_of_epochs" in a for a in extra_args)
                           else [])
                 command = _train_command(corpus, results, yaml, [*epochs, *extra_args])
                 running.append(_Job(name, command, stage_log(results, f"{stage[1]}_{name}"), env,
                                     f"{stage} {name}", free_slot(),
-                                    lambda folder=folders[name]: _epochs_of(folder), "epoch"))
+                                    lambda known_total, folder=folders[name]: _epochs_of(folder, known_total),
+                                    "epoch"))
             if failed and not running:
                 break
             if not running and waiting:  # only text systems left, and no transcripts
