@@ -120,10 +120,16 @@ def browser():
 
 
 def _upload_and_classify(page, url, path):
-    page.goto(url, timeout=120_000)
-    page.wait_for_selector("#classify", timeout=120_000)
+    # "networkidle": the page's component scripts have all arrived, so the file input's handler
+    # is there when the file is set (CI's loaded 2-core machine once showed no upload in 60 s).
+    page.goto(url, timeout=180_000, wait_until="networkidle")
+    page.wait_for_selector("#classify", timeout=180_000)
     page.set_input_files("#upload input[type=file]", str(path))
-    page.wait_for_selector(f"#upload :text('{Path(path).name}')", timeout=60_000)
+    try:
+        page.wait_for_selector(f"#upload :text('{Path(path).name}')", timeout=180_000)
+    except Exception as error:  # say what the page showed instead, for the CI log
+        raise AssertionError(f"{Path(path).name} not shown as uploaded: {error}\n"
+                             f"#upload: {page.inner_html('#upload')[:2000]}") from None
     page.click("#classify")
     # The answer, once Gradio's progress tracker ("processing | 1.2s") has left the box.
     page.wait_for_function("(t => /probability|Error/.test(t) && !/processing/.test(t))"
