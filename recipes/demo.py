@@ -8,16 +8,17 @@ Stages, each reused when already done (re-running the demo costs little):
    trainings of stage 4;
 3. consensus relabeling (K = 50 %): paper Table 2 for the mini corpus, and how
    many X turns got their true label back;
-4. training of sub-systems A–E with the demo profile (``train.py``), each
-   printing its dev macro-F1 (a finished system is not trained again); one
-   training per core side by side (``--jobs``), the text systems (which peak
-   early) for :data:`TEXT_SYSTEM_EPOCHS` epochs, once the transcripts exist;
+4. training of sub-systems A–E (Task 1) and of the attribute systems
+   (``hparams/task2_wavlm.yaml``, speech only, and ``hparams/task2_d.yaml``,
+   speech + text; Task 2) with the demo profile (``train.py``), each printing
+   its dev macro-F1 or CCC (a finished system is not trained again): one pool,
+   one training per core side by side (``--jobs``), the text systems (which
+   peak early) for :data:`TEXT_SYSTEM_EPOCHS` epochs, once the transcripts
+   exist;
 5. SVM fusion (speaker-disjoint cross-validation on dev), the Table-1 report,
    the confusion matrix and per-class F1 figures, and ``submission.csv``;
-6. Task 2: the attribute systems (``hparams/task2_wavlm.yaml``, speech only,
-   and ``hparams/task2_d.yaml``, speech + text), each printing its dev CCC,
-   their fusion (a ridge regressor, speaker-disjoint cross-validation) and the
-   CCC table;
+6. Task 2 fusion (a ridge regressor, speaker-disjoint cross-validation) and
+   the CCC table;
 7. ``ser.predict`` on a few Test3 files with all the systems and the fusion
    (class and attributes).
 
@@ -30,7 +31,6 @@ training output) go to ``<results>/logs/<stage>.log``, named on the stage's line
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,6 +43,7 @@ from data_prep.corpora import DEFAULT_SPLITS, open_corpus
 from data_prep.mini_corpus import generate_mini_corpus, is_up_to_date
 from data_prep.transcribe import BUNDLED_MODEL
 from data_prep.transcript_cache import read_transcripts_csv
+from recipes.job_pool import Job, JobFailed, run_jobs
 from recipes.systems import find_systems
 from ser.cli import ArgumentParser, exit_with, non_negative_int, positive_int
 from ser.console import chatter_to_log
@@ -151,7 +152,7 @@ def _train_command(corpus, results, yaml, extra_args):
 #: MiniLM, so they peak early: in a 20-epoch demo run, D's and E's best dev macro-F1 came at
 #: epoch 4 (0.469, 0.494) and task2_d's mean CCC was 0.657 at epoch 6 (best 0.662, epoch 10),
 #: while the random-init speech systems were still improving at 20 (the profile's epochs).
-TEXT_SYSTEM_EPOCHS = 6
+TEXT_SYSTEM_EPOCHS = 4
 
 
 def uses_transcripts(yaml):
@@ -159,37 +160,14 @@ def uses_transcripts(yaml):
     return re.search(r"^whisper_model:", Path(yaml).read_text(), re.M) is not None
 
 
+def encoder_count(yaml):
+    """How many pretrained encoders a system YAML loads (its top-level ``*_hub`` keys)."""
+    return len(re.findall(r"^\w+_hub:", Path(yaml).read_text(), re.M))
+
+
 def default_jobs():
     """Trainings run side by side: one per core, at most 4 (each ``train.py`` holds ~1.5 GB)."""
     return max(1, min(len(os.sched_getaffinity(0)), 4))
-
-
-class _Job:
-    """One running command of the pool: its process, log and progress bar.
-
-    ``progress(known_total)`` returns ``(done, total)`` for the bar (total may be None, and need
-    not be looked up again once ``known_total``).
-    """
-
-    def __init__(self, name, command, log, env, description, slot, progress, unit):
-        self.name, self.log, self.start, self.slot = name, log, time.perf_counter(), slot
-        self.progress = progress
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self.stream = open(log, "w")
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.stream, stderr=subprocess.STDOUT,
-                                        env=env)
-        self.bar = tqdm(desc=description, unit=unit, leave=False, position=slot)
-
-    def show_progress(self):
-        done, total = self.progress(known_total=self.bar.total is not None)
-        if total is not None and self.bar.total is None:
-            self.bar.total = total
-            self.bar.refresh()
-        self.bar.update(done - self.bar.n)
-
-    def close(self):
-        self.bar.close()
-        self.stream.close()
 
 
 def _epochs_of(folder, known_total=False):
@@ -210,111 +188,76 @@ def _turns_transcribed(cache, total):
     return min(lines, total), total
 
 
-def run_trainings(corpus, results, systems, extra_args, stage, jobs, report, transcription=None):
-    """Train ``systems`` (``{name: yaml}``), ``jobs`` at a time; their folders, in the systems' order.
+def _report_classes(name, metrics, seconds, log):
+    tqdm.write(f"[4/7] system {name.removeprefix('system_').upper()}: dev macro-F1 "
+               f"{metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f} ({seconds:.0f} s); "
+               f"log: {shown(log)}")
+
+
+def _report_attributes(name, metrics, seconds, log):
+    cccs = ", ".join(f"{a} {v:.3f}" for a, v in metrics["ccc"].items())
+    tqdm.write(f"[4/7] {name}: dev CCC {cccs}; mean {metrics['mean_ccc']:.3f} ({seconds:.0f} s); "
+               f"log: {shown(log)}")
+
+
+def train_systems(corpus, results, systems, attribute_systems=None, extra_args=(), jobs=1,
+                  transcription=None):
+    """Train the Task 1 and Task 2 systems (``{name: yaml}`` each) in one pool; their folders.
 
     ``train.py`` resumes, and a finished system only re-scores. Each run's whole output goes to
-    its stage log; the console shows one progress bar per running job, and ``report(name,
-    metrics, seconds, log)`` is called as each training ends. The demo's tiny models use a
-    second thread poorly, so on a 2-core machine two single-threaded jobs side by side end much
-    sooner than the same jobs one after the other with two threads each (README, "Speed").
+    its stage log; the console shows one progress bar per running job and one result line per
+    finished system (dev macro-F1, or dev CCC). The demo's tiny models use a second thread
+    poorly, so on a 2-core machine two single-threaded jobs side by side end much sooner than
+    the same jobs one after the other with two threads each (README, "Speed").
 
     ``transcription`` — ``(command, log, turns, report)``, the Whisper stage — runs first, in
     one of the ``jobs`` slots, beside the systems that need no transcripts; the systems that read
-    them (:func:`uses_transcripts`) start once it has succeeded. A failed job stops new starts;
-    the running ones finish (their work is kept), then the failure is raised. Ctrl-C stops them
-    all (each training keeps its last checkpoint, the transcription its cache).
+    them (:func:`uses_transcripts`) start once it has succeeded, for :data:`TEXT_SYSTEM_EPOCHS`
+    epochs. Which system starts when a slot frees: a text system when it can (they are the
+    longest), else the one with the most encoders (C), Task 2 before Task 1 (Task 2 also trains
+    on the X turns, so its epochs are longer); the short speech systems come last, so no long
+    one runs alone at the end. Returns ``(task 1 folders, task 2 folders)``, each in its
+    systems' order. Failures and Ctrl-C: :func:`recipes.job_pool.run_jobs`.
     """
-    order = list(systems)
-    reads_text = {name: uses_transcripts(yaml) for name, yaml in systems.items()}  # read once
-    # Text systems first: they are the longest, so the last one to start is a short one.
-    waiting = sorted(systems.items(), key=lambda item: not reads_text[item[0]])
+    attribute_systems = attribute_systems or {}
     threads = max(1, len(os.sched_getaffinity(0)) // jobs)
     # A thread count the user set wins (e.g. a test that shares the machine).
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads))}
-    folders = {name: results / name / str(SEED) for name in systems}
-    running, failed, whisper = [], [], None
-    transcripts_ready = transcription is None
+    epochs_given = any("number_of_epochs" in argument for argument in extra_args)
+    pool = []
+    if transcription is not None:
+        command, log, turns, report_transcription_ = transcription
+        pool.append(Job("whisper", command, log, "[2/7] Whisper tiny.en",
+                        lambda known_total: _turns_transcribed(results / "whisper" / "cache", turns),
+                        "turn", lambda seconds: report_transcription_(seconds, log), priority=(2,)))
+    folders = {}
+    for kind, chosen, report in (("attributes", attribute_systems, _report_attributes),
+                                 ("classes", systems, _report_classes)):
+        for name, yaml in chosen.items():
+            folder = folders[name] = results / name / str(SEED)
+            reads_text = uses_transcripts(yaml)
+            epochs = [f"--number_of_epochs={TEXT_SYSTEM_EPOCHS}"] if reads_text and not epochs_given else []
+            log = stage_log(results, f"4_{name}")
 
-    def free_slot():
-        return min(set(range(jobs)) - {job.slot for job in running})
+            def on_success(seconds, name=name, folder=folder, log=log, report=report):
+                report(name, json.loads((folder / "metrics.json").read_text()), seconds, log)
 
+            def progress(known_total, folder=folder):
+                return _epochs_of(folder, known_total)
+
+            pool.append(Job(name, _train_command(corpus, results, yaml, [*epochs, *extra_args]), log,
+                            f"[4/7] {name}", progress, "epoch", on_success,
+                            needs=("whisper",) if reads_text and transcription is not None else (),
+                            priority=(int(reads_text), encoder_count(yaml), int(kind == "attributes"))))
     try:
-        if transcription is not None:
-            command, log, turns, _ = transcription
-            whisper = _Job("whisper", command, log, env, "[2/7] Whisper tiny.en", free_slot(),
-                           lambda known_total: _turns_transcribed(results / "whisper" / "cache", turns),
-                           "turn")
-            running.append(whisper)
-        while waiting or running:
-            startable = [item for item in waiting if transcripts_ready or not reads_text[item[0]]]
-            while startable and len(running) < jobs and not failed:
-                name, yaml = startable.pop(0)
-                waiting.remove((name, yaml))
-                epochs = ([f"--number_of_epochs={TEXT_SYSTEM_EPOCHS}"]
-                          if reads_text[name] and not any("number_of_epochs" in a for a in extra_args)
-                          else [])
-                command = _train_command(corpus, results, yaml, [*epochs, *extra_args])
-                running.append(_Job(name, command, stage_log(results, f"{stage[1]}_{name}"), env,
-                                    f"{stage} {name}", free_slot(),
-                                    lambda known_total, folder=folders[name]: _epochs_of(folder, known_total),
-                                    "epoch"))
-            if failed and not running:
-                break
-            if not running and waiting:  # only text systems left, and no transcripts
-                failed.append("the systems that read transcripts cannot start: no transcription")
-                break
-            time.sleep(0.5)
-            for job in list(running):
-                job.show_progress()
-                if job.process.poll() is None:
-                    continue
-                job.close()
-                running.remove(job)
-                seconds = time.perf_counter() - job.start
-                if job.process.returncode != 0:
-                    failed.append(f"{job.name}: {_last_error_line(job.log)} (full log: {job.log})")
-                elif job is whisper:
-                    transcripts_ready = True
-                    transcription[3](seconds, job.log)
-                else:
-                    metrics = json.loads((folders[job.name] / "metrics.json").read_text())
-                    report(job.name, metrics, seconds, job.log)
-    finally:
-        for job in running:  # only on Ctrl-C or an error of this loop
-            job.process.terminate()
-            job.process.wait()
-            job.close()
-    if failed:
-        raise StageFailed("; ".join(failed))
-    return [folders[name] for name in order]
+        run_jobs(pool, jobs, env)
+    except JobFailed as error:
+        raise StageFailed(str(error)) from None
+    return [folders[name] for name in systems], [folders[name] for name in attribute_systems]
 
 
-def train_systems(corpus, results, systems, extra_args=(), jobs=1, transcription=None):
-    """Train the Task 1 systems (``{name: yaml}``), printing each one's dev macro-F1; their folders.
-
-    ``transcription``: the Whisper stage, run beside them (see :func:`run_trainings`).
-    """
-
-    def report(name, metrics, seconds, log):
-        tqdm.write(f"[4/7] system {name.removeprefix('system_').upper()}: dev macro-F1 "
-                   f"{metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f} ({seconds:.0f} s); "
-                   f"log: {shown(log)}")
-
-    return run_trainings(corpus, results, systems, extra_args, "[4/7]", jobs, report, transcription)
-
-
-def task2(corpus, results, systems, extra_args=(), jobs=1):
-    """Train the attribute systems (``{name: yaml}``), fuse them, print the CCC table; their folders."""
-    all_metrics = {}
-
-    def report(name, metrics, seconds, log):
-        all_metrics[name] = metrics
-        cccs = ", ".join(f"{a} {v:.3f}" for a, v in metrics["ccc"].items())
-        tqdm.write(f"[6/7] {name}: dev CCC {cccs}; mean {metrics['mean_ccc']:.3f} ({seconds:.0f} s); "
-                   f"log: {shown(log)}")
-
-    folders = run_trainings(corpus, results, systems, extra_args, "[6/7]", jobs, report)
+def fuse_attributes(folders, results):
+    """Fuse the attribute systems (or show the one's CCC) and print the Task 2 CCC table."""
     if len(folders) > 1:
         from fusion.attributes import fuse_attribute_systems, render_attribute_report
 
@@ -327,18 +270,13 @@ def task2(corpus, results, systems, extra_args=(), jobs=1):
     else:
         from ser.metrics import format_ccc_table
 
-        print(format_ccc_table(all_metrics))
-    return folders
+        metrics = {folder.parent.name: json.loads((folder / "metrics.json").read_text())
+                   for folder in folders}
+        print(format_ccc_table(metrics))
 
 
 class StageFailed(UserInputError):
     """A stage the demo runs as a command failed; its own one-line error is quoted."""
-
-
-def _last_error_line(log):
-    lines = [line for line in Path(log).read_text(errors="replace").splitlines() if line.strip()]
-    errors = [line for line in lines if ": error: " in line]
-    return (errors or lines or ["no output"])[-1].strip()
 
 
 def fuse(folders, results):
@@ -429,13 +367,14 @@ def main(argv=None):
     transcription = (command, log, turns,
                      lambda seconds, log: report_transcription(args.corpus, args.results, seconds, log))
     extra = [f"--number_of_epochs={args.epochs}"] if args.epochs else []
-    # Whisper runs beside the speech-only systems; the text systems start once it is done.
-    folders = train_systems(args.corpus, args.results, systems, extra, args.jobs, transcription)
+    # One pool: Whisper beside the speech-only systems (Task 1 and 2); the text systems start
+    # once it is done.
+    folders, attribute_folders = train_systems(args.corpus, args.results, systems, attribute_systems,
+                                               extra, args.jobs, transcription)
     if len(folders) > 1:
         fuse(folders, args.results)
-    attribute_folders = []
-    if attribute_systems:
-        attribute_folders = task2(args.corpus, args.results, attribute_systems, extra, args.jobs)
+    if attribute_folders:
+        fuse_attributes(attribute_folders, args.results)
     if len(folders) > 1:
         predict_examples(args.corpus, folders + attribute_folders, args.results)
     print(f"\nDemo done in {time.perf_counter() - start:.0f} s; outputs in {args.results}")

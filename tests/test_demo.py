@@ -20,7 +20,7 @@ def test_demo_runs_end_to_end_and_reuses_its_work(tmp_path):
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
                           env={**os.environ, **env})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    stages = ("[1/7]", "[2/7]", "[3/7]", "[4/7] system E", "[5/7]", "[6/7] task2_d", "[6/7] Task 2 fusion",
+    stages = ("[1/7]", "[2/7]", "[3/7]", "[4/7] system E", "[4/7] task2_d", "[5/7]", "[6/7] Task 2 fusion",
               "[7/7]")
     for stage in stages:
         assert stage in done.stdout, stage
