@@ -125,8 +125,12 @@ def _upload_and_classify(page, url, path):
     page.goto(url, timeout=180_000, wait_until="networkidle")
     page.wait_for_selector("#classify", timeout=180_000)
     page.set_input_files("#upload input[type=file]", str(path))
+    # Uploaded: the file's row has its download link (its text reads "Uploading..." until the
+    # server has the file). The row's visible name is two spans ("long", ".wav"), so it is found
+    # by its aria-label, not by text.
     try:
-        page.wait_for_selector(f"#upload :text('{Path(path).name}')", timeout=180_000)
+        page.wait_for_selector(f"#upload td.filename[aria-label='{Path(path).name}'] ~ td.download a",
+                               timeout=180_000)
     except Exception as error:  # say what the page showed instead, for the CI log
         raise AssertionError(f"{Path(path).name} not shown as uploaded: {error}\n"
                              f"#upload: {page.inner_html('#upload')[:2000]}") from None
