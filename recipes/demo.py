@@ -151,7 +151,9 @@ def _train_command(corpus, results, yaml, extra_args):
 #: Epochs of the systems that read transcripts (D, E, task2_d). Their text branch is a pretrained
 #: MiniLM, so they peak early: in a 20-epoch demo run, D's and E's best dev macro-F1 came at
 #: epoch 4 (0.469, 0.494) and task2_d's mean CCC was 0.657 at epoch 6 (best 0.662, epoch 10),
-#: while the random-init speech systems were still improving at 20 (the profile's epochs).
+#: while the random-init speech systems were still improving at 20 (the profile's epochs). With
+#: 4 epochs (bench/speedup.sh run of 2026-12-01): D 0.469, E 0.444, task2_d 0.670 (6 epochs: 0.472,
+#: 0.474, 0.669).
 TEXT_SYSTEM_EPOCHS = 4
 
 
