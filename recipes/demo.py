@@ -43,11 +43,10 @@ from data_prep.corpora import DEFAULT_SPLITS, open_corpus
 from data_prep.mini_corpus import generate_mini_corpus, is_up_to_date
 from data_prep.transcribe import BUNDLED_MODEL
 from data_prep.transcript_cache import read_transcripts_csv
-from recipes.job_pool import Job, JobFailed, run_jobs
+from recipes.job_pool import Job, run_jobs
 from recipes.systems import find_systems
 from ser.cli import ArgumentParser, exit_with, non_negative_int, positive_int
 from ser.console import chatter_to_log
-from ser.errors import UserInputError
 from ser.experiment import plain_values
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,10 +227,10 @@ def train_systems(corpus, results, systems, attribute_systems=None, extra_args=(
     epochs_given = any("number_of_epochs" in argument for argument in extra_args)
     pool = []
     if transcription is not None:
-        command, log, turns, report_transcription_ = transcription
-        pool.append(Job("whisper", command, log, "[2/7] Whisper tiny.en",
+        command, whisper_log, turns, report_transcription_ = transcription
+        pool.append(Job("whisper", command, whisper_log, "[2/7] Whisper tiny.en",
                         lambda known_total: _turns_transcribed(results / "whisper" / "cache", turns),
-                        "turn", lambda seconds: report_transcription_(seconds, log), priority=(2,)))
+                        "turn", lambda seconds: report_transcription_(seconds, whisper_log), priority=(2,)))
     folders = {}
     for kind, chosen, report in (("attributes", attribute_systems, _report_attributes),
                                  ("classes", systems, _report_classes)):
@@ -251,10 +250,7 @@ def train_systems(corpus, results, systems, attribute_systems=None, extra_args=(
                             f"[4/7] {name}", progress, "epoch", on_success,
                             needs=("whisper",) if reads_text and transcription is not None else (),
                             priority=(int(reads_text), encoder_count(yaml), int(kind == "attributes"))))
-    try:
-        run_jobs(pool, jobs, env)
-    except JobFailed as error:
-        raise StageFailed(str(error)) from None
+    run_jobs(pool, jobs, env)  # a failure: JobFailed, a UserInputError (one line, no traceback)
     return [folders[name] for name in systems], [folders[name] for name in attribute_systems]
 
 
@@ -275,10 +271,6 @@ def fuse_attributes(folders, results):
         metrics = {folder.parent.name: json.loads((folder / "metrics.json").read_text())
                    for folder in folders}
         print(format_ccc_table(metrics))
-
-
-class StageFailed(UserInputError):
-    """A stage the demo runs as a command failed; its own one-line error is quoted."""
 
 
 def fuse(folders, results):
