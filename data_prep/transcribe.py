@@ -26,6 +26,7 @@ the first N turns of the sorted list (smoke runs). The last stdout line is a
 summary: new turns, cached turns, skipped turns, turns/s and real-time factor.
 """
 
+import argparse
 import json
 import logging
 import os
@@ -40,13 +41,15 @@ from data_prep.transcript_cache import TranscriptCache, read_transcripts_csv, wr
 from ser.asr import (
     BACKENDS,
     SAMPLE_RATE,
+    WINDOW_SECONDS,
     DecodeOptions,
     bundled_tiny_en_path,
+    check_backend_options,
     load_backend,
 )
 from ser.atomic_io import atomic_write
 from ser.audio import MIN_SAMPLES, AudioError, load_waveform
-from ser.cli import ArgumentParser, check_device, exit_with, positive_int
+from ser.cli import ArgumentParser, check_device, exit_with, positive_float, positive_int
 from ser.derived import derivation, is_current, mark_current, mark_stale
 from ser.errors import UserInputError
 from ser.skipped import SKIPPED_CSV, write_skipped_csv
@@ -299,6 +302,20 @@ def merge_cache(cache, split_of, out):
     return 0
 
 
+def window_seconds(text):
+    """``--window_seconds``: a number of seconds in (0, 30].
+
+    Example
+    -------
+    >>> window_seconds("10")
+    10.0
+    """
+    value = positive_float(text)
+    if value > WINDOW_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most Whisper's {WINDOW_SECONDS:g} s, got {text}")
+    return value
+
+
 def build_parser():
     """Command-line options of ``python -m data_prep.transcribe``."""
     parser = ArgumentParser(prog="data_prep.transcribe", description=__doc__.split("\n\n")[0])
@@ -314,6 +331,9 @@ def build_parser():
                         help="turns per model call (1: per file)")
     parser.add_argument("--beam_size", type=positive_int, default=5)
     parser.add_argument("--language", default="en")
+    parser.add_argument("--window_seconds", type=window_seconds, default=WINDOW_SECONDS,
+                        help="encoder window of a turn that fits in it (faster-whisper; default "
+                             "Whisper's 30 s; shorter is faster on CPU, transcripts differ)")
     parser.add_argument("--max_new_tokens", type=positive_int, default=None)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--compute_type", default=None, help="CTranslate2 type (int8 on CPU by default)")
@@ -410,7 +430,11 @@ def main(argv=None):
     check_device(args.device)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     options = DecodeOptions(language=args.language, beam_size=args.beam_size,
-                            max_new_tokens=args.max_new_tokens)
+                            max_new_tokens=args.max_new_tokens, window_seconds=args.window_seconds)
+    try:
+        check_backend_options(args.backend, options)
+    except ValueError as error:
+        raise UserInputError(f"--backend {args.backend}: {error}") from None
     csv, run = transcribe_corpus(
         args.data_folder, args.splits, args.model, args.out, backend=args.backend, shard=args.shard,
         batch_size=args.batch_size, options=options, device=args.device,

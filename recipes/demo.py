@@ -83,10 +83,11 @@ def transcription_job(corpus, results):
     It runs beside the speech-only trainings (:func:`run_trainings`), which do not need its
     transcripts; the systems that read them start once it has finished.
     """
-    beam = int(plain_values(PROFILE.read_text())["whisper_beam_size"])  # the text systems' decoding
+    profile = plain_values(PROFILE.read_text())  # the text systems' decoding
     command = [sys.executable, "-m", "data_prep.transcribe", f"--data_folder={corpus}",
                "--splits", *DEFAULT_SPLITS.values(), f"--model={BUNDLED_MODEL}",
-               f"--out={results / 'whisper'}", f"--beam_size={beam}", "--no_progress"]
+               f"--out={results / 'whisper'}", f"--beam_size={int(profile['whisper_beam_size'])}",
+               f"--window_seconds={float(profile['whisper_window_seconds'])}", "--no_progress"]
     return command, stage_log(results, "2_whisper")
 
 

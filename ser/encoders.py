@@ -13,7 +13,7 @@ or wav2vec 2.0 through ``AutoModel``) with these changes:
   state is returned: transformers 5 then drops the skipped layers' entries from
   ``hidden_states``, so the layer count would change from batch to batch;
 * a frozen CNN feature extractor (paper §6.4; every system of the authors' recipe) builds no
-  autograd graph at all;
+  autograd graph at all; a trained one runs on contiguous tensors (:mod:`ser.cnn_layout`);
 * ``source`` (Hub id or folder) is resolved first, with a clear error when offline.
 
 Frames come every 20 ms; ``round(wav_lens[b] * frames)`` counts the valid frames of turn ``b``
@@ -29,6 +29,7 @@ import torch
 from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2
 from torch import nn
 
+from ser.cnn_layout import contiguous_layer_norm_cnn
 from ser.model_source import resolve_model_source
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,9 @@ class SpeechEncoder(Wav2Vec2):
             # making the waveform require grad, so the CNN builds no autograd graph. (HubertModel
             # has no freeze_feature_encoder(), but every CNN feature encoder has this method.)
             self.model.feature_extractor._freeze_parameters()
+        elif not self.freeze:
+            # A trained CNN (the demo's random-init encoders): same results, ~2x faster on CPU.
+            contiguous_layer_norm_cnn(self.model.feature_extractor)
         masked_embedding = getattr(self.model, "masked_spec_embed", None)
         if masked_embedding is not None and not apply_spec_augment:
             # Only SpecAugment's time masking reads it: left trainable, it gets no gradient,

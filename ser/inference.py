@@ -295,7 +295,7 @@ def _decode_options(whisper_folder):
         logger.warning("no %s: Whisper decodes with its default options", path)
         return {}
     saved = json.loads(path.read_text())
-    names = ("language", "beam_size", "best_of", "temperatures", "max_new_tokens")
+    names = ("language", "beam_size", "best_of", "temperatures", "max_new_tokens", "window_seconds")
     return {name: saved[name] for name in names if name in saved}
 
 

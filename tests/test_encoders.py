@@ -81,6 +81,29 @@ def test_frozen_feature_extractor_gets_no_gradient_but_transformer_does(tiny, ca
     assert sum(p.grad.abs().sum() for p in transformer) > 0
 
 
+@pytest.mark.parametrize("kind, model_class", [("wavlm", WavLMModel), ("hubert", HubertModel)])
+def test_trained_cnn_runs_contiguous_with_the_same_outputs_gradients_and_checkpoint(tiny, cache_dir, kind,
+                                                                                 model_class):
+    from ser.cnn_layout import ContiguousLayerNormConv
+
+    encoder = SpeechEncoder(tiny[kind], save_path=cache_dir, freeze_feature_extractor=False)
+    reference = model_class.from_pretrained(tiny[kind])  # Hugging Face's own layers
+    layers = encoder.model.feature_extractor.conv_layers
+    assert all(isinstance(layer, ContiguousLayerNormConv) for layer in layers)
+    assert encoder.model.state_dict().keys() == reference.state_dict().keys()
+    wav = torch.stack([_speech(1.0, 11), _speech(1.0, 12)])
+    ours, theirs = encoder.model.feature_extractor(wav), reference.feature_extractor(wav)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+    _random_projection_loss(ours).backward()
+    _random_projection_loss(theirs).backward()
+    for (name, mine), (_, real) in zip(encoder.model.feature_extractor.named_parameters(),
+                                       reference.feature_extractor.named_parameters(), strict=True):
+        torch.testing.assert_close(mine.grad, real.grad, atol=1e-3, rtol=1e-3, msg=name)
+    frozen = SpeechEncoder(tiny[kind], save_path=cache_dir, freeze_feature_extractor=True)
+    assert not any(isinstance(layer, ContiguousLayerNormConv)
+                   for layer in frozen.model.feature_extractor.conv_layers)
+
+
 def test_fully_frozen_encoder_gets_no_gradient(tiny, cache_dir):
     encoder = SpeechEncoder(tiny["wavlm"], save_path=cache_dir, freeze=True)
     encoder.train()
