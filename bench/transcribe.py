@@ -8,12 +8,15 @@ espeak turns (whose spoken text is known), at equal beam size, and prints:
 
 - turns/s and the speed-up of the batched path over one turn per call;
 - word agreement between the two paths (fraction of the per-call words matched in order);
-- word accuracy of each path against the spoken text.
+- word accuracy of each path against the spoken text;
+- then the batched path at each ``--windows`` encoder window (``DecodeOptions.window_seconds``,
+  30 s being Whisper's own): turns/s, speed-up over 30 s, word agreement with the 30 s window's
+  transcripts and word accuracy.
 
 Usage::
 
-    python bench/transcribe.py [--turns 120] [--batch_size 8] [--beams 5 1] [--seed 0] \\
-        [--corpus DIR] [--device cuda --compute_type float16]
+    python bench/transcribe.py [--turns 120] [--batch_size 8] [--beams 5 1] [--windows 30 10] \\
+        [--seed 0] [--corpus DIR] [--device cuda --compute_type float16]
 
 ``--corpus`` reads the turns of an existing mini corpus (e.g. ``data/mini_corpus``) instead of
 generating one in a temporary folder. Target on the 2-core CPU: at least 1.3x at beam 5. Time it inside
@@ -91,6 +94,8 @@ def build_parser():
     parser.add_argument("--turns", type=int, default=120, help="turns to transcribe")
     parser.add_argument("--batch_size", type=int, default=8, help="turns per call of the batched path")
     parser.add_argument("--beams", type=int, nargs="+", default=[5, 1], help="beam sizes to compare at")
+    parser.add_argument("--windows", type=float, nargs="+", default=[30.0, 10.0],
+                        help="encoder windows (s) of the batched path, compared at the first beam")
     parser.add_argument("--seed", type=int, default=0, help="mini corpus seed")
     parser.add_argument("--corpus", help="existing mini corpus to read (default: generate one)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (CTranslate2 device)")
@@ -140,7 +145,27 @@ def main(argv=None):
         )
     print(header)
     print("\n".join(rows))
+    print(window_table(audios, spoken, args))
     return 0
+
+
+def window_table(audios, spoken, args):
+    """The batched path at each of ``args.windows`` (beam ``args.beams[0]``), as printed lines."""
+    lines = [f"batched path, beam {args.beams[0]}, by encoder window:",
+             f"{'window':>7}{'turns/s':>9}{'speed-up':>10}{'agreement':>11}{'accuracy':>10}"]
+    first = None
+    for window in args.windows:
+        backend = load_backend("faster-whisper", bundled_tiny_en_path(),
+                               DecodeOptions(beam_size=args.beams[0], window_seconds=window),
+                               device=args.device, compute_type=args.compute_type)
+        backend.transcribe_many(audios[:2], 2)
+        texts, seconds = timed_transcripts(backend, audios, args.batch_size)
+        first = first or (texts, seconds)
+        agreement = np.mean([word_match(t, f) for t, f in zip(texts, first[0], strict=True)])
+        accuracy = np.mean([word_match(t, r) for t, r in zip(texts, spoken, strict=True)])
+        lines.append(f"{window:>6g}s{len(audios) / seconds:>9.2f}{first[1] / seconds:>9.2f}x"
+                     f"{agreement:>11.3f}{accuracy:>10.3f}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -137,3 +137,8 @@ def test_transcribe_bench_prints_speed_up_and_agreement(mini_corpus):
     assert per_call > 0 and batched > 0 and speed_up == pytest.approx(batched / per_call, rel=0.02)
     # Same decoder on the same turns: the two ways agree on nearly every word, and both hear the speech.
     assert agreement >= 0.95 and accuracy >= 0.4
+    windows = re.findall(r"^\s+(\d+)s\s+([\d.]+)\s+([\d.]+)x\s+([\d.]+)\s+([\d.]+)$", out, flags=re.MULTILINE)
+    assert [w[0] for w in windows] == ["30", "10"], out
+    (_, _, same, itself, _), (_, _, _, agreement_10, accuracy_10) = [tuple(map(float, w)) for w in windows]
+    assert same == 1.0 and itself == 1.0  # the 30 s row is the reference
+    assert agreement_10 >= 0.6 and accuracy_10 >= 0.4, out  # the same speech heard on a shorter window
