@@ -65,7 +65,8 @@ class DecodeOptions:
 
     def __post_init__(self):
         if not 0.0 < float(self.window_seconds) <= WINDOW_SECONDS:
-            raise ValueError(f"window_seconds must be in (0, {WINDOW_SECONDS:g}], got {self.window_seconds!r}")
+            raise ValueError(
+                f"window_seconds must be in (0, {WINDOW_SECONDS:g}], got {self.window_seconds!r}")
         object.__setattr__(self, "window_seconds", float(self.window_seconds))
 
     def as_dict(self):
@@ -76,8 +77,10 @@ class DecodeOptions:
 
         Example
         -------
-        >>> "window_seconds" in DecodeOptions().as_dict(), DecodeOptions(window_seconds=10).as_dict()["window_seconds"]
-        (False, 10.0)
+        >>> "window_seconds" in DecodeOptions().as_dict()
+        False
+        >>> DecodeOptions(window_seconds=10).as_dict()["window_seconds"]
+        10.0
         """
         values = dataclasses.asdict(self)
         values["temperatures"] = list(self.temperatures)
@@ -208,12 +211,12 @@ class WhisperBackend:
         """
         texts = [None] * len(audios)
         window = self.options.window_seconds
-        fits = [len(a) <= window * SAMPLE_RATE for a in audios]
         short = [i for i, a in enumerate(audios) if len(a) <= WINDOW_SECONDS * SAMPLE_RATE]
         groups = []
         if window < WINDOW_SECONDS:
-            groups.append(([i for i in short if fits[i]], window))
-            short = [i for i in short if not fits[i]]
+            fits = {i for i in short if len(audios[i]) <= window * SAMPLE_RATE}
+            groups.append(([i for i in short if i in fits], window))
+            short = [i for i in short if i not in fits]
         if batch_size > 1 and len(short) > 1:
             groups.append((short, WINDOW_SECONDS))
         for indices, seconds in groups:

@@ -25,6 +25,7 @@ with nothing of the training at hand; :meth:`EmotionRecognizer.from_folders` loa
 folders and the fusion folder ``python -m fusion.fuse`` wrote.
 """
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -295,7 +296,8 @@ def _decode_options(whisper_folder):
         logger.warning("no %s: Whisper decodes with its default options", path)
         return {}
     saved = json.loads(path.read_text())
-    names = ("language", "beam_size", "best_of", "temperatures", "max_new_tokens", "window_seconds")
+    # The options file also names the backend and model: keep the decoding options only.
+    names = {option.name for option in dataclasses.fields(DecodeOptions)}
     return {name: saved[name] for name in names if name in saved}
 
 

@@ -266,7 +266,16 @@ CASES = [
     (
         "data_prep.transcribe",
         "window above 30 s",
-        ["-m", "data_prep.transcribe", "--data_folder", "{corpus}", "--out", "{tmp}/w", "--window_seconds", "40"],
+        [
+            "-m",
+            "data_prep.transcribe",
+            "--data_folder",
+            "{corpus}",
+            "--out",
+            "{tmp}/w",
+            "--window_seconds",
+            "40",
+        ],
         2,
         ["--window_seconds", "at most Whisper's 30 s, got 40"],
     ),

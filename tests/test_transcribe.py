@@ -102,7 +102,8 @@ def test_short_window_transcripts_are_accurate_and_do_not_depend_on_batch_mates(
 def test_turn_longer_than_the_short_window_keeps_the_30_s_window(tiny_en, spoken_turns):
     (first, _), (second, reference) = list(spoken_turns.values())[:2]
     # The second sentence starts after 10 s: a 10 s window would cut it off.
-    long_turn = np.concatenate([read_audio_16k(first), np.zeros(9 * 16000, np.float32), read_audio_16k(second)])
+    silence = np.zeros(9 * 16000, np.float32)
+    long_turn = np.concatenate([read_audio_16k(first), silence, read_audio_16k(second)])
     assert len(long_turn) > 10 * 16000
     window = load_backend("faster-whisper", bundled_tiny_en_path(),
                           DecodeOptions(beam_size=2, window_seconds=10), device="cpu")
