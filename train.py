@@ -32,19 +32,19 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
 from data_prep.system_prep import prepare_system_data
-from ser.batching import effective_lengths, loader_options
-from ser.brain import EmotionBrain
 from ser.cli import check_device, exit_with
-from ser.data import make_dataset
-from ser.encoders import SpeechEncoder
-from ser.evaluation import EvaluationFiles
-from ser.experiment import OverrideError, merge_overrides, pop_profile
-from ser.identity import write_identity
-from ser.imbalance import balanced_sampler_for, class_counts, inverse_frequency_weights
-from ser.losses import JeffreysLoss
-from ser.preemption import StopRequest, TrainingStopped
-from ser.run_summary import epoch_batches, format_training_summary, training_summary
+from ser.io.system_folder import write_identity
+from ser.nn.encoders import SpeechEncoder
+from ser.nn.imbalance import balanced_sampler_for, class_counts, inverse_frequency_weights
+from ser.nn.losses import JeffreysLoss
 from ser.targets import Targets
+from ser.training.batching import effective_lengths, loader_options
+from ser.training.brain import EmotionBrain
+from ser.training.datasets import make_dataset
+from ser.training.evaluation_files import EvaluationFiles
+from ser.training.overrides import OverrideError, merge_overrides, pop_profile
+from ser.training.preemption import StopRequest, TrainingStopped
+from ser.training.run_summary import epoch_batches, format_training_summary, training_summary
 
 logger = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from fusion.svm import fit_fusion_model, speaker_folds  # noqa: E402
 from ser.emotions import EMOTIONS  # noqa: E402
-from ser.posteriors import write_posteriors  # noqa: E402
+from ser.io.posteriors import write_posteriors  # noqa: E402
 
 # Train class counts of MSP-Podcast v1.11 (paper Table 2): the dev skew.
 CLASS_COUNTS = {"A": 3053, "C": 2443, "D": 1426, "F": 1139, "H": 13440, "N": 25106, "S": 3882, "U": 2897}

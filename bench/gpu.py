@@ -161,7 +161,7 @@ def peak_memory(config, models, work):
             model_size=config["model_size"],
         )
         hparams = load_system(options, folder)
-        from ser.data import make_dataset
+        from ser.training.datasets import make_dataset
 
         dataset = make_dataset(
             manifest, train=True, max_duration=seconds, with_text=hparams["model"].uses_text

@@ -1,7 +1,7 @@
 """Padded frames and optimizer steps per epoch of the three ``batching`` modes.
 
 Synthesizes the turn durations of an MSP-Podcast-sized training split and
-counts, for each way of batching of :mod:`ser.batching` (the real samplers,
+counts, for each way of batching of :mod:`ser.training.batching` (the real samplers,
 built with the Batching options of ``--hparams``): batches and optimizer
 steps per epoch (batches / ``grad_accumulation_factor``), turns per batch and
 how much of what the encoder computes is padding (each batch is padded to its
@@ -31,8 +31,13 @@ import numpy as np
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ser.batching import BucketedBatchSampler, bucketed_batch_sampler, effective_lengths, padded_fraction  # noqa: E402
-from ser.experiment import plain_values  # noqa: E402
+from ser.training.batching import (  # noqa: E402
+    BucketedBatchSampler,
+    bucketed_batch_sampler,
+    effective_lengths,
+    padded_fraction,
+)
+from ser.training.overrides import plain_values  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Loads the systems once (as ``python -m ser.predict`` does), classifies ``--files
 the mini corpus, and prints files per second and the share of the time spent in each stage. The
 stages are timed around the real calls, from outside the library:
 
-- *read audio*: ``ser.audio.load_waveform`` (decode, mix down, resample);
+- *read audio*: ``ser.io.audio.load_waveform`` (decode, mix down, resample);
 - *ASR*: each Whisper backend's ``transcribe_many``;
 - *speech encoders* / *text encoders*: forward hooks on every ``SpeechBranch`` / ``TextBranch``
   (encoder + pooling; the text branch includes tokenisation);
@@ -37,8 +37,8 @@ import torch
 import ser.inference
 from data_prep.corpora import open_corpus
 from ser.emotions import EMOTIONS
-from ser.inference import EmotionRecognizer
-from ser.model import SpeechBranch, TextBranch
+from ser.inference.recognizer import EmotionRecognizer
+from ser.nn.model import SpeechBranch, TextBranch
 
 DEMO = Path("results/demo")
 STAGES = ("read audio", "ASR", "speech encoders", "text encoders", "fusion")

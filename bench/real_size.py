@@ -5,7 +5,7 @@ initialised, from the published configurations of ``microsoft/wavlm-large``,
 ``facebook/hubert-large-ll60k`` and ``FacebookAI/roberta-base`` (key values written
 below). Each system then runs a few real training steps through its own YAML
 (``hparams/system_X.yaml``, with the demo profile only for what the YAML leaves to a
-corpus: folders, Whisper), the real :class:`ser.brain.EmotionBrain` and its
+corpus: folders, Whisper), the real :class:`ser.training.brain.EmotionBrain` and its
 optimizers, on a handful of synthetic turns, and prints:
 
 - parameters per optimizer group (trainable / in the group's modules) and frozen ones;
@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from bench.padding import yaml_scalars  # noqa: E402
 from bench.train_step import WAVLM_LARGE_CONFIG, build_wavlm_large  # noqa: E402
 from ser.emotions import EMOTIONS  # noqa: E402
-from ser.experiment import merge_overrides, plain_values  # noqa: E402
+from ser.training.overrides import merge_overrides, plain_values  # noqa: E402
 
 SAMPLE_RATE = 16000
 PROFILE = ROOT / "hparams" / "profiles" / "demo.yaml"
@@ -92,7 +92,7 @@ def build_roberta_base(folder):
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaConfig, RobertaModel, RobertaTokenizer
 
-    from ser.tiny_models import training_sentences
+    from ser.nn.tiny_models import training_sentences
 
     bpe = ByteLevelBPETokenizer()
     special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
@@ -189,9 +189,9 @@ def dry_run(system, work, models, args):
     """A few training steps of one system; returns its figures (dict)."""
     from speechbrain.utils.epoch_loop import EpochCounter
 
-    from ser.batching import loader_options
-    from ser.brain import EmotionBrain
-    from ser.data import make_dataset
+    from ser.training.batching import loader_options
+    from ser.training.brain import EmotionBrain
+    from ser.training.datasets import make_dataset
 
     torch.manual_seed(0)
     hparams = load_system(system, work, models, args)

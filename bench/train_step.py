@@ -5,7 +5,7 @@ YAML, with the demo profile's local encoders) on synthetic 16 kHz audio of
 MSP-Podcast-like lengths (``bench/padding.py``'s distribution, written as WAV
 files and read back by the real data pipeline), and prints utterances per
 second for each combination of batching (``--batching random bucketed duration``,
-the ``batching`` modes of :mod:`ser.batching`) and
+the ``batching`` modes of :mod:`ser.training.batching`) and
 precision (``--precisions fp32 bf16``, SpeechBrain's ``precision`` run
 option), plus the peak memory (``torch.cuda.max_memory_allocated`` on a GPU,
 the process's peak RSS on a CPU).
@@ -39,11 +39,11 @@ from hyperpyyaml import load_hyperpyyaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.padding import msp_like_durations, yaml_scalars  # noqa: E402
-from ser.batching import loader_options  # noqa: E402
-from ser.brain import EmotionBrain  # noqa: E402
-from ser.data import make_dataset  # noqa: E402
 from ser.emotions import EMOTIONS  # noqa: E402
-from ser.experiment import merge_overrides, top_level_keys  # noqa: E402
+from ser.training.batching import loader_options  # noqa: E402
+from ser.training.brain import EmotionBrain  # noqa: E402
+from ser.training.datasets import make_dataset  # noqa: E402
+from ser.training.overrides import merge_overrides, top_level_keys  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

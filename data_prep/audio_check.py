@@ -2,7 +2,7 @@
 
 A day-long preparation of a whole corpus should not stop at one broken file: the
 preparation checks each turn's audio header with :func:`audio_duration`, leaves
-the bad turns out and lists them in ``skipped.csv`` (:func:`ser.skipped.write_skipped_csv`)
+the bad turns out and lists them in ``skipped.csv`` (:func:`ser.io.skipped.write_skipped_csv`)
 with the reason. A turn is bad when its file is
 
 * missing, a folder, or a path that cannot be followed (a symlink loop, no permission),
@@ -12,7 +12,7 @@ with the reason. A turn is bad when its file is
 * shorter than :data:`MIN_SAMPLES` at 16 kHz: the WavLM/HuBERT CNN needs that
   many samples (25 ms) to give one frame, so such a turn cannot be classified;
 * a floating-point file holding NaN or infinite samples (they would make every
-  posterior NaN; ``ser.audio.load_waveform`` refuses them too).
+  posterior NaN; ``ser.io.audio.load_waveform`` refuses them too).
 
 Only the header is read (and a WAV's chunk sizes compared with the file size),
 so checking a million PCM turns costs file opens, not decoding; only float files,
@@ -24,9 +24,9 @@ import logging
 import numpy as np
 import soundfile
 
-from ser.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, path_problem, wav_truncation
-from ser.derived import file_stamp  # a skipped file's stamp: fixing it re-runs the preparation
-from ser.skipped import write_skipped_csv
+from ser.io.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, path_problem, wav_truncation
+from ser.io.derived_files import file_stamp  # a skipped file's stamp: fixing it re-runs the preparation
+from ser.io.skipped import write_skipped_csv
 
 logger = logging.getLogger(__name__)
 
@@ -154,5 +154,5 @@ class TurnAudioChecker:
         return {path: file_stamp(path) for path in self.skipped}
 
     def write_skipped_csv(self, path):
-        """Write the turns left out so far to ``path`` (:func:`ser.skipped.write_skipped_csv`)."""
+        """Write the turns left out so far to ``path`` (:func:`ser.io.skipped.write_skipped_csv`)."""
         write_skipped_csv(path, self.skipped_rows())

@@ -39,9 +39,9 @@ import numpy as np
 import pandas as pd
 
 from data_prep.corpora import open_corpus
-from ser.atomic_io import atomic_write
 from ser.cli import ArgumentParser, check_output_file, exit_with, unit_interval
 from ser.emotions import EMOTIONS, NO_AGREEMENT, OTHER
+from ser.io.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -47,12 +47,12 @@ from data_prep.corpora import DEFAULT_SPLITS, open_corpus
 from data_prep.corpora.base import ATTRIBUTE_COLUMNS
 from data_prep.prepare_options import is_done, mark_done, mark_undone, preparation_options
 from data_prep.transcript_cache import read_transcripts_csv
-from ser.atomic_io import ensure_writable_folder, write_json_atomic
 from ser.cli import ArgumentParser, exit_with
-from ser.derived import content_stamp
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
-from ser.skipped import SKIPPED_CSV
+from ser.io.atomic import ensure_writable_folder, write_json_atomic
+from ser.io.derived_files import content_stamp
+from ser.io.skipped import SKIPPED_CSV
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The record that makes the manifest preparation idempotent (:mod:`ser.derived`).
+"""The record that makes the manifest preparation idempotent (:mod:`ser.io.derived_files`).
 
 ``prepare_options.json`` is written last, once every manifest and ``skipped.csv``
 are complete, and removed before any of them changes. A preparation is skipped
@@ -11,7 +11,7 @@ changed since: a fixed file is taken in by the next run.
 import logging
 from pathlib import Path
 
-from ser.derived import derivation, file_stamp, is_current, mark_current, mark_stale, read_extra
+from ser.io.derived_files import derivation, file_stamp, is_current, mark_current, mark_stale, read_extra
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ SKIPPED_AUDIO = "skipped_audio"
 
 def preparation_options(root, labels_file, splits, transcripts, relabeled_csv, keep_all, missing, strict,
                         audio_dir=None, transcripts_dir=None):
-    """What a preparation's outputs are made from: its inputs and options (:func:`ser.derived.derivation`).
+    """What a preparation's outputs are made from: its inputs and options (:func:`ser.io.derived_files.derivation`).
 
     Parameters
     ----------

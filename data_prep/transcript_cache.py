@@ -24,8 +24,8 @@ import re
 from pathlib import Path
 
 from data_prep.corpora.text_files import LabelFileError, read_text
-from ser.atomic_io import atomic_write
 from ser.errors import UserInputError
+from ser.io.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 

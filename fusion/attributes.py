@@ -35,11 +35,11 @@ from sklearn.preprocessing import StandardScaler
 
 from fusion.inputs import SPLITS, resolve_system_dir, system_name
 from fusion.svm import speaker_folds
-from ser.atomic_io import atomic_write, describe_os_error, ensure_writable_folder, write_json_atomic
 from ser.cli import ArgumentParser, exit_with, positive_int
-from ser.identity import read_identity
+from ser.io.atomic import atomic_write, describe_os_error, ensure_writable_folder, write_json_atomic
+from ser.io.posteriors import read_attributes, write_attributes
+from ser.io.system_folder import read_identity
 from ser.metrics import attribute_report, concordance_cc, format_ccc_table
-from ser.posteriors import read_attributes, write_attributes
 from ser.targets import ATTRIBUTES
 
 logger = logging.getLogger(__name__)

@@ -39,11 +39,11 @@ from fusion.svm import (
     softmax,
     speaker_folds,
 )
-from ser.atomic_io import atomic_write, ensure_writable_folder, write_json_atomic
 from ser.cli import ArgumentParser, positive_float, positive_int, run_command
 from ser.fusion_model import MODEL_FILE, MODEL_INFO_FILE
+from ser.io.atomic import atomic_write, ensure_writable_folder, write_json_atomic
+from ser.io.posteriors import write_posteriors
 from ser.metrics import classification_report
-from ser.posteriors import write_posteriors
 
 logger = logging.getLogger(__name__)
 

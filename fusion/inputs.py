@@ -19,8 +19,8 @@ import pandas as pd
 
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
-from ser.identity import SystemIdentity, display_name, read_identity
-from ser.posteriors import read_posteriors
+from ser.io.posteriors import read_posteriors
+from ser.io.system_folder import SystemIdentity, display_name, read_identity
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class FusionInputError(UserInputError, ValueError):
 class SystemOutputs:
     """One sub-system: display name, folder, posteriors per split (DataFrames by FileName), identity.
 
-    ``identity`` is the folder's ``system.json`` (:mod:`ser.identity`), None for posteriors that
+    ``identity`` is the folder's ``system.json`` (:mod:`ser.io.system_folder`), None for posteriors that
     were not written by ``train.py``.
     """
 
@@ -146,7 +146,7 @@ def load_systems(system_dirs):
     Example
     -------
     >>> import tempfile
-    >>> from ser.posteriors import write_posteriors
+    >>> from ser.io.posteriors import write_posteriors
     >>> root = Path(tempfile.mkdtemp())
     >>> for system, files in (("system_a", ["x.wav"]), ("system_b", ["y.wav"])):
     ...     for split in SPLITS:
@@ -287,7 +287,7 @@ def load_labelled_splits(systems):
     Example
     -------
     >>> import tempfile
-    >>> from ser.posteriors import write_posteriors
+    >>> from ser.io.posteriors import write_posteriors
     >>> folder = Path(tempfile.mkdtemp())
     >>> write_posteriors(folder / "posteriors" / "test1.csv", ["t.wav"], np.full((1, 8), .125))
     >>> (folder / "manifests").mkdir()

@@ -8,8 +8,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ser.atomic_io import atomic_write
 from ser.emotions import EMOTION_NAMES
+from ser.io.atomic import atomic_write
 
 __all__ = ["row_normalise", "plot_confusion_matrix", "plot_f1_per_class", "plot_attribute_scatter"]
 

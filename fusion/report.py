@@ -19,9 +19,9 @@ import pandas as pd
 
 from data_prep.consensus import class_count_table
 from fusion.plots import plot_confusion_matrix, plot_f1_per_class
-from ser.atomic_io import atomic_write
+from ser.io.atomic import atomic_write
 from ser.metrics import format_f1_table
-from ser.training_curves import plot_training_curves
+from ser.training.curves import plot_training_curves
 
 logger = logging.getLogger(__name__)
 

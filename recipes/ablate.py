@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.atomic_io import atomic_write
 from ser.cli import ArgumentParser, exit_with
+from ser.io.atomic import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_SEED = 1993

@@ -47,7 +47,7 @@ from recipes.job_pool import Job, run_jobs
 from recipes.systems import find_systems
 from ser.cli import ArgumentParser, exit_with, non_negative_int, positive_int
 from ser.console import chatter_to_log
-from ser.experiment import plain_values
+from ser.training.overrides import plain_values
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "hparams" / "profiles" / "demo.yaml"
@@ -290,8 +290,8 @@ def fuse(folders, results):
 
 
 def predict_examples(corpus, folders, results, n_files=4):
-    from ser.inference import EmotionRecognizer
-    from ser.predict import write_predictions
+    from ser.inference.predict import write_predictions
+    from ser.inference.recognizer import EmotionRecognizer
 
     files = sorted((corpus / "Audios").glob("*test3*.wav"))[:n_files]
     with chatter_to_log(stage_log(results, "7_predict")) as log:

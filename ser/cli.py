@@ -26,8 +26,8 @@ import logging
 import sys
 from pathlib import Path
 
-from ser.atomic_io import describe_os_error, ensure_writable_folder
 from ser.errors import UserInputError
+from ser.io.atomic import describe_os_error, ensure_writable_folder
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ser.errors import UserInputError
-from ser.identity import SystemIdentity, SystemIdentityError
+from ser.io.system_folder import SystemIdentity, SystemIdentityError
 
 __all__ = ["FusionModel", "FusionFolderError", "softmax", "load_fusion", "load_fusion_identities",
            "MODEL_FILE", "MODEL_INFO_FILE"]
@@ -191,7 +191,7 @@ def load_fusion_identities(folder):
     >>> load_fusion_identities("no/such/folder")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ser.identity.SystemIdentityError: no/such/folder/fusion_model.json: no record of the fused ...
+    ser.io.system_folder.SystemIdentityError: no/such/folder/fusion_model.json: no record of the fused ...
     """
     path = Path(folder) / MODEL_INFO_FILE
     try:

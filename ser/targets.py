@@ -199,7 +199,7 @@ def headline(class_report, attribute_scores):
 
 
 def checkpoint_meta(epoch, score, class_report, attribute_scores):
-    """What a checkpoint records of its epoch's dev scores (:func:`ser.checkpoints.dev_score_rank`)."""
+    """What a checkpoint records of its epoch's dev scores (:func:`ser.io.checkpoints.dev_score_rank`)."""
     meta = {"score": score, "epoch": epoch}
     scores = headline(class_report, attribute_scores)
     meta.update({k: v for k, v in scores.items() if k in ("macro_f1", "mean_ccc")})

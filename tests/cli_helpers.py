@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ser.emotions import EMOTIONS
-from ser.posteriors import write_posteriors
+from ser.io.posteriors import write_posteriors
 from tests.conftest import ROOT, THREADS
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": THREADS}

@@ -120,7 +120,7 @@ def run(command, timeout=600):
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
-    from ser.tiny_models import build_tiny_models
+    from ser.nn.tiny_models import build_tiny_models
 
     folder = tmp_path_factory.mktemp("tiny_models")
     build_tiny_models(folder)
@@ -171,7 +171,7 @@ def demo_package(debug_results, tmp_path_factory):
     import shutil
 
     from fusion.fuse import fuse_systems
-    from ser.export import export_package
+    from ser.inference.export import export_package
 
     training = tmp_path_factory.mktemp("training")
     for system in SYSTEMS:

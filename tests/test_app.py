@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from ser.app import Limits, analyse, build_parser
 from ser.emotions import EMOTION_NAMES, EMOTIONS
+from ser.inference.app import Limits, analyse, build_parser
 from tests.conftest import THREADS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def test_binds_localhost_by_default():
 
 @pytest.fixture(scope="module")
 def recognizer(demo_package):
-    from ser.inference import EmotionRecognizer
+    from ser.inference.recognizer import EmotionRecognizer
 
     return EmotionRecognizer.from_pretrained(demo_package[0])
 

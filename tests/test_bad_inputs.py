@@ -28,10 +28,10 @@ import speechbrain as sb
 import torch
 from scipy.signal import filtfilt, firwin, resample_poly
 
-from ser.audio import load_waveform
-from ser.data import make_dataset
 from ser.emotions import EMOTIONS
-from ser.inference import MIN_SAMPLES, EmotionRecognizer, load_system
+from ser.inference.recognizer import MIN_SAMPLES, EmotionRecognizer, load_system
+from ser.io.audio import load_waveform
+from ser.training.datasets import make_dataset
 from tests.cli_helpers import assert_one_line_error, cli, fake_systems, fusion_command, python_module
 from tests.conftest import train_command
 

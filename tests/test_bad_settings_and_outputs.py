@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ser.experiment import merge_overrides
+from ser.training.overrides import merge_overrides
 from tests.cli_helpers import assert_one_line_error, cli, fake_systems, fusion_command, python_module
 from tests.conftest import ROOT, train_command
 

@@ -9,7 +9,7 @@ import pytest
 from speechbrain.dataio.dataloader import SaveableDataLoader
 from speechbrain.dataio.dataset import DynamicItemDataset
 
-from ser.batching import (
+from ser.training.batching import (
     BatchingError,
     BucketedBatchSampler,
     bucketed_batch_sampler,

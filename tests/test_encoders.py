@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import HubertModel, WavLMModel
 
-from ser.encoders import SpeechEncoder, TextEncoder
-from ser.model_source import ModelNotAvailableError
-from ser.tiny_models import STAMP_NAME, build_tiny_models, minilm_path
+from ser.io.model_source import ModelNotAvailableError
+from ser.nn.encoders import SpeechEncoder, TextEncoder
+from ser.nn.tiny_models import STAMP_NAME, build_tiny_models, minilm_path
 
 SAMPLE_RATE = 16000
 
@@ -84,7 +84,7 @@ def test_frozen_feature_extractor_gets_no_gradient_but_transformer_does(tiny, ca
 @pytest.mark.parametrize("kind, model_class", [("wavlm", WavLMModel), ("hubert", HubertModel)])
 def test_trained_cnn_runs_contiguous_with_the_same_outputs_gradients_and_checkpoint(tiny, cache_dir, kind,
                                                                                  model_class):
-    from ser.cnn_layout import ContiguousLayerNormConv
+    from ser.nn.cnn_layout import ContiguousLayerNormConv
 
     encoder = SpeechEncoder(tiny[kind], save_path=cache_dir, freeze_feature_extractor=False)
     reference = model_class.from_pretrained(tiny[kind])  # Hugging Face's own layers

@@ -12,7 +12,7 @@ from fusion.inputs import load_systems, read_dev_labels
 from fusion.svm import fit_fusion_model, speaker_folds
 from ser.emotions import EMOTIONS
 from ser.fusion_model import load_fusion
-from ser.posteriors import read_posteriors, write_posteriors
+from ser.io.posteriors import read_posteriors, write_posteriors
 from tests.conftest import SYSTEMS
 
 N_SPEAKERS, TURNS_PER_SPEAKER, N_TEST = 60, 8, 80

@@ -5,7 +5,7 @@ import pytest
 import speechbrain as sb
 import torch
 
-from ser.imbalance import ClassBalancedSampler, class_counts, inverse_frequency_weights, soft_target
+from ser.nn.imbalance import ClassBalancedSampler, class_counts, inverse_frequency_weights, soft_target
 
 
 def test_inverse_frequency_weights_are_the_official_baselines():

@@ -15,7 +15,7 @@ import pytest
 import soundfile
 
 from ser.emotions import EMOTIONS
-from ser.inference import EmotionRecognizer
+from ser.inference.recognizer import EmotionRecognizer
 from tests.conftest import SYSTEMS, THREADS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ser.losses import CCCLoss, FocalLoss, JeffreysLoss, NLLLoss, jeffreys_loss
 from ser.metrics import concordance_cc
+from ser.nn.losses import CCCLoss, FocalLoss, JeffreysLoss, NLLLoss, jeffreys_loss
 
 K = 8
 # System D's optional class weights (A C D F H N S U), from the authors' recipe.

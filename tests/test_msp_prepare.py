@@ -244,7 +244,7 @@ def test_cli_strict_and_split_errors(corpus_copy, tmp_path, capsys):
 
 
 def test_stale_manifest_names_the_missing_file_at_training_time(corpus_copy, tmp_path):
-    from ser.data import make_dataset
+    from ser.training.datasets import make_dataset
 
     manifests = prepare_msp_podcast(corpus_copy, tmp_path / "prep", transcripts=None)
     victim = _first_train_turn(corpus_copy)
@@ -289,6 +289,6 @@ def test_train_py_data_stage_honours_strict_prep(corpus_copy, tmp_path, strict):
 
 def test_minimum_length_is_the_encoders_receptive_field():
     from data_prep.audio_check import MIN_SAMPLES
-    from ser.inference import MIN_SAMPLES as INFERENCE_MIN_SAMPLES
+    from ser.inference.recognizer import MIN_SAMPLES as INFERENCE_MIN_SAMPLES
 
     assert MIN_SAMPLES == INFERENCE_MIN_SAMPLES == 400

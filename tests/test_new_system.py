@@ -21,8 +21,8 @@ def _system_f(folder):
     """
     text = (ROOT / "hparams" / "system_a.yaml").read_text()
     for old, new in (("system_a/<seed>", "system_f/<seed>"),
-                     ("pooling: !new:ser.pooling.MeanPooling",
-                      "pooling: !new:ser.pooling.AttentionPooling\n    input_size: !ref <speech_dim>"),
+                     ("pooling: !new:ser.nn.pooling.MeanPooling",
+                      "pooling: !new:ser.nn.pooling.AttentionPooling\n    input_size: !ref <speech_dim>"),
                      ("modules: [!ref <head>]", "modules: [!ref <pooling>, !ref <head>]")):
         assert old in text, old
         text = text.replace(old, new)

@@ -19,8 +19,8 @@ import pytest
 import soundfile
 
 from ser.emotions import EMOTIONS
-from ser.inference import EmotionRecognizer
-from ser.package import MANIFEST, WEIGHTS, PackageError
+from ser.inference.package import MANIFEST, WEIGHTS, PackageError
+from ser.inference.recognizer import EmotionRecognizer
 from tests.conftest import SYSTEMS, THREADS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,7 +143,7 @@ def test_in_memory_waveforms_and_timeline(demo_package, clips):
 
 
 def test_not_a_package_is_a_clear_error(tmp_path):
-    from ser.model_source import ModelNotAvailableError
+    from ser.io.model_source import ModelNotAvailableError
 
     with pytest.raises(ModelNotAvailableError, match="has no ser_package.json"):
         EmotionRecognizer.from_pretrained(tmp_path)
@@ -186,7 +186,7 @@ class Blocker(importlib.abc.MetaPathFinder):
             raise ImportError(f"the library imported {name}")
 
 sys.meta_path.insert(0, Blocker())
-from ser.inference import EmotionRecognizer
+from ser.inference.recognizer import EmotionRecognizer
 result = EmotionRecognizer.from_pretrained(sys.argv[1]).classify_file(sys.argv[2])
 print(result.label, result.transcript is not None)
 '''

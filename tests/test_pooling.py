@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ser.pooling import AttentionPooling, MeanPooling, masked_mean_pool, valid_frame_mask
+from ser.nn.pooling import AttentionPooling, MeanPooling, masked_mean_pool, valid_frame_mask
 
 FEATURES = 6
 

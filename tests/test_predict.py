@@ -19,8 +19,8 @@ import soundfile
 from scipy.signal import resample_poly
 
 from ser.emotions import EMOTIONS
-from ser.inference import EmotionRecognizer, window_starts
-from ser.posteriors import read_posteriors
+from ser.inference.recognizer import EmotionRecognizer, window_starts
+from ser.io.posteriors import read_posteriors
 from tests.conftest import THREADS
 
 ROOT = Path(__file__).resolve().parents[1]

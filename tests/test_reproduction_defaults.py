@@ -15,9 +15,9 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from bench.padding import msp_like_durations
-from ser.batching import loader_options
-from ser.encoders import SpeechEncoder
-from ser.experiment import top_level_keys
+from ser.nn.encoders import SpeechEncoder
+from ser.training.batching import loader_options
+from ser.training.overrides import top_level_keys
 from tests.conftest import SYSTEMS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -104,7 +104,7 @@ def test_task2_fusion_submission_has_the_exact_format(task2_results, mini_corpus
 
 
 def test_recognizer_returns_the_attributes(task2_results, mini_corpus):
-    from ser.inference import EmotionRecognizer
+    from ser.inference.recognizer import EmotionRecognizer
 
     files = sorted((mini_corpus / "Audios").glob("*test3*.wav"))[:2]
     recognizer = EmotionRecognizer.from_folders([task2_results / "task2_wavlm" / "1993"])

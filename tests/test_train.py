@@ -16,7 +16,7 @@ import pytest
 from speechbrain.utils.run_opts import RunOptions
 
 from ser.emotions import EMOTIONS
-from ser.experiment import top_level_keys
+from ser.training.overrides import top_level_keys
 from tests.conftest import SYSTEMS, THREADS, run, train_command
 
 ROOT = Path(__file__).resolve().parents[1]

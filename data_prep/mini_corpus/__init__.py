@@ -53,7 +53,7 @@ from data_prep.mini_corpus.releases import (
     release_file_names,
 )
 from data_prep.mini_corpus.speech import compose_sentence, perceived_attributes, turn_prosody
-from ser.atomic_io import atomic_write
+from ser.io.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Usage::
 
     python -m ser.export results/system_{a,b,c,d,e}/1993 --fusion results/fusion --out my_model/
 
-Writes the folder described in :mod:`ser.package`: per system the network's hyperparameters
+Writes the folder described in :mod:`ser.inference.package`: per system the network's hyperparameters
 (the ``model`` of its ``hyperparams.yaml``, nothing of training), the weights of its best
 checkpoint as ``model.safetensors`` (no optimizer, scheduler, counter or loader state), the
 configuration files of its encoders (their weights are in ``model.safetensors``), its Whisper
@@ -24,17 +24,17 @@ import shutil
 import sys
 from pathlib import Path
 
-from ser.atomic_io import write_json_atomic
 from ser.cli import ArgumentParser, exit_with
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
-from ser.package import FORMAT, HPARAMS, MANIFEST, PACKAGE_KEY, TRANSCRIBER, WEIGHTS
+from ser.inference.package import FORMAT, HPARAMS, MANIFEST, PACKAGE_KEY, TRANSCRIBER, WEIGHTS
+from ser.io.atomic import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ExportError", "export_package", "inference_yaml"]
 
-ENCODER_TAGS = ("!new:ser.encoders.SpeechEncoder", "!new:ser.encoders.TextEncoder")
+ENCODER_TAGS = ("!new:ser.nn.encoders.SpeechEncoder", "!new:ser.nn.encoders.TextEncoder")
 # Weight files of a pretrained encoder's folder: the package's model.safetensors replaces them.
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".ot")
 # Keys of the training YAML that inference reads besides the network.
@@ -92,23 +92,23 @@ def inference_yaml(yaml_text, encoder_names):
     >>> text = '''
     ... data_folder: /data/msp
     ... eval_max_duration: 30.0
-    ... enc: &id1 !new:ser.encoders.TextEncoder
+    ... enc: &id1 !new:ser.nn.encoders.TextEncoder
     ...   source: /home/me/roberta
     ...   save_path: /home/me/cache
-    ... model: !new:ser.model.EmotionClassifier
+    ... model: !new:ser.nn.model.EmotionClassifier
     ...   head: !new:torch.nn.Linear
     ...     in_features: 4
     ...     out_features: 8
     ...   text_branches:
-    ...   - !new:ser.model.TextBranch
+    ...   - !new:ser.nn.model.TextBranch
     ...     encoder: *id1
-    ...     pooling: !new:ser.pooling.MeanPooling
+    ...     pooling: !new:ser.nn.pooling.MeanPooling
     ... '''
     >>> out, sources = inference_yaml(text, ["roberta"])
     >>> sources, "/home" in out, "/data" in out
     (['/home/me/roberta'], False, False)
     >>> print(out.split("model:")[1].split("head:")[0].strip())
-    !new:ser.model.EmotionClassifier
+    !new:ser.nn.model.EmotionClassifier
     >>> "source: !ref <system_folder>/encoders/roberta" in out
     True
     """
@@ -156,7 +156,7 @@ def _encoder_name(source, taken):
 
 def _copy_encoder_config(source, cache, target):
     """Copy what builds an encoder (config, preprocessor, tokenizer), not its weights."""
-    from ser.model_source import resolve_model_source
+    from ser.io.model_source import resolve_model_source
 
     local = Path(resolve_model_source(source, cache))
     target.mkdir(parents=True)
@@ -226,7 +226,7 @@ def _export_system(folder, name, target, device="cpu"):
     import ruamel.yaml
     from safetensors.torch import save_file
 
-    from ser.inference import load_system
+    from ser.inference.recognizer import load_system
 
     system = load_system(folder, name, device)
     text = (folder / HPARAMS).read_text(encoding="utf-8")
@@ -290,8 +290,8 @@ def export_package(system_dirs, out, fusion_dir=None, whisper_by_name=False, ove
     """
     import joblib
 
-    from ser.inference import system_names
-    from ser.model_card import write_model_card
+    from ser.inference.model_card import write_model_card
+    from ser.inference.recognizer import system_names
 
     out = Path(out)
     if out.exists() and not overwrite:

@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ser.atomic_io import write_json_atomic
-from ser.posteriors import write_attributes, write_posteriors
+from ser.io.atomic import write_json_atomic
+from ser.io.posteriors import write_attributes, write_posteriors
 from ser.targets import EXCLUDED_LABEL, metrics_record
 
 logger = logging.getLogger(__name__)

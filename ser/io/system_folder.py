@@ -22,8 +22,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ser.atomic_io import write_json_atomic
 from ser.errors import UserInputError
+from ser.io.atomic import write_json_atomic
 
 IDENTITY_FILE = "system.json"
 #: The recoverable of a checkpoint that holds the network's weights.
@@ -194,7 +194,7 @@ def match_identities(expected, given, where):
     >>> match_identities([a, b], [("runs/a2", other_a), ("copy/b", b)], "fusion/")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ser.identity.SystemIdentityError: fusion/: runs/a2 is another run of system_a ...
+    ser.io.system_folder.SystemIdentityError: fusion/: runs/a2 is another run of system_a ...
     """
     order = []
     for identity in expected:

@@ -1,7 +1,7 @@
 """The YAML's ``optimizers``: one optimizer per named group of modules, every parameter in one group."""
 
 from ser.errors import UserInputError
-from ser.run_summary import trainable_parameters
+from ser.training.run_summary import trainable_parameters
 
 
 class OptimizerGroupsError(UserInputError, ValueError):
@@ -24,7 +24,7 @@ def group_parameters(groups, model):
     >>> group_parameters({"first": {"modules": [model[0]]}}, model)
     Traceback (most recent call last):
     ...
-    ser.optimizer_groups.OptimizerGroupsError: trainable parameters in no optimizer group: ['1.weight', ...]
+    ser.training.optimizer_groups.OptimizerGroupsError: trainable parameters in no optimizer group: ['1.weight', ...]
     """
     owner, grouped = {}, {}
     for name, group in groups.items():

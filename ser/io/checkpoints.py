@@ -39,8 +39,8 @@ from speechbrain.utils.checkpoints import (
     register_checkpoint_hooks,
 )
 
-from ser.atomic_io import atomic_write
 from ser.errors import UserInputError
+from ser.io.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 

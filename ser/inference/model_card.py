@@ -92,7 +92,7 @@ def render_model_card(package, manifest, fusion_dir=None):
         "## How to use",
         "",
         "```python",
-        "from ser.inference import EmotionRecognizer",
+        "from ser.inference.recognizer import EmotionRecognizer",
         "",
         'recognizer = EmotionRecognizer.from_pretrained("path/or/hf-id/of/this/model")',
         'result = recognizer.classify_file("turn.wav")        # .label, .probabilities, .transcript',

@@ -1,6 +1,6 @@
 """The exported model package: its layout, and how a system is rebuilt from it.
 
-``python -m ser.export`` writes one self-contained folder (see :mod:`ser.export`)::
+``python -m ser.export`` writes one self-contained folder (see :mod:`ser.inference.export`)::
 
     my_model/
       ser_package.json           what is inside: systems (name, fusion label, folder), fusion, classes
@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from ser.errors import UserInputError
-from ser.model_source import resolve_model_source
+from ser.io.model_source import resolve_model_source
 
 __all__ = [
     "MANIFEST",
@@ -52,7 +52,7 @@ def resolve_package(source, cache_dir=None):
 
     Raises
     ------
-    ser.model_source.ModelNotAvailableError
+    ser.io.model_source.ModelNotAvailableError
         If the folder has no ``ser_package.json``, or the id is neither cached nor downloadable
         (offline: it must be cached or given as a local folder).
 
@@ -62,7 +62,7 @@ def resolve_package(source, cache_dir=None):
     >>> resolve_package(tempfile.mkdtemp())  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ser.model_source.ModelNotAvailableError: model folder /... has no ser_package.json: ...
+    ser.io.model_source.ModelNotAvailableError: model folder /... has no ser_package.json: ...
     """
     return Path(resolve_model_source(source, cache_dir, marker=MANIFEST,
                                      kind="a model package written by python -m ser.export"))
@@ -79,7 +79,7 @@ def read_manifest(folder):
     >>> read_manifest(folder)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ser.package.PackageError: .../ser_package.json: format 'other/9', this version reads msp-ser-package/1
+    ser.inference.package.PackageError: .../ser_package.json: format 'other/9', this version reads msp-ser-package/1
     """
     path = Path(folder) / MANIFEST
     try:

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ser.batching import padded_fraction
+from ser.training.batching import padded_fraction
 
 
 def epoch_batches(loader_kwargs, dataset, limit, seed, epoch=1):

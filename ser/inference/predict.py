@@ -43,11 +43,11 @@ import logging
 import sys
 from pathlib import Path
 
-from ser.atomic_io import atomic_write
 from ser.cli import ArgumentParser, check_device, check_output_file, positive_float, positive_int, run_command
 from ser.console import chatter_to_log
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
+from ser.io.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def write_predictions(path, results, classes=EMOTIONS, attributes=None):
     Example
     -------
     >>> import tempfile, os
-    >>> from ser.inference import Result
+    >>> from ser.inference.recognizer import Result
     >>> out = os.path.join(tempfile.mkdtemp(), "preds.csv")
     >>> ok = Result("a.wav", "N", {c: 0.125 for c in EMOTIONS})
     >>> write_predictions(out, [ok, Result("b.wav", error="b.wav: empty audio file")])
@@ -132,7 +132,7 @@ def write_embeddings(folder, results):
     Example
     -------
     >>> import tempfile, numpy as np
-    >>> from ser.inference import Result
+    >>> from ser.inference.recognizer import Result
     >>> folder = Path(tempfile.mkdtemp())
     >>> write_embeddings(folder, [Result("a/x.wav", "N", embeddings={"system_a": np.ones((2, 4))})])
     >>> print((folder / "index.csv").read_text().strip())
@@ -158,7 +158,7 @@ def write_embeddings(folder, results):
 
 def write_timelines(recognizer, out, results, window, hop):
     """``<out stem>_timeline.csv`` and ``<out stem>_timeline/<n>_<file>.png`` for the classified files."""
-    from ser.timeline import plot_timeline, write_timeline
+    from ser.inference.timeline import plot_timeline, write_timeline
 
     if not recognizer.classes:
         logger.warning("--timeline: the loaded systems predict no classes; no timeline written")
@@ -229,7 +229,7 @@ def classify(args):
         logger.error("no audio files in %s", " ".join(args.inputs))
         return 1
     # Imported here so that --help and argument errors answer without loading torch models.
-    from ser.inference import EmotionRecognizer
+    from ser.inference.recognizer import EmotionRecognizer
 
     if args.model:
         recognizer = EmotionRecognizer.from_pretrained(args.model, args.device, args.batch_size)

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import soundfile
 
-from ser.audio import SAMPLE_RATE, AudioError, as_mono_waveform, load_waveform
 from ser.cli import ArgumentParser, exit_with
 from ser.emotions import EMOTION_NAMES, EMOTIONS
 from ser.errors import UserInputError
+from ser.io.audio import SAMPLE_RATE, AudioError, as_mono_waveform, load_waveform
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def analyse(recognizer, upload=None, recording=None, limits=None):
 def _timeline_image(rows, window, hop):
     from PIL import Image
 
-    from ser.timeline import plot_timeline
+    from ser.inference.timeline import plot_timeline
 
     buffer = io.BytesIO()
     plot_timeline(rows, buffer, title=f"Emotion over time ({window:g} s windows every {hop:g} s)")
@@ -210,7 +210,7 @@ def main(argv=None):
     except ModuleNotFoundError:
         parser.error("the web demo needs Gradio: pip install -e '.[app]'")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    from ser.inference import EmotionRecognizer
+    from ser.inference.recognizer import EmotionRecognizer
 
     try:
         if args.model:

@@ -5,7 +5,7 @@ grace period later: SLURM sends ``SIGTERM`` (pre-emption, ``scancel``) or the si
 asked for (``--signal=USR1@300``), and ``torchrun`` forwards ``SIGTERM`` to its workers and gives
 them 30 s. Without a handler Python dies at once and the run loses everything since its last
 checkpoint. With :class:`StopRequest` installed, the first ``SIGTERM`` / ``SIGUSR1`` only
-records the request; :class:`ser.brain.EmotionBrain` sees it after the current training step,
+records the request; :class:`ser.training.brain.EmotionBrain` sees it after the current training step,
 saves an intra-epoch checkpoint and raises :class:`TrainingStopped`. Re-running the same command
 (a requeued job) resumes from that step. Ctrl-C (SIGINT) still stops at once.
 

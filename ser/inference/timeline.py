@@ -8,8 +8,8 @@ import csv
 
 import numpy as np
 
-from ser.atomic_io import atomic_write
 from ser.emotions import EMOTION_NAMES, EMOTIONS
+from ser.io.atomic import atomic_write
 
 __all__ = ["TIMELINE_COLUMNS", "write_timeline", "plot_timeline"]
 
@@ -25,7 +25,7 @@ def write_timeline(path, timelines):
     Example
     -------
     >>> import tempfile, os
-    >>> from ser.inference import TimelineRow
+    >>> from ser.inference.recognizer import TimelineRow
     >>> out = os.path.join(tempfile.mkdtemp(), "timeline.csv")
     >>> write_timeline(out, {"a.wav": [TimelineRow(0.0, 3.0, "N", {c: 0.125 for c in EMOTIONS})]})
     >>> open(out).read().splitlines()[1]
@@ -46,7 +46,7 @@ def plot_timeline(rows, path, title=""):
     Example
     -------
     >>> import tempfile, os
-    >>> from ser.inference import TimelineRow
+    >>> from ser.inference.recognizer import TimelineRow
     >>> rows = [TimelineRow(s, s + 3.0, "H", {c: (0.3 if c == "H" else 0.1) for c in EMOTIONS})
     ...         for s in range(0, 10)]
     >>> png = os.path.join(tempfile.mkdtemp(), "t.png")

@@ -18,9 +18,9 @@ Length limits (so WavLM-large fits GPU memory):
 import speechbrain as sb
 import torch
 
-from ser.audio import SAMPLE_RATE, crop_waveform, load_waveform
 from ser.emotions import EMOTIONS
-from ser.imbalance import soft_target
+from ser.io.audio import SAMPLE_RATE, crop_waveform, load_waveform
+from ser.nn.imbalance import soft_target
 from ser.targets import EXCLUDED_LABEL, UNKNOWN_LABEL
 
 

@@ -3,10 +3,10 @@
 - ``compute_forward``: waveform (+ transcripts) → ``hparams.model`` → the outputs of
   the targets the YAML declares (:mod:`ser.targets`);
 - ``compute_objectives``: the loss of :func:`ser.targets.training_loss`;
-- one optimizer per ``hparams.optimizers`` group (:mod:`ser.optimizer_groups`), each
+- one optimizer per ``hparams.optimizers`` group (:mod:`ser.training.optimizer_groups`), each
   annealed by its own NewBob scheduler on the dev score (:func:`ser.targets.selection_score`),
-  which also picks the kept checkpoint (:func:`ser.checkpoints.dev_score_rank`);
-- ``evaluate(dataset, files)`` writes that split's :class:`ser.evaluation.EvaluationFiles`.
+  which also picks the kept checkpoint (:func:`ser.io.checkpoints.dev_score_rank`);
+- ``evaluate(dataset, files)`` writes that split's :class:`ser.training.evaluation_files.EvaluationFiles`.
 """
 
 import functools
@@ -15,21 +15,21 @@ import logging
 import speechbrain as sb
 
 from ser import targets as target_tools
-from ser.checkpoints import CheckpointError, dev_score_rank, drop_epochs_after, epoch_loggers
-from ser.evaluation import EvaluationFiles
-from ser.optimizer_groups import group_parameters
-from ser.preemption import TrainingStopped
+from ser.io.checkpoints import CheckpointError, dev_score_rank, drop_epochs_after, epoch_loggers
 from ser.targets import Targets
+from ser.training.evaluation_files import EvaluationFiles
+from ser.training.optimizer_groups import group_parameters
+from ser.training.preemption import TrainingStopped
 
 logger = logging.getLogger(__name__)
 
 
 class EmotionBrain(sb.Brain):
-    """Trains and evaluates an :class:`ser.model.EmotionClassifier`."""
+    """Trains and evaluates an :class:`ser.nn.model.EmotionClassifier`."""
 
     #: The checkpoint the last ``evaluate`` loaded (its identity goes into ``system.json``).
     evaluated_checkpoint = None
-    #: A :class:`ser.preemption.StopRequest` (train.py installs one): checkpoint and stop on SIGTERM.
+    #: A :class:`ser.training.preemption.StopRequest` (train.py installs one): checkpoint and stop on SIGTERM.
     stop_request = None
     _files = EvaluationFiles()  # what the running ``evaluate`` writes
 

@@ -191,15 +191,15 @@ def check_overrides(overrides, hparams_file, profile=None):
     >>> check_overrides({"batch_size": 2.5}, system)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ser.experiment.OverrideError: --batch_size=2.5: ... sets batch_size to an integer (4); got a float
+    ser.training.overrides.OverrideError: --batch_size=2.5: ... sets batch_size to an integer (4); got a float
     >>> check_overrides({"batchsize": 8}, system)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ser.experiment.OverrideError: --batchsize: unknown key: ... (did you mean batch_size?)
+    ser.training.overrides.OverrideError: --batchsize: unknown key: ... (did you mean batch_size?)
     >>> check_overrides({"batch_size": 0}, system)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ser.experiment.OverrideError: --batch_size=0: batch_size must be at least 1 (in ...system.yaml)
+    ser.training.overrides.OverrideError: --batch_size=0: batch_size must be at least 1 (in ...system.yaml)
     """
     examples, sources = {}, {}
     for path in (profile, hparams_file):  # the system file's value wins over the profile's

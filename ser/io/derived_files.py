@@ -20,7 +20,7 @@ import json
 import os
 from pathlib import Path
 
-from ser.atomic_io import write_json_atomic
+from ser.io.atomic import write_json_atomic
 
 
 def file_stamp(path):

@@ -1,7 +1,7 @@
 """Tiny, randomly initialised models in Hugging Face format, for the demo and the tests.
 
 Nothing can be downloaded from a model hub here, so the demo and the tests run the real
-encoder code (:mod:`ser.encoders`) on small local models built from scratch:
+encoder code (:mod:`ser.nn.encoders`) on small local models built from scratch:
 
 * ``wavlm``: a 2-layer WavLM (hidden size 64) shaped like ``microsoft/wavlm-large``: layer-norm
   CNN feature extractor with the real kernels and strides (one frame every 20 ms, 400-sample
@@ -33,7 +33,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ser.derived import derivation, is_current, mark_current
+from ser.io.derived_files import derivation, is_current, mark_current
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def build_tiny_models(out_dir, seed=1993):
     -------
     dict of str to Path
         ``{"wavlm": ..., "hubert": ..., "roberta": ...}``: local model directories that
-        ``transformers`` ``from_pretrained`` (and :mod:`ser.encoders`) load offline.
+        ``transformers`` ``from_pretrained`` (and :mod:`ser.nn.encoders`) load offline.
 
     Example
     -------

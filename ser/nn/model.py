@@ -30,7 +30,7 @@ class SpeechBranch(torch.nn.Module):
 
     Example
     -------
-    >>> from ser.pooling import MeanPooling
+    >>> from ser.nn.pooling import MeanPooling
     >>> class Framer(torch.nn.Module):
     ...     def forward(self, wavs, lens):
     ...         return wavs.unfold(1, 320, 320)
@@ -145,7 +145,7 @@ class EmotionClassifier(torch.nn.Module):
 
     Example
     -------
-    >>> from ser.pooling import MeanPooling
+    >>> from ser.nn.pooling import MeanPooling
     >>> class Framer(torch.nn.Module):
     ...     def forward(self, wavs, lens):
     ...         return wavs.unfold(1, 160, 160)

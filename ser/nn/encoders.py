@@ -13,7 +13,7 @@ or wav2vec 2.0 through ``AutoModel``) with these changes:
   state is returned: transformers 5 then drops the skipped layers' entries from
   ``hidden_states``, so the layer count would change from batch to batch;
 * a frozen CNN feature extractor (paper §6.4; every system of the authors' recipe) builds no
-  autograd graph at all; a trained one runs on contiguous tensors (:mod:`ser.cnn_layout`);
+  autograd graph at all; a trained one runs on contiguous tensors (:mod:`ser.nn.cnn_layout`);
 * ``source`` (Hub id or folder) is resolved first, with a clear error when offline.
 
 Frames come every 20 ms; ``round(wav_lens[b] * frames)`` counts the valid frames of turn ``b``
@@ -29,8 +29,8 @@ import torch
 from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2
 from torch import nn
 
-from ser.cnn_layout import contiguous_layer_norm_cnn
-from ser.model_source import resolve_model_source
+from ser.io.model_source import resolve_model_source
+from ser.nn.cnn_layout import contiguous_layer_norm_cnn
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class SpeechEncoder(Wav2Vec2):
     Example
     -------
     >>> import tempfile, torch
-    >>> from ser.tiny_models import build_tiny_models
+    >>> from ser.nn.tiny_models import build_tiny_models
     >>> tiny = build_tiny_models(tempfile.mkdtemp())
     >>> encoder = SpeechEncoder(tiny["wavlm"], save_path=tempfile.mkdtemp())
     >>> feats = encoder(torch.randn(2, 32000), torch.tensor([0.35, 1.0]))
@@ -281,7 +281,7 @@ class TextEncoder(nn.Module):
     Example
     -------
     >>> import tempfile
-    >>> from ser.tiny_models import build_tiny_models
+    >>> from ser.nn.tiny_models import build_tiny_models
     >>> tiny = build_tiny_models(tempfile.mkdtemp())
     >>> encoder = TextEncoder(tiny["roberta"])
     >>> hidden, lengths = encoder(["I love the show!", ""])

@@ -17,7 +17,7 @@ Example
 -------
 >>> import tempfile, torch
 >>> from transformers import WavLMModel
->>> from ser.tiny_models import build_tiny_models
+>>> from ser.nn.tiny_models import build_tiny_models
 >>> model = WavLMModel.from_pretrained(build_tiny_models(tempfile.mkdtemp())["wavlm"])
 >>> wav = torch.randn(2, 16000)
 >>> before = model.feature_extractor(wav)

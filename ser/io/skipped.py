@@ -8,7 +8,7 @@ each turn they skip, with its split and the reason, instead of stopping
 
 import csv
 
-from ser.atomic_io import atomic_write
+from ser.io.atomic import atomic_write
 
 SKIPPED_CSV = "skipped.csv"
 SKIPPED_COLUMNS = ("FileName", "Split", "Reason")

@@ -169,7 +169,7 @@ def as_mono_waveform(data, rate, sample_rate=SAMPLE_RATE, name="waveform", kind=
     >>> as_mono_waveform(np.zeros(0), 16000)
     Traceback (most recent call last):
     ...
-    ser.audio.AudioError: waveform: empty audio (0 samples)
+    ser.io.audio.AudioError: waveform: empty audio (0 samples)
     """
     if isinstance(data, torch.Tensor):
         data = data.detach().cpu().numpy()
@@ -210,7 +210,7 @@ def crop_waveform(waveform, max_samples, mode="random"):
     mode : {"random", "center"}
         Where the kept window lies: random (training: every epoch sees
         another part of a long turn; drawn from torch's global generator, which
-        the checkpoints save: :class:`ser.checkpoints.RandomState`) or center
+        the checkpoints save: :class:`ser.io.checkpoints.RandomState`) or center
         (evaluation: repeatable).
 
     Example

@@ -12,9 +12,9 @@ Attributes (Task 2): ``FileName`` then the predicted attributes
 import numpy as np
 import pandas as pd
 
-from ser.atomic_io import atomic_write
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
+from ser.io.atomic import atomic_write
 
 COLUMNS = ("FileName",) + EMOTIONS
 
@@ -81,7 +81,7 @@ def read_posteriors(path, classes=EMOTIONS):
     >>> read_posteriors(path)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ser.posteriors.PosteriorsError: ...valid.csv: header only, no rows
+    ser.io.posteriors.PosteriorsError: ...valid.csv: header only, no rows
     """
     return _read_table(path, ("FileName", *classes), "class order")
 

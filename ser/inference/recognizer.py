@@ -4,7 +4,7 @@
 network, the checkpoint train.py evaluated, the best by its ``selection_metric``, fills it) and
 classifies any audio file:
 
-- any sample rate and channel count: files are read as 16 kHz mono (:func:`ser.audio.load_waveform`);
+- any sample rate and channel count: files are read as 16 kHz mono (:func:`ser.io.audio.load_waveform`);
 - any length: a turn longer than a system's ``eval_max_duration`` is cut into windows of that length
   (:func:`window_starts`; the last one overlaps back so that none is a sliver) and the windows'
   posteriors are averaged; a turn that fits is classified whole, exactly as ``train.py`` evaluated
@@ -20,7 +20,7 @@ classifies any audio file:
   flagged (:data:`FLAGS`, with a warning): its label says nothing about the speaker.
 
 Whisper (:mod:`ser.asr`) and the fitted fusion model (:mod:`ser.fusion_model`) belong to the
-library. :meth:`EmotionRecognizer.from_pretrained` loads an exported package (:mod:`ser.package`)
+library. :meth:`EmotionRecognizer.from_pretrained` loads an exported package (:mod:`ser.inference.package`)
 with nothing of the training at hand; :meth:`EmotionRecognizer.from_folders` loads ``train.py``
 folders and the fusion folder ``python -m fusion.fuse`` wrote.
 """
@@ -38,13 +38,13 @@ from hyperpyyaml import load_hyperpyyaml
 from tqdm import tqdm
 
 from ser.asr import DecodeOptions, load_backend
-from ser.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, as_mono_waveform, load_waveform
-from ser.brain import dev_score_rank
-from ser.checkpoints import AtomicCheckpointer
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
 from ser.fusion_model import load_fusion, load_fusion_identities
-from ser.identity import (
+from ser.inference.package import load_packaged_system, read_manifest, resolve_package
+from ser.io.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, as_mono_waveform, load_waveform
+from ser.io.checkpoints import AtomicCheckpointer, dev_score_rank
+from ser.io.system_folder import (
     IDENTITY_FILE,
     MODEL_FILE,
     SystemIdentity,
@@ -53,7 +53,6 @@ from ser.identity import (
     match_identities,
     read_identity,
 )
-from ser.package import load_packaged_system, read_manifest, resolve_package
 from ser.targets import Targets
 
 logger = logging.getLogger(__name__)
@@ -218,14 +217,14 @@ def load_system(folder, name=None, device="cpu"):
     -------
     LoadedSystem
         The model in eval mode on ``device``; ``identity`` is the folder's
-        :class:`ser.identity.SystemIdentity` (None for a folder trained before they were written).
+        :class:`ser.io.system_folder.SystemIdentity` (None for a folder trained before they were written).
 
     Raises
     ------
     SystemFolderError
         If the folder has no ``hyperparams.yaml`` or no checkpoint, or its checkpoint is not the
-        one its ``system.json`` names (:class:`ser.identity.SystemIdentityError`); a damaged
-        checkpoint is a :class:`ser.checkpoints.CheckpointError` naming it.
+        one its ``system.json`` names (:class:`ser.io.system_folder.SystemIdentityError`); a damaged
+        checkpoint is a :class:`ser.io.checkpoints.CheckpointError` naming it.
     """
     folder = Path(folder)
     yaml_path = folder / "hyperparams.yaml"
@@ -256,7 +255,7 @@ def load_system(folder, name=None, device="cpu"):
 
 
 def load_packaged(folder, entry, device="cpu"):
-    """A system of an exported package (:mod:`ser.package`), ``entry`` being its manifest row."""
+    """A system of an exported package (:mod:`ser.inference.package`), ``entry`` being its manifest row."""
     hparams, model, whisper = load_packaged_system(Path(folder) / entry["folder"], device)
     return _loaded_system(entry["name"], Path(folder) / entry["folder"], hparams, model, whisper,
                           label=entry.get("label"))
@@ -447,7 +446,7 @@ class EmotionRecognizer:
 
         Raises
         ------
-        ser.audio.AudioError
+        ser.io.audio.AudioError
             If a waveform is empty, not finite or of more than two dimensions.
         """
         waveforms = _as_waveform_list(wavs, wav_lens)
@@ -648,7 +647,7 @@ def _load_fusion(fusion_dir, systems):
     """The fused model of ``fusion_dir``, fed the loaded systems' posteriors in its own order.
 
     The fusion records the identities (``system.json``) of the systems it was trained on; the
-    loaded systems must be exactly those (:func:`ser.identity.match_identities`), wherever their
+    loaded systems must be exactly those (:func:`ser.io.system_folder.match_identities`), wherever their
     folders are.
     """
     model = load_fusion(fusion_dir)
