@@ -33,12 +33,12 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from fusion.inputs import SPLITS, resolve_system_dir, system_name
+from fusion.inputs import SPLITS, system_name
 from fusion.svm import speaker_folds
 from ser.cli import ArgumentParser, exit_with, positive_int
 from ser.io.atomic import atomic_write, describe_os_error, ensure_writable_folder, write_json_atomic
 from ser.io.posteriors import read_attributes, write_attributes
-from ser.io.system_folder import read_identity
+from ser.io.system_folder import attributes_file, manifest_file, read_identity, run_folder
 from ser.metrics import attribute_report, concordance_cc, format_ccc_table
 from ser.targets import ATTRIBUTES
 
@@ -71,10 +71,10 @@ def _load(system_dirs):
     """Attribute tables per system and split, checked to cover the same turns."""
     systems = []
     for path in system_dirs:
-        folder = Path(path) if (Path(path) / "attributes").is_dir() else _only_run(Path(path))
+        folder = run_folder(path, "attributes")
         tables = {}
         for split in SPLITS:
-            csv = folder / "attributes" / f"{split}.csv"
+            csv = attributes_file(folder, split)
             if not csv.is_file():
                 raise FileNotFoundError(f"{csv}: missing; every system must give valid and test attributes "
                                         "(train it with attributes in its YAML)")
@@ -88,16 +88,8 @@ def _load(system_dirs):
     return systems
 
 
-def _only_run(path):
-    """The seed folder of ``path`` holding ``attributes/`` (``results/task2_d`` -> its ``1993``)."""
-    runs = sorted(p.parent for p in path.glob("*/attributes") if p.is_dir())
-    if len(runs) != 1:
-        return resolve_system_dir(path)  # its error names what is wrong
-    return runs[0]
-
-
 def _dev_references(folder, names):
-    path = folder / "manifests" / "valid.json"
+    path = manifest_file(folder, "valid")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; the fusion reads dev attributes and speakers from it")
     manifest = json.loads(path.read_text())

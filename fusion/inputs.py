@@ -20,7 +20,15 @@ import pandas as pd
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
 from ser.io.posteriors import read_posteriors
-from ser.io.system_folder import SystemIdentity, display_name, read_identity
+from ser.io.system_folder import (
+    SystemIdentity,
+    display_name,
+    folder_system_name,
+    manifest_file,
+    posteriors_file,
+    read_identity,
+    run_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,28 +66,8 @@ class SystemOutputs:
 
 
 def resolve_system_dir(path):
-    """The folder holding ``posteriors/``: ``path`` itself or its only seed sub-folder.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> root = Path(tempfile.mkdtemp()) / "system_a"
-    >>> (root / "1993" / "posteriors").mkdir(parents=True)
-    >>> resolve_system_dir(root).name
-    '1993'
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise FusionInputError(f"{path}: no such system folder")
-    if (path / "posteriors").is_dir():
-        return path
-    candidates = sorted(p.parent for p in path.glob("*/posteriors") if p.is_dir())
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise FusionInputError(f"{path}: no posteriors/ folder in it or in a seed sub-folder")
-    raise FusionInputError(f"{path}: several runs hold posteriors ({', '.join(p.name for p in candidates)}); "
-                     "pass the one to fuse")
+    """The run folder holding ``posteriors/``: ``path`` itself or its only seed sub-folder."""
+    return run_folder(path, "posteriors")
 
 
 def system_name(folder, identity=None):
@@ -95,8 +83,7 @@ def system_name(folder, identity=None):
     """
     if identity is not None:
         return display_name(identity.name)
-    folder = Path(folder)
-    return display_name(folder.parent.name if folder.name.isdigit() else folder.name)
+    return display_name(folder_system_name(folder))
 
 
 def _check_probabilities(table, path):
@@ -122,7 +109,7 @@ def _load_system(path):
     identity = read_identity(folder, required=False)
     system = SystemOutputs(system_name(folder, identity), folder, {}, identity)
     for split in SPLITS:
-        csv = folder / "posteriors" / f"{split}.csv"
+        csv = posteriors_file(folder, split)
         if not csv.is_file():
             raise FusionInputError(f"{csv}: missing; every system must give valid and test posteriors")
         system.posteriors[split] = _check_probabilities(read_posteriors(csv, system.classes), csv)
@@ -132,6 +119,26 @@ def _load_system(path):
 def _sample(names, limit=5):
     names = sorted(names)
     return ", ".join(names[:limit]) + (" ..." if len(names) > limit else "")
+
+
+def check_same_files(systems, split):
+    """Every system's ``split`` posteriors cover the first system's files, no more, no fewer.
+
+    Raises
+    ------
+    FusionInputError
+        Naming the system and some of the files that differ.
+    """
+    first = systems[0]
+    expected = first.posteriors[split].index
+    for other in systems[1:]:
+        names = other.posteriors[split].index
+        missing, extra = expected.difference(names), names.difference(expected)
+        if len(missing) or len(extra):
+            raise FusionInputError(
+                f"{other.name} ({other.folder}): its {split} posteriors lack {len(missing)} file(s) of "
+                f"{first.name}: {_sample(missing)}; and have {len(extra)} it lacks: {_sample(extra)}"
+            )
 
 
 def load_systems(system_dirs):
@@ -171,17 +178,8 @@ Sub-System A: x.wav; and have 1 it lacks: y.wav
         count = seen[system.name] = seen.get(system.name, 0) + 1
         if count > 1:
             system.name = f"{system.name} ({count})"
-    first = systems[0]
     for split in SPLITS:
-        expected = first.posteriors[split].index
-        for other in systems[1:]:
-            names = other.posteriors[split].index
-            missing, extra = expected.difference(names), names.difference(expected)
-            if len(missing) or len(extra):
-                raise FusionInputError(
-                    f"{other.name} ({other.folder}): its {split} posteriors lack {len(missing)} file(s) of "
-                    f"{first.name}: {_sample(missing)}; and have {len(extra)} it lacks: {_sample(extra)}"
-                )
+        check_same_files(systems, split)
     for system in systems:
         for split in SPLITS:
             system.posteriors[split] = system.posteriors[split].sort_index()
@@ -214,7 +212,7 @@ def read_dev_labels(systems, file_names):
     """
     reference, classes = None, systems[0].classes if systems else EMOTIONS
     for system in systems:
-        path = system.folder / "manifests" / "valid.json"
+        path = manifest_file(system.folder, "valid")
         if not path.is_file():
             raise FusionInputError(f"{path}: missing; the fusion reads dev labels and speakers from it")
         try:
@@ -303,18 +301,11 @@ def load_labelled_splits(systems):
     splits = {}
     for split in sorted(shared):
         for system in systems:
-            csv = system.folder / "posteriors" / f"{split}.csv"
+            csv = posteriors_file(system.folder, split)
             table = read_posteriors(csv, system.classes)
             system.posteriors[split] = _check_probabilities(table, csv).sort_index()
+        check_same_files(systems, split)
         names = systems[0].posteriors[split].index
-        for other in systems[1:]:
-            theirs = other.posteriors[split].index
-            missing, extra = names.difference(theirs), theirs.difference(names)
-            if len(missing) or len(extra):
-                raise FusionInputError(
-                    f"{other.name} ({other.folder}): its {split} posteriors lack {len(missing)} file(s) of "
-                    f"{systems[0].name}: {_sample(missing)}; and have {len(extra)} it lacks: {_sample(extra)}"
-                )
         splits[split] = (names.tolist(), _read_split_labels(systems, split, names.tolist()))
     return splits
 
@@ -322,7 +313,7 @@ def load_labelled_splits(systems):
 def _read_split_labels(systems, split, file_names):
     reference, classes = None, systems[0].classes
     for system in systems:
-        path = system.folder / "manifests" / f"{split}.json"
+        path = manifest_file(system.folder, split)
         try:
             manifest = json.loads(path.read_text())
         except json.JSONDecodeError as error:

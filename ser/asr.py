@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ser.io import SAMPLE_RATE
+
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 #: Whisper sees at most 30 s at a time; longer turns take the long-form path.
 WINDOW_SECONDS = 30.0
 BACKENDS = ("faster-whisper", "openai-whisper")
@@ -87,6 +88,57 @@ class DecodeOptions:
         if self.window_seconds == WINDOW_SECONDS:
             del values["window_seconds"]
         return values
+
+    @classmethod
+    def from_dict(cls, values):
+        """The options held in ``values`` (other keys, such as backend and model, are ignored).
+
+        Example
+        -------
+        >>> DecodeOptions.from_dict({"backend": "faster-whisper", "beam_size": 1, "temperatures": [0.0]})
+        DecodeOptions(language='en', beam_size=1, best_of=5, temperatures=(0.0,), max_new_tokens=None, \
+window_seconds=30.0)
+        """
+        names = {option.name for option in dataclasses.fields(cls)}
+        kept = {name: values[name] for name in names if name in values}
+        if "temperatures" in kept:
+            kept["temperatures"] = tuple(kept["temperatures"])
+        return cls(**kept)
+
+
+@dataclass(frozen=True)
+class WhisperSettings:
+    """Which Whisper transcribes a text system's audio and how: one frozen form from the training
+    transcripts (``transcripts_options.json``) through a package (``transcriber.json``) to inference.
+
+    Systems with equal settings share one loaded recogniser (the settings are hashable).
+
+    Example
+    -------
+    >>> settings = WhisperSettings.from_dict({"backend": "faster-whisper", "model": "tiny.en",
+    ...                                       "options": {"beam_size": 1}})
+    >>> settings.options.beam_size, WhisperSettings.from_dict(settings.as_dict()) == settings
+    (1, True)
+    """
+
+    backend: str
+    model: str
+    options: DecodeOptions = DecodeOptions()
+
+    def as_dict(self):
+        """The package's ``transcriber.json`` form: backend, model and the options as plain JSON."""
+        return {"backend": self.backend, "model": str(self.model), "options": self.options.as_dict()}
+
+    @classmethod
+    def from_dict(cls, values):
+        """From :meth:`as_dict`'s form (``options`` nested) or a transcription's flat options file."""
+        options = values.get("options", values)
+        return cls(str(values["backend"]), str(values["model"]), DecodeOptions.from_dict(options))
+
+    def load(self, device="cpu"):
+        """The Whisper backend these settings name (:func:`load_backend`)."""
+        whisper_device = "cuda" if str(device).startswith("cuda") else "cpu"
+        return load_backend(self.backend, self.model, self.options, device=whisper_device)
 
 
 @dataclass

@@ -72,7 +72,7 @@ def test_batched_posteriors_equal_one_file_at_a_time(recognizer, mixed_files):
 
 
 def test_each_file_is_transcribed_once_for_all_text_systems(recognizer, mixed_files):
-    text_systems = [s for s in recognizer.systems if s.transcriber_key]
+    text_systems = [s for s in recognizer.systems if s.whisper]
     assert len(text_systems) == 2 and len(recognizer.transcribers) == 1
     (key, backend) = next(iter(recognizer.transcribers.items()))
     transcribed = []

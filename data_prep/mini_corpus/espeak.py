@@ -30,10 +30,12 @@ from math import gcd
 import numpy as np
 from scipy.signal import resample_poly
 
+from ser.io import SAMPLE_RATE
+
 logger = logging.getLogger(__name__)
 
 #: Output sample rate of :meth:`EspeakSynthesizer.synthesize` (MSP-Podcast's rate).
-TARGET_RATE = 16000
+TARGET_RATE = SAMPLE_RATE
 
 # espeak_AUDIO_OUTPUT: AUDIO_OUTPUT_SYNCHRONOUS hands samples to our callback and
 # returns only when done. Unlike AUDIO_OUTPUT_RETRIEVAL it starts no background

@@ -142,7 +142,7 @@ def build_app(recognizer, limits=None):
     import gradio as gr
 
     limits = limits or Limits()
-    text_systems = any(s.transcriber_key for s in recognizer.systems)
+    text_systems = any(s.whisper for s in recognizer.systems)
 
     def classify(upload, recording):
         analysis = analyse(recognizer, upload, recording, limits)

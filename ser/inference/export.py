@@ -18,17 +18,29 @@ The package is written beside ``--out`` and renamed onto it when complete; an ex
 is replaced only with ``--overwrite``.
 """
 
+import io
 import json
 import logging
 import shutil
 import sys
 from pathlib import Path
 
+import joblib
+import ruamel.yaml
+from ruamel.yaml.comments import TaggedScalar
+from safetensors.torch import save_file
+
 from ser.cli import ArgumentParser, exit_with
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
+from ser.fusion_model import MODEL_FILE, MODEL_INFO_FILE, load_fusion
+from ser.inference.loading import load_system
+from ser.inference.model_card import write_model_card
 from ser.inference.package import FORMAT, HPARAMS, MANIFEST, PACKAGE_KEY, TRANSCRIBER, WEIGHTS
+from ser.io import SAMPLE_RATE
 from ser.io.atomic import write_json_atomic
+from ser.io.model_source import resolve_model_source
+from ser.io.system_folder import run_folder, short_names
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +59,6 @@ class ExportError(UserInputError, ValueError):
 
 
 def _tagged(value, tag):
-    from ruamel.yaml.comments import TaggedScalar
-
     return TaggedScalar(value=value, tag=tag)
 
 
@@ -112,10 +122,6 @@ def inference_yaml(yaml_text, encoder_names):
     >>> "source: !ref <system_folder>/encoders/roberta" in out
     True
     """
-    import io
-
-    import ruamel.yaml
-
     yaml = ruamel.yaml.YAML()
     document = yaml.load(yaml_text)
     if "model" not in document:
@@ -156,8 +162,6 @@ def _encoder_name(source, taken):
 
 def _copy_encoder_config(source, cache, target):
     """Copy what builds an encoder (config, preprocessor, tokenizer), not its weights."""
-    from ser.io.model_source import resolve_model_source
-
     local = Path(resolve_model_source(source, cache))
     target.mkdir(parents=True)
     for path in sorted(local.iterdir()):
@@ -181,24 +185,8 @@ def _write_clean_json(source, target):
     target.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _system_folder(path):
-    """The folder with ``hyperparams.yaml``: ``path`` or its only seed sub-folder."""
-    path = Path(path)
-    if (path / HPARAMS).is_file():
-        return path
-    candidates = sorted(p.parent for p in path.glob(f"*/{HPARAMS}")) if path.is_dir() else []
-    if len(candidates) == 1:
-        return candidates[0]
-    if not path.is_dir():
-        raise ExportError(f"{path}: no such system folder")
-    raise ExportError(f"{path}: not a system folder written by train.py (no {HPARAMS}"
-                      f"{'; several seed folders: pass one' if candidates else ''})")
-
-
 def _fusion_labels(fusion_dir, folders):
     """The fusion's name of each system folder (from its ``fusion_model.json``), and the model."""
-    from ser.fusion_model import MODEL_INFO_FILE, load_fusion
-
     fusion_dir = Path(fusion_dir)
     model = load_fusion(fusion_dir)
     info_path = fusion_dir / MODEL_INFO_FILE
@@ -223,11 +211,6 @@ def _fusion_labels(fusion_dir, folders):
 
 def _export_system(folder, name, target, device="cpu"):
     """Write one system into ``target``; returns its manifest row (without label) and Whisper model."""
-    import ruamel.yaml
-    from safetensors.torch import save_file
-
-    from ser.inference.recognizer import load_system
-
     system = load_system(folder, name, device)
     text = (folder / HPARAMS).read_text(encoding="utf-8")
     document = ruamel.yaml.YAML().load(text)
@@ -246,11 +229,7 @@ def _export_system(folder, name, target, device="cpu"):
     for extra in ("metrics.json", "system.json"):
         if (folder / extra).is_file():
             shutil.copy2(folder / extra, target / extra)
-    whisper = None
-    if system.transcriber_key is not None:
-        backend, model, options = system.transcriber_key
-        whisper = {"backend": backend, "model": model, "options": json.loads(options)}
-    return whisper
+    return system.whisper.as_dict() if system.whisper is not None else None
 
 
 def _check_no_local_paths(out, roots):
@@ -288,18 +267,13 @@ def export_package(system_dirs, out, fusion_dir=None, whisper_by_name=False, ove
     Path
         ``out``.
     """
-    import joblib
-
-    from ser.inference.model_card import write_model_card
-    from ser.inference.recognizer import system_names
-
     out = Path(out)
     if out.exists() and not overwrite:
         raise ExportError(f"{out}: already exists (pass --overwrite to replace it)")
-    folders = [_system_folder(d) for d in system_dirs]
+    folders = [run_folder(d) for d in system_dirs]
     if len({f.resolve() for f in folders}) != len(folders):
         raise ExportError("a system folder is given twice")
-    names = system_names(folders)
+    names = short_names(folders)
     labels, fusion = (_fusion_labels(fusion_dir, folders) if fusion_dir is not None else (list(names), None))
     staging = out.parent / f".{out.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -332,8 +306,6 @@ def export_package(system_dirs, out, fusion_dir=None, whisper_by_name=False, ove
                             "metrics": _dev_summary(target / "metrics.json")})
         fusion_entry = None
         if fusion is not None:
-            from ser.fusion_model import MODEL_FILE, MODEL_INFO_FILE
-
             (staging / "fusion").mkdir()
             with open(staging / "fusion" / MODEL_FILE, "wb") as stream:
                 joblib.dump(fusion, stream)
@@ -347,7 +319,7 @@ def export_package(system_dirs, out, fusion_dir=None, whisper_by_name=False, ove
         manifest = {
             "format": FORMAT,
             "classes": list(EMOTIONS),
-            "sample_rate": 16000,
+            "sample_rate": SAMPLE_RATE,
             "systems": entries,
             "fusion": fusion_entry,
         }

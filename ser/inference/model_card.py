@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from ser.emotions import EMOTION_NAMES, EMOTIONS
+from ser.io import SAMPLE_RATE
 from ser.metrics import format_f1_table
 
 __all__ = ["render_model_card", "write_model_card"]
@@ -92,11 +93,11 @@ def render_model_card(package, manifest, fusion_dir=None):
         "## How to use",
         "",
         "```python",
-        "from ser.inference.recognizer import EmotionRecognizer",
+        "from ser.inference import EmotionRecognizer",
         "",
         'recognizer = EmotionRecognizer.from_pretrained("path/or/hf-id/of/this/model")',
         'result = recognizer.classify_file("turn.wav")        # .label, .probabilities, .transcript',
-        "results = recognizer.classify_batch([waveform], sample_rate=16000)  # arrays in memory",
+        f"results = recognizer.classify_batch([waveform], sample_rate={SAMPLE_RATE})  # arrays in memory",
         'timeline = recognizer.classify_timeline("long.wav", window=3.0, hop=1.0)',
         "```",
         "",

@@ -25,8 +25,6 @@ with nothing of the training at hand; :meth:`EmotionRecognizer.from_folders` loa
 folders and the fusion folder ``python -m fusion.fuse`` wrote.
 """
 
-import dataclasses
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,26 +32,14 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
-from hyperpyyaml import load_hyperpyyaml
 from tqdm import tqdm
 
-from ser.asr import DecodeOptions, load_backend
-from ser.emotions import EMOTIONS
-from ser.errors import UserInputError
-from ser.fusion_model import load_fusion, load_fusion_identities
-from ser.inference.package import load_packaged_system, read_manifest, resolve_package
+from ser.fusion_model import load_fusion
+from ser.inference.loading import OrderedFusion, load_checked_fusion, load_packaged, load_system
+from ser.inference.package import read_manifest, resolve_package
+from ser.inference.timeline import timeline_starts, window_starts
 from ser.io.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, as_mono_waveform, load_waveform
-from ser.io.checkpoints import AtomicCheckpointer, dev_score_rank
-from ser.io.system_folder import (
-    IDENTITY_FILE,
-    MODEL_FILE,
-    SystemIdentity,
-    SystemIdentityError,
-    fingerprint_file,
-    match_identities,
-    read_identity,
-)
-from ser.targets import Targets
+from ser.io.system_folder import short_names
 
 logger = logging.getLogger(__name__)
 
@@ -67,15 +53,6 @@ SILENCE_PEAK = 1 / 32768
 
 #: Files read, transcribed and classified together (bounds memory on large folders).
 FILES_PER_CHUNK = 32
-
-class SystemFolderError(UserInputError, FileNotFoundError):
-    """A folder given as a trained system that is not one (no hyperparams.yaml, no checkpoint)."""
-
-
-# Objects of a training run that inference must not build: they point to the training paths
-# (which may have moved) and would create folders and files there.
-_TRAINING_ONLY = {"checkpointer": None, "train_logger": None}
-
 
 @dataclass
 class Result:
@@ -147,170 +124,6 @@ def audio_flag(waveform):
     return None
 
 
-@dataclass
-class LoadedSystem:
-    """One trained sub-system, ready for inference."""
-
-    name: str
-    folder: Path
-    model: torch.nn.Module
-    window_samples: int | None
-    #: (backend, model, decode options as JSON) of its Whisper, None for speech-only systems.
-    transcriber_key: tuple | None = None
-    #: What it predicts (classes and/or attributes), from its YAML.
-    targets: Targets = field(default_factory=lambda: Targets(classes=EMOTIONS))
-    #: The corpus scale its attributes are clipped to.
-    attribute_scale: tuple = (1.0, 7.0)
-    #: Who it is (``system.json``); None for a folder trained before identities were written.
-    identity: SystemIdentity | None = None
-    #: Its name in the fusion model (``Sub-System D``), when known from a package.
-    label: str | None = None
-
-
-def window_starts(n_samples, window):
-    """Start samples of the windows that cover a turn of ``n_samples``.
-
-    Windows are ``window`` samples long and follow each other; the last one ends at the end of
-    the turn, overlapping its predecessor, so no window is shorter than the others.
-
-    Example
-    -------
-    >>> window_starts(40, 10), window_starts(25, 10), window_starts(7, 10), window_starts(9, None)
-    ([0, 10, 20, 30], [0, 10, 15], [0], [0])
-    """
-    if window is None or n_samples <= window:
-        return [0]
-    return list(range(0, n_samples - window, window)) + [n_samples - window]
-
-
-def system_names(folders):
-    """Short unique names for system folders (``results/system_d/1993`` → ``system_d``).
-
-    The seed folder is skipped; two seeds of one system keep it (``system_d/1993``).
-
-    Example
-    -------
-    >>> system_names(["r/system_a/1993", "r/system_d/1993"])
-    ['system_a', 'system_d']
-    >>> system_names(["r/system_a/1", "r/system_a/2"])
-    ['system_a/1', 'system_a/2']
-    """
-    paths = [Path(folder) for folder in folders]
-    short = [p.parent.name if p.name.isdigit() else p.name for p in paths]
-    if len(set(short)) == len(short):
-        return short
-    return [f"{p.parent.name}/{p.name}" for p in paths]
-
-
-def load_system(folder, name=None, device="cpu"):
-    """Rebuild a trained sub-system from its ``train.py`` folder, with its best checkpoint.
-
-    Parameters
-    ----------
-    folder : str or Path
-        Holds ``hyperparams.yaml``, ``save/CKPT+*`` and (written by ``train.py``) ``system.json``.
-    name : str, optional
-        Defaults to the folder name.
-    device : str
-
-    Returns
-    -------
-    LoadedSystem
-        The model in eval mode on ``device``; ``identity`` is the folder's
-        :class:`ser.io.system_folder.SystemIdentity` (None for a folder trained before they were written).
-
-    Raises
-    ------
-    SystemFolderError
-        If the folder has no ``hyperparams.yaml`` or no checkpoint, or its checkpoint is not the
-        one its ``system.json`` names (:class:`ser.io.system_folder.SystemIdentityError`); a damaged
-        checkpoint is a :class:`ser.io.checkpoints.CheckpointError` naming it.
-    """
-    folder = Path(folder)
-    yaml_path = folder / "hyperparams.yaml"
-    if not yaml_path.is_file():
-        raise SystemFolderError(f"{folder}: no hyperparams.yaml (not a system folder written by train.py)")
-    identity = read_identity(folder, required=False)
-    with open(yaml_path, encoding="utf-8") as stream:
-        hparams = load_hyperpyyaml(stream, _TRAINING_ONLY)
-    model = hparams["model"]
-    # The checkpoint folder is found next to the YAML, so a moved results folder still loads.
-    checkpointer = AtomicCheckpointer(folder / "save", recoverables={"model": model})
-    checkpoint = checkpointer.find_checkpoint(importance_key=dev_score_rank)
-    if checkpoint is None:
-        raise SystemFolderError(
-            f"{folder / 'save'}: no checkpoint (a --debug run keeps them only with --debug_persistently)"
-        )
-    if identity is not None:
-        _check_checkpoint(identity, checkpoint.path, folder)
-    checkpointer.load_checkpoint(checkpoint)
-    score = checkpoint.meta.get("score", checkpoint.meta.get("macro_f1"))
-    logger.info("%s: loaded %s (dev score %s)", folder, checkpoint.path.name, score)
-    model.to(device).eval()
-    whisper = None
-    if model.uses_text:
-        whisper = {"backend": hparams["whisper_backend"], "model": str(hparams["whisper_model"]),
-                   "options": _decode_options(hparams.get("whisper_folder"))}
-    return _loaded_system(name or folder.name, folder, hparams, model, whisper, identity=identity)
-
-
-def load_packaged(folder, entry, device="cpu"):
-    """A system of an exported package (:mod:`ser.inference.package`), ``entry`` being its manifest row."""
-    hparams, model, whisper = load_packaged_system(Path(folder) / entry["folder"], device)
-    return _loaded_system(entry["name"], Path(folder) / entry["folder"], hparams, model, whisper,
-                          label=entry.get("label"))
-
-
-def _loaded_system(name, folder, hparams, model, whisper, label=None, identity=None):
-    limit = hparams.get("eval_max_duration")
-    window = int(limit * SAMPLE_RATE) if limit else None
-    key = None
-    if whisper is not None:
-        key = (whisper["backend"], whisper["model"], json.dumps(whisper["options"], sort_keys=True))
-    scale = tuple(hparams.get("attribute_scale") or (1.0, 7.0))
-    return LoadedSystem(name, Path(folder), model, window, key, Targets.from_hparams(hparams), scale,
-                        identity, label)
-
-
-def _check_checkpoint(identity, checkpoint_dir, folder):
-    """The checkpoint about to be loaded is the one ``system.json`` describes (same bytes)."""
-    where = folder / IDENTITY_FILE
-    if checkpoint_dir.name != identity.checkpoint:
-        raise SystemIdentityError(
-            f"{where}: names checkpoint {identity.checkpoint}, but the best one in {checkpoint_dir.parent} "
-            f"is {checkpoint_dir.name}: re-run train.py on this folder to evaluate it again"
-        )
-    model_file = checkpoint_dir / MODEL_FILE
-    if model_file.is_file() and fingerprint_file(model_file) != identity.fingerprint:
-        raise SystemIdentityError(
-            f"{model_file}: not the checkpoint {where} describes (its fingerprint differs): "
-            "replaced or damaged; restore it or re-run train.py"
-        )
-
-
-def _decode_options(whisper_folder):
-    """The decoding options of the training transcripts, so test text matches training text."""
-    path = Path(whisper_folder) / "transcripts_options.json" if whisper_folder else None
-    if path is None or not path.is_file():
-        logger.warning("no %s: Whisper decodes with its default options", path)
-        return {}
-    saved = json.loads(path.read_text())
-    # The options file also names the backend and model: keep the decoding options only.
-    names = {option.name for option in dataclasses.fields(DecodeOptions)}
-    return {name: saved[name] for name in names if name in saved}
-
-
-def _load_transcriber(key, device="cpu"):
-    """A Whisper backend for a ``LoadedSystem.transcriber_key``."""
-
-    backend, model, options = key
-    options = json.loads(options)
-    if "temperatures" in options:
-        options["temperatures"] = tuple(options["temperatures"])
-    whisper_device = "cuda" if str(device).startswith("cuda") else "cpu"
-    return load_backend(backend, model, DecodeOptions(**options), device=whisper_device)
-
-
 class EmotionRecognizer:
     """Classify audio files with one or more trained sub-systems, optionally fused.
 
@@ -318,7 +131,7 @@ class EmotionRecognizer:
     ----------
     systems : list of LoadedSystem
     transcribers : dict, optional
-        ``transcriber_key`` → Whisper backend (``transcribe_many(audios, batch_size)``).
+        :class:`ser.asr.WhisperSettings` → Whisper backend (``transcribe_many(audios, batch_size)``).
     fusion : object, optional
         Fused model with ``predict_proba(blocks)`` → ``(n, 8)``, ``blocks`` being the list of the
         systems' ``(n, 8)`` posteriors in the order of ``systems``.
@@ -334,7 +147,7 @@ class EmotionRecognizer:
             raise ValueError("EmotionRecognizer needs at least one system")
         self.systems = list(systems)
         self.transcribers = dict(transcribers or {})
-        missing = {s.transcriber_key for s in self.systems if s.transcriber_key} - set(self.transcribers)
+        missing = {s.whisper for s in self.systems if s.whisper} - set(self.transcribers)
         if missing:
             raise ValueError(f"no transcriber for {sorted(missing)}")
         self.fusion = fusion
@@ -365,7 +178,7 @@ class EmotionRecognizer:
         device : str
         batch_size : int
         """
-        names = system_names(system_dirs)
+        names = short_names(system_dirs)
         systems = [load_system(folder, name, device) for folder, name in zip(system_dirs, names, strict=True)]
         # A system is named by its identity (system.json), by its folder only when it has none or
         # when two runs of one system are given together.
@@ -373,10 +186,10 @@ class EmotionRecognizer:
         if len(set(named)) == len(named):
             for system, name in zip(systems, named, strict=True):
                 system.name = name
-        keys = dict.fromkeys(s.transcriber_key for s in systems if s.transcriber_key)
-        transcribers = {key: _load_transcriber(key, device) for key in keys}
+        transcribers = {settings: settings.load(device)
+                        for settings in dict.fromkeys(s.whisper for s in systems if s.whisper)}
         class_systems = [s for s in systems if s.targets.classes]
-        fusion = _load_fusion(fusion_dir, class_systems) if fusion_dir is not None else None
+        fusion = load_checked_fusion(fusion_dir, class_systems) if fusion_dir is not None else None
         return cls(systems, transcribers, fusion, device, batch_size)
 
     @classmethod
@@ -396,13 +209,13 @@ class EmotionRecognizer:
         folder = resolve_package(source, cache_dir)
         manifest = read_manifest(folder)
         systems = [load_packaged(folder, entry, device) for entry in manifest["systems"]]
-        keys = dict.fromkeys(s.transcriber_key for s in systems if s.transcriber_key)
-        transcribers = {key: _load_transcriber(key, device) for key in keys}
+        transcribers = {settings: settings.load(device)
+                        for settings in dict.fromkeys(s.whisper for s in systems if s.whisper)}
         fusion = None
         if manifest.get("fusion"):
             model = load_fusion(folder / manifest["fusion"])
             labels = [s.label for s in systems if s.targets.classes]
-            fusion = _OrderedFusion(model, [labels.index(name) for name in model.systems])
+            fusion = OrderedFusion(model, [labels.index(name) for name in model.systems])
         return cls(systems, transcribers, fusion, device, batch_size)
 
     @torch.inference_mode()
@@ -520,7 +333,7 @@ class EmotionRecognizer:
         class_systems = [s for s in self.systems if s.targets.classes]
         attribute_systems = [s for s in self.systems if s.targets.attributes]
         for system in self.systems:
-            texts = transcripts[system.transcriber_key] if system.transcriber_key else None
+            texts = transcripts[system.whisper] if system.whisper else None
             probs, attributes, pooled = self._outputs(system, wavs, texts, embeddings)
             vectors.append(pooled)
             if system.targets.classes:
@@ -547,7 +360,7 @@ class EmotionRecognizer:
                     s.name: self._as_dict(self.attributes, a[row])
                     for s, a in zip(attribute_systems, attributes_per_system, strict=True)
                 }
-            texts = [transcripts[s.transcriber_key][row] for s in self.systems if s.transcriber_key]
+            texts = [transcripts[s.whisper][row] for s in self.systems if s.whisper]
             result.transcript = texts[0] if texts else None
             if embeddings:
                 result.embeddings = {s.name: v[row] for s, v in zip(self.systems, vectors, strict=True)}
@@ -603,22 +416,6 @@ class EmotionRecognizer:
         return probs, attributes, stacked
 
 
-def timeline_starts(n_samples, window, hop):
-    """Start samples of timeline windows: every ``hop``, the last one ending at the end.
-
-    Example
-    -------
-    >>> timeline_starts(100, 30, 20), timeline_starts(20, 30, 20), timeline_starts(90, 30, 30)
-    ([0, 20, 40, 60, 70], [0], [0, 30, 60])
-    """
-    if n_samples <= window:
-        return [0]
-    starts = list(range(0, n_samples - window + 1, hop))
-    if starts[-1] + window < n_samples:
-        starts.append(n_samples - window)
-    return starts
-
-
 def _as_waveform_list(wavs, wav_lens=None):
     """One waveform, a padded batch (with relative lengths) or a list → list of 1-D arrays."""
     if isinstance(wavs, (list, tuple)):
@@ -643,30 +440,3 @@ def _duration(path):
         return 0.0
 
 
-def _load_fusion(fusion_dir, systems):
-    """The fused model of ``fusion_dir``, fed the loaded systems' posteriors in its own order.
-
-    The fusion records the identities (``system.json``) of the systems it was trained on; the
-    loaded systems must be exactly those (:func:`ser.io.system_folder.match_identities`), wherever their
-    folders are.
-    """
-    model = load_fusion(fusion_dir)
-    expected = load_fusion_identities(fusion_dir)
-    unknown = [s.folder for s in systems if s.identity is None]
-    if unknown:
-        raise SystemIdentityError(
-            f"{Path(unknown[0]) / IDENTITY_FILE}: missing, so this system cannot be checked against the "
-            f"fusion {fusion_dir}; re-run the same train.py command on it (it only evaluates and writes it)"
-        )
-    order = match_identities(expected, [(str(s.folder), s.identity) for s in systems], str(fusion_dir))
-    return _OrderedFusion(model, order)
-
-
-class _OrderedFusion:
-    """Feeds a fusion model the systems' posteriors in the order it was trained with."""
-
-    def __init__(self, model, order):
-        self.model, self.order = model, order
-
-    def predict_proba(self, blocks):
-        return self.model.predict_proba([blocks[i] for i in self.order])

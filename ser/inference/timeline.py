@@ -11,12 +11,42 @@ import numpy as np
 from ser.emotions import EMOTION_NAMES, EMOTIONS
 from ser.io.atomic import atomic_write
 
-__all__ = ["TIMELINE_COLUMNS", "write_timeline", "plot_timeline"]
+__all__ = ["TIMELINE_COLUMNS", "timeline_starts", "window_starts", "write_timeline", "plot_timeline"]
 
 TIMELINE_COLUMNS = ("File", "Start", "End", "EmoClass", *EMOTIONS)
 # One colour per class, the same in every figure of the project's timelines.
 COLOURS = dict(zip(EMOTIONS, ("#d62728", "#8c564b", "#7f7f7f", "#9467bd", "#ffbf00", "#1f77b4",
                               "#17becf", "#2ca02c"), strict=True))
+
+
+def timeline_starts(n_samples, window, hop):
+    """Start samples of timeline windows: every ``hop``, the last one ending at the end.
+
+    Example
+    -------
+    >>> timeline_starts(100, 30, 20), timeline_starts(20, 30, 20), timeline_starts(90, 30, 30)
+    ([0, 20, 40, 60, 70], [0], [0, 30, 60])
+    """
+    if n_samples <= window:
+        return [0]
+    starts = list(range(0, n_samples - window + 1, hop))
+    if starts[-1] + window < n_samples:
+        starts.append(n_samples - window)
+    return starts
+
+
+def window_starts(n_samples, window):
+    """Start samples of back-to-back windows covering a turn (``window`` None: the whole turn).
+
+    The timeline with the hop equal to the window: the last window ends at the end of the turn,
+    overlapping its predecessor, so no window is shorter than the others.
+
+    Example
+    -------
+    >>> window_starts(40, 10), window_starts(25, 10), window_starts(7, 10), window_starts(9, None)
+    ([0, 10, 20, 30], [0, 10, 15], [0], [0])
+    """
+    return [0] if window is None else timeline_starts(n_samples, window, window)
 
 
 def write_timeline(path, timelines):

@@ -6,3 +6,6 @@ folder (``system.json``, seed subfolder, posteriors) and where a pretrained mode
 Modules here import only the shared top-level modules (:mod:`ser.errors`, :mod:`ser.emotions`) and
 each other, never :mod:`ser.nn`, :mod:`ser.training` or :mod:`ser.inference`.
 """
+
+#: The one sample rate of the library: every waveform the encoders, Whisper and the VAD see.
+SAMPLE_RATE = 16000

@@ -16,10 +16,10 @@ import torch
 import torchaudio.functional
 
 from ser.errors import UserInputError
+from ser.io import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 #: Receptive field of the WavLM/HuBERT CNN at 16 kHz (25 ms): shorter waveforms give no frame at all.
 MIN_SAMPLES = 400
 

@@ -1,4 +1,18 @@
-"""Who a trained system is: ``system.json``, written by ``train.py`` beside its outputs.
+"""A trained system's folder: its layout (the one place that knows it) and who the system is.
+
+``train.py`` writes one folder per run, ``<results>/<system>/<seed>/``::
+
+    hyperparams.yaml             the YAML with every override (rebuilds the network)
+    system.json                  who the system is (below)
+    save/CKPT+*/                 checkpoints
+    posteriors/<split>.csv       Task 1 posteriors (:func:`posteriors_file`)
+    attributes/<split>.csv       Task 2 predictions (:func:`attributes_file`)
+    metrics.json                 dev results; metrics_<split>.json for other labelled splits
+    manifests/<split>.json       the turns (and labels) it was evaluated on
+
+A command may be given the run folder or the system folder above it when that holds one seed
+folder (:func:`run_folder`); a system's short name is its folder's, the seed folder skipped
+(:func:`short_names`).
 
 A folder name says where a system is, not what it is: two runs of system A may sit in folders
 of the same name, and the same run may be copied anywhere. ``train.py`` therefore writes, next
@@ -26,8 +40,104 @@ from ser.errors import UserInputError
 from ser.io.atomic import write_json_atomic
 
 IDENTITY_FILE = "system.json"
+HPARAMS_FILE = "hyperparams.yaml"
+CHECKPOINTS_DIR = "save"
 #: The recoverable of a checkpoint that holds the network's weights.
 MODEL_FILE = "model.ckpt"
+
+
+class SystemFolderError(UserInputError, FileNotFoundError):
+    """A folder given as a trained system that is not one (no hyperparams.yaml, no checkpoint)."""
+
+
+def posteriors_file(folder, split):
+    """``<folder>/posteriors/<split>.csv``: the Task 1 posteriors of one evaluated split."""
+    return Path(folder) / "posteriors" / f"{split}.csv"
+
+
+def attributes_file(folder, split):
+    """``<folder>/attributes/<split>.csv``: the Task 2 predictions of one evaluated split."""
+    return Path(folder) / "attributes" / f"{split}.csv"
+
+
+def metrics_file(folder, split):
+    """The metrics of one evaluated split: ``metrics.json`` for dev, ``metrics_<split>.json`` for another
+    labelled split, None for the challenge test set (its labels are hidden).
+
+    Example
+    -------
+    >>> str(metrics_file("out", "valid")), str(metrics_file("out", "test1")), metrics_file("out", "test")
+    ('out/metrics.json', 'out/metrics_test1.json', None)
+    """
+    name = {"valid": "metrics.json", "test": None}.get(split, f"metrics_{split}.json")
+    return Path(folder) / name if name else None
+
+
+def manifest_file(folder, split):
+    """``<folder>/manifests/<split>.json``: the turns one split was evaluated on, with their labels."""
+    return Path(folder) / "manifests" / f"{split}.json"
+
+
+def run_folder(path, marker=HPARAMS_FILE):
+    """The run folder holding ``marker``: ``path`` itself, or its only seed sub-folder that holds it.
+
+    Raises
+    ------
+    SystemFolderError
+        If ``path`` is no folder, neither it nor a sub-folder holds ``marker``, or several do.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp()) / "system_a"
+    >>> (root / "1993" / "posteriors").mkdir(parents=True)
+    >>> run_folder(root, "posteriors").name
+    '1993'
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise SystemFolderError(f"{path}: no such system folder")
+    if (path / marker).exists():
+        return path
+    candidates = sorted(p.parent for p in path.glob(f"*/{marker}"))
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise SystemFolderError(f"{path}: not a system folder written by train.py (no {marker} in it "
+                                "or in a seed sub-folder)")
+    raise SystemFolderError(f"{path}: several runs hold {marker} ({', '.join(p.name for p in candidates)}); "
+                            "pass the one to use")
+
+
+def folder_system_name(folder):
+    """The system a run folder belongs to, by its path: the seed folder is skipped.
+
+    Example
+    -------
+    >>> folder_system_name("results/system_d/1993"), folder_system_name("runs/wavlm")
+    ('system_d', 'wavlm')
+    """
+    folder = Path(folder)
+    return folder.parent.name if folder.name.isdigit() else folder.name
+
+
+def short_names(folders):
+    """Short unique names for run folders (``results/system_d/1993`` -> ``system_d``).
+
+    Two seeds of one system keep their seed (``system_d/1993``).
+
+    Example
+    -------
+    >>> short_names(["r/system_a/1993", "r/system_d/1993"])
+    ['system_a', 'system_d']
+    >>> short_names(["r/system_a/1", "r/system_a/2"])
+    ['system_a/1', 'system_a/2']
+    """
+    paths = [Path(folder) for folder in folders]
+    short = [folder_system_name(p) for p in paths]
+    if len(set(short)) == len(short):
+        return short
+    return [f"{p.parent.name}/{p.name}" for p in paths]
 
 
 class SystemIdentityError(UserInputError, ValueError):

@@ -33,6 +33,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ser.io import SAMPLE_RATE
 from ser.io.derived_files import derivation, is_current, mark_current
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ logger = logging.getLogger(__name__)
 #: Bump when the recipe below changes, so cached models are rebuilt.
 BUILD_VERSION = 1
 STAMP_NAME = "tiny_model_stamp.json"
-SAMPLE_RATE = 16000
 
 # The real wav2vec2/WavLM/HuBERT convolution geometry: total stride 320 samples (20 ms at 16 kHz).
 _CONV_KERNEL = (10, 3, 3, 3, 3, 2, 2)

@@ -1,10 +1,7 @@
 """What evaluating one split writes: its posteriors, attribute predictions and metrics.
 
-``train.py`` evaluates every split but train and names its files with
-:meth:`EvaluationFiles.for_split`: dev writes ``metrics.json``, the challenge
-test set (hidden labels) no metrics, each other labelled split
-``metrics_<split>.json``; posteriors and attributes go to
-``posteriors/<split>.csv`` and ``attributes/<split>.csv``.
+``train.py`` evaluates every split but train; :meth:`EvaluationFiles.for_split` takes the
+file names from the system folder's layout (:mod:`ser.io.system_folder`).
 """
 
 import logging
@@ -13,6 +10,7 @@ from pathlib import Path
 
 from ser.io.atomic import write_json_atomic
 from ser.io.posteriors import write_attributes, write_posteriors
+from ser.io.system_folder import attributes_file, metrics_file, posteriors_file
 from ser.targets import EXCLUDED_LABEL, metrics_record
 
 logger = logging.getLogger(__name__)
@@ -37,13 +35,9 @@ class EvaluationFiles:
 
     @classmethod
     def for_split(cls, output_folder, split):
-        output = Path(output_folder)
-        metrics = {"valid": "metrics.json", "test": None}.get(split, f"metrics_{split}.json")
-        return cls(
-            posteriors=output / "posteriors" / f"{split}.csv",
-            attributes=output / "attributes" / f"{split}.csv",
-            metrics=output / metrics if metrics else None,
-        )
+        return cls(posteriors=posteriors_file(output_folder, split),
+                   attributes=attributes_file(output_folder, split),
+                   metrics=metrics_file(output_folder, split))
 
     def write(self, targets, collected, stage_loss, class_report, attribute_scores, attribute_scale):
         """Write what ``targets`` produce from ``collected`` (:func:`ser.targets.gathered`)."""
