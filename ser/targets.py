@@ -79,106 +79,166 @@ class Targets:
     def as_dict(self):
         return {"classes": list(self.classes), "attributes": list(self.attributes)}
 
+    def loss(self, outputs, batch, class_cost, attribute_cost, soft_labels=False):
+        """The loss of one batch: class loss + weight * attribute loss, on the turns that have them.
 
-def training_loss(targets, outputs, batch, class_cost, attribute_cost, soft_labels=False):
-    """The loss of one batch: class loss + weight * attribute loss, on the turns that have them.
+        Parameters
+        ----------
+        outputs : dict
+            Model outputs: ``log_probs`` and/or ``attributes``.
+        batch : PaddedBatch
+            With ``emo_encoded`` (class index, negative when none), ``attr`` (NaN when unknown) and,
+            for soft labels, ``soft`` (NaN rows when no vote is for a class).
+        class_cost, attribute_cost : callable
+        soft_labels : bool
+            Train the classes on the vote distributions instead of the consensus class.
+        """
+        zero = sum(value.sum() for value in outputs.values()) * 0.0  # keeps the graph when no term applies
+        loss = zero
+        if self.classes:
+            log_probs = outputs["log_probs"]
+            if soft_labels:
+                soft = batch.soft.data.to(log_probs.device)
+                has = soft.isfinite().all(dim=1)
+                if bool(has.any()):
+                    loss = loss + class_cost(log_probs[has], soft[has])
+            else:
+                labels = batch.emo_encoded.data.view(-1).to(log_probs.device)
+                known = labels >= 0
+                if bool(known.any()):
+                    loss = loss + class_cost(log_probs[known], labels[known])
+        if self.attributes:
+            predicted = outputs["attributes"]
+            reference = batch.attr.data.to(predicted.device)
+            has = reference.isfinite().all(dim=1)
+            if int(has.sum()) >= 1:
+                weight = self.attribute_weight if self.classes else 1.0
+                loss = loss + weight * attribute_cost(predicted[has], reference[has])
+        return loss
 
-    Parameters
-    ----------
-    targets : Targets
-    outputs : dict
-        Model outputs: ``log_probs`` and/or ``attributes``.
-    batch : PaddedBatch
-        With ``emo_encoded`` (class index, negative when none), ``attr`` (NaN when unknown) and,
-        for soft labels, ``soft`` (NaN rows when no vote is for a class).
-    class_cost, attribute_cost : callable
-    soft_labels : bool
-        Train the classes on the vote distributions instead of the consensus class.
-    """
-    zero = sum(value.sum() for value in outputs.values()) * 0.0  # keeps the graph when no term applies
-    loss = zero
-    if targets.classes:
-        log_probs = outputs["log_probs"]
-        if soft_labels:
-            soft = batch.soft.data.to(log_probs.device)
-            has = soft.isfinite().all(dim=1)
-            if bool(has.any()):
-                loss = loss + class_cost(log_probs[has], soft[has])
-        else:
-            labels = batch.emo_encoded.data.view(-1).to(log_probs.device)
+    def reports(self, collected):
+        """Task 1 and Task 2 reports of an evaluation (None where nothing is known).
+
+        Parameters
+        ----------
+        collected : dict
+            ``labels`` (class indices), ``probs`` ``(n, K)``, ``attr_pred`` and ``attr_true``
+            ``(n, A)`` (NaN when unknown), as gathered by the Brain.
+
+        Returns
+        -------
+        (dict or None, dict or None)
+            :func:`ser.metrics.classification_report` and :func:`ser.metrics.attribute_report`.
+        """
+        class_report = attribute_scores = None
+        if self.classes:
+            labels = collected["labels"]
             known = labels >= 0
             if bool(known.any()):
-                loss = loss + class_cost(log_probs[known], labels[known])
-    if targets.attributes:
-        predicted = outputs["attributes"]
-        reference = batch.attr.data.to(predicted.device)
-        has = reference.isfinite().all(dim=1)
-        if int(has.sum()) >= 1:
-            weight = targets.attribute_weight if targets.classes else 1.0
-            loss = loss + weight * attribute_cost(predicted[has], reference[has])
-    return loss
+                predicted = collected["probs"][known].argmax(-1).tolist()
+                class_report = classification_report(labels[known].tolist(), predicted, classes=self.classes)
+        if self.attributes:
+            reference = collected["attr_true"]
+            has = reference.isfinite().all(dim=1)
+            if bool(has.any()):
+                predicted = collected["attr_pred"][has].double().numpy()
+                reference = reference[has].double().numpy()
+                attribute_scores = attribute_report(predicted, reference, self.attributes)
+        return class_report, attribute_scores
 
+    def selection_score(self, class_report, attribute_scores, metric="macro_f1"):
+        """The dev score that keeps checkpoints and drives NewBob (0 when nothing is known).
 
-def evaluation_reports(targets, collected):
-    """Task 1 and Task 2 reports of an evaluation (None where nothing is known).
+        Parameters
+        ----------
+        class_report, attribute_scores : dict or None
+            As :meth:`reports` returns them.
+        metric : str
+            The YAML's ``selection_metric`` for a system with classes: ``macro_f1`` (the challenge
+            metric) or ``error_rate`` (the authors' recipe: the score is 1 - error rate, i.e. the
+            accuracy). An attribute system is scored by its mean CCC.
 
-    Parameters
-    ----------
-    targets : Targets
-    collected : dict
-        ``labels`` (class indices), ``probs`` ``(n, K)``, ``attr_pred`` and ``attr_true``
-        ``(n, A)`` (NaN when unknown), as gathered by the Brain.
+        Example
+        -------
+        >>> Targets((), ("EmoAct",)).selection_score(None, {"mean_ccc": 0.4})
+        0.4
+        >>> Targets(("A", "H")).selection_score({"macro_f1": 0.3, "accuracy": 0.6}, None, "error_rate")
+        0.6
+        """
+        if metric not in ("macro_f1", "error_rate"):
+            raise TargetsError(f"selection_metric: macro_f1 or error_rate, not {metric!r}")
+        if self.classes:
+            if not class_report:
+                return 0.0
+            return class_report["accuracy"] if metric == "error_rate" else class_report["macro_f1"]
+        return attribute_scores["mean_ccc"] if attribute_scores else 0.0
 
-    Returns
-    -------
-    (dict or None, dict or None)
-        :func:`ser.metrics.classification_report` and :func:`ser.metrics.attribute_report`.
-    """
-    class_report = attribute_scores = None
-    if targets.classes:
-        labels = collected["labels"]
-        known = labels >= 0
-        if bool(known.any()):
-            class_report = classification_report(
-                labels[known].tolist(), collected["probs"][known].argmax(-1).tolist(), classes=targets.classes
-            )
-    if targets.attributes:
-        reference = collected["attr_true"]
-        has = reference.isfinite().all(dim=1)
-        if bool(has.any()):
-            predicted = collected["attr_pred"][has].double().numpy()
-            reference = reference[has].double().numpy()
-            attribute_scores = attribute_report(predicted, reference, targets.attributes)
-    return class_report, attribute_scores
+    def metrics_record(self, stage_loss, n_turns, class_report, attribute_scores):
+        """The content of ``metrics.json`` (``metrics_<split>.json``) of one evaluated split.
 
+        Example
+        -------
+        >>> scores = {"ccc": {"EmoAct": 0.1}, "mean_ccc": 0.1, "n_samples": 2}
+        >>> record = Targets((), ("EmoAct",)).metrics_record(0.5, 3, None, scores)
+        >>> record["n_turns"], record["n_turns_attributes"], record["attributes"]
+        (3, 2, ['EmoAct'])
+        """
+        metrics = {"loss": float(stage_loss), "n_turns": n_turns, **self.as_dict()}
+        metrics.update(class_report or {})
+        if attribute_scores:
+            metrics.update({"ccc": attribute_scores["ccc"], "mean_ccc": attribute_scores["mean_ccc"],
+                            "n_turns_attributes": attribute_scores["n_samples"]})
+        if class_report:
+            metrics["n_turns"] = class_report["n_samples"]
+        return metrics
 
-def selection_score(targets, class_report, attribute_scores, metric="macro_f1"):
-    """The dev score that keeps checkpoints and drives NewBob (0 when nothing is known).
+    def empty_outputs(self):
+        """What an evaluation collects per batch (lists, concatenated at the end)."""
+        names = ["labels"] + (["probs"] if self.classes else []) + (
+            ["attr_pred", "attr_true"] if self.attributes else [])
+        return {"ids": [], **{name: [] for name in names}}
 
-    Parameters
-    ----------
-    targets : Targets
-    class_report, attribute_scores : dict or None
-        As :func:`evaluation_reports` returns them.
-    metric : str
-        The YAML's ``selection_metric`` for a system with classes: ``macro_f1`` (the challenge
-        metric) or ``error_rate`` (the authors' recipe: the score is 1 - error rate, i.e. the
-        accuracy). An attribute system is scored by its mean CCC.
+    def collect(self, store, outputs, batch):
+        """Append one evaluation batch's outputs and references to ``store`` (on the CPU)."""
+        store["ids"].extend(batch.id)
+        store["labels"].append(batch.emo_encoded.data.view(-1).cpu())
+        if self.classes:
+            store["probs"].append(outputs["log_probs"].detach().exp().float().cpu())
+        if self.attributes:
+            store["attr_pred"].append(outputs["attributes"].detach().float().cpu())
+            store["attr_true"].append(batch.attr.data.float().cpu())
 
-    Example
-    -------
-    >>> selection_score(Targets((), ("EmoAct",)), None, {"mean_ccc": 0.4})
-    0.4
-    >>> selection_score(Targets(("A", "H")), {"macro_f1": 0.3, "accuracy": 0.6}, None, "error_rate")
-    0.6
-    """
-    if metric not in ("macro_f1", "error_rate"):
-        raise TargetsError(f"selection_metric: macro_f1 or error_rate, not {metric!r}")
-    if targets.classes:
-        if not class_report:
-            return 0.0
-        return class_report["accuracy"] if metric == "error_rate" else class_report["macro_f1"]
-    return attribute_scores["mean_ccc"] if attribute_scores else 0.0
+    def concatenated(self, store):
+        """``store`` with every list of tensors concatenated (empty tensors of the right width)."""
+        widths = {"probs": self.n_classes, "attr_pred": len(self.attributes),
+                  "attr_true": len(self.attributes)}
+        result = {"ids": list(store["ids"])}
+        for name, parts in store.items():
+            if name == "ids":
+                continue
+            if parts:
+                result[name] = torch.cat(parts)
+            elif name == "labels":
+                result[name] = torch.empty(0, dtype=torch.long)
+            else:
+                result[name] = torch.empty(0, widths[name])
+        return result
+
+    def gathered(self, store):
+        """All processes' outputs (DDP shards) concatenated, duplicates from padding removed."""
+        collected = self.concatenated(store)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            shards = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(shards, collected)
+            collected = {"ids": [uid for shard in shards for uid in shard["ids"]]}
+            collected.update({name: torch.cat([shard[name] for shard in shards]) for name in shards[0]
+                              if name != "ids"})
+        first = {}
+        for row, uid in enumerate(collected["ids"]):
+            first.setdefault(uid, row)
+        rows = torch.tensor(list(first.values()), dtype=torch.long)
+        kept = {name: value[rows] for name, value in collected.items() if name != "ids"}
+        return {"ids": list(first), **kept}
 
 
 def headline(class_report, attribute_scores):
@@ -206,74 +266,3 @@ def checkpoint_meta(epoch, score, class_report, attribute_scores):
     if class_report:
         meta["error_rate"] = 1.0 - class_report["accuracy"]
     return meta
-
-
-def metrics_record(targets, stage_loss, n_turns, class_report, attribute_scores):
-    """The content of ``metrics.json`` (``metrics_<split>.json``) of one evaluated split.
-
-    Example
-    -------
-    >>> record = metrics_record(Targets((), ("EmoAct",)), 0.5, 3, None,
-    ...                         {"ccc": {"EmoAct": 0.1}, "mean_ccc": 0.1, "n_samples": 2})
-    >>> record["n_turns"], record["n_turns_attributes"], record["attributes"]
-    (3, 2, ['EmoAct'])
-    """
-    metrics = {"loss": float(stage_loss), "n_turns": n_turns, **targets.as_dict()}
-    metrics.update(class_report or {})
-    if attribute_scores:
-        metrics.update({"ccc": attribute_scores["ccc"], "mean_ccc": attribute_scores["mean_ccc"],
-                        "n_turns_attributes": attribute_scores["n_samples"]})
-    if class_report:
-        metrics["n_turns"] = class_report["n_samples"]
-    return metrics
-
-
-def empty_outputs(targets):
-    """What an evaluation collects per batch (lists, concatenated at the end)."""
-    names = ["labels"] + (["probs"] if targets.classes else []) + (
-        ["attr_pred", "attr_true"] if targets.attributes else [])
-    return {"ids": [], **{name: [] for name in names}}
-
-
-def collect(store, targets, outputs, batch):
-    """Append one evaluation batch's outputs and references to ``store`` (on the CPU)."""
-    store["ids"].extend(batch.id)
-    store["labels"].append(batch.emo_encoded.data.view(-1).cpu())
-    if targets.classes:
-        store["probs"].append(outputs["log_probs"].detach().exp().float().cpu())
-    if targets.attributes:
-        store["attr_pred"].append(outputs["attributes"].detach().float().cpu())
-        store["attr_true"].append(batch.attr.data.float().cpu())
-
-
-def concatenated(store, targets):
-    """``store`` with every list of tensors concatenated (empty tensors of the right width)."""
-    widths = {"probs": targets.n_classes, "attr_pred": len(targets.attributes),
-              "attr_true": len(targets.attributes)}
-    result = {"ids": list(store["ids"])}
-    for name, parts in store.items():
-        if name == "ids":
-            continue
-        if parts:
-            result[name] = torch.cat(parts)
-        elif name == "labels":
-            result[name] = torch.empty(0, dtype=torch.long)
-        else:
-            result[name] = torch.empty(0, widths[name])
-    return result
-
-
-def gathered(store, targets):
-    """All processes' outputs (DDP shards) concatenated, duplicates from padding removed."""
-    collected = concatenated(store, targets)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        shards = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(shards, collected)
-        collected = {"ids": [uid for shard in shards for uid in shard["ids"]]}
-        collected.update({name: torch.cat([shard[name] for shard in shards]) for name in shards[0]
-                          if name != "ids"})
-    first = {}
-    for row, uid in enumerate(collected["ids"]):
-        first.setdefault(uid, row)
-    rows = torch.tensor(list(first.values()), dtype=torch.long)
-    return {"ids": list(first), **{name: value[rows] for name, value in collected.items() if name != "ids"}}

@@ -2,9 +2,9 @@
 
 - ``compute_forward``: waveform (+ transcripts) → ``hparams.model`` → the outputs of
   the targets the YAML declares (:mod:`ser.targets`);
-- ``compute_objectives``: the loss of :func:`ser.targets.training_loss`;
+- ``compute_objectives``: the loss of :meth:`ser.targets.Targets.loss`;
 - one optimizer per ``hparams.optimizers`` group (:mod:`ser.training.optimizer_groups`), each
-  annealed by its own NewBob scheduler on the dev score (:func:`ser.targets.selection_score`),
+  annealed by its own NewBob scheduler on the dev score (:meth:`ser.targets.Targets.selection_score`),
   which also picks the kept checkpoint (:func:`ser.io.checkpoints.dev_score_rank`);
 - ``evaluate(dataset, files)`` writes that split's :class:`ser.training.evaluation_files.EvaluationFiles`.
 """
@@ -14,9 +14,8 @@ import logging
 
 import speechbrain as sb
 
-from ser import targets as target_tools
 from ser.io.checkpoints import CheckpointError, dev_score_rank, drop_epochs_after, epoch_loggers
-from ser.targets import Targets
+from ser.targets import Targets, checkpoint_meta, headline
 from ser.training.evaluation_files import EvaluationFiles
 from ser.training.optimizer_groups import group_parameters
 from ser.training.preemption import TrainingStopped
@@ -45,10 +44,10 @@ class EmotionBrain(sb.Brain):
 
     def compute_objectives(self, outputs, batch, stage):
         if stage != sb.Stage.TRAIN:
-            target_tools.collect(self.outputs, self.targets, outputs, batch)
+            self.targets.collect(self.outputs, outputs, batch)
         soft = stage == sb.Stage.TRAIN and bool(getattr(self.hparams, "soft_labels", False))
-        return target_tools.training_loss(self.targets, outputs, batch, self.hparams.compute_cost,
-                                          self.hparams.attribute_cost, soft_labels=soft)
+        return self.targets.loss(outputs, batch, self.hparams.compute_cost, self.hparams.attribute_cost,
+                                 soft_labels=soft)
 
     def evaluate(self, test_set, files=EvaluationFiles(), **kwargs):  # noqa: B008 (frozen, no state)
         """SpeechBrain's ``evaluate`` on the best checkpoint, writing ``files``."""
@@ -56,14 +55,14 @@ class EmotionBrain(sb.Brain):
         return super().evaluate(test_set, **kwargs)
 
     def on_stage_start(self, stage, epoch=None):
-        self.outputs = target_tools.empty_outputs(self.targets)
+        self.outputs = self.targets.empty_outputs()
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
         if stage == sb.Stage.TRAIN:
             self.train_loss = stage_loss
             return
-        collected = target_tools.gathered(self.outputs, self.targets)
-        reports = target_tools.evaluation_reports(self.targets, collected)
+        collected = self.targets.gathered(self.outputs)
+        reports = self.targets.reports(collected)
         if stage == sb.Stage.VALID:
             self._end_of_epoch(epoch, stage_loss, *reports)
             return
@@ -74,21 +73,21 @@ class EmotionBrain(sb.Brain):
             self._files.write(self.targets, collected, stage_loss, *reports, scale)
         if self._files.has_metrics(*reports):
             self.hparams.train_logger.log_stats({"evaluation": str(self._files.metrics)},
-                                                test_stats=target_tools.headline(*reports))
+                                                test_stats=headline(*reports))
 
     def _end_of_epoch(self, epoch, stage_loss, class_report, attribute_scores):
         metric = self.hparams.selection_metric if hasattr(self.hparams, "selection_metric") else "macro_f1"
-        score = target_tools.selection_score(self.targets, class_report, attribute_scores, metric)
+        score = self.targets.selection_score(class_report, attribute_scores, metric)
         learning_rates = {}
         for name, optimizer in self.optimizers_dict.items():
             # NewBob anneals when the dev error (1 - score) stops improving.
             old_lr, new_lr = self.hparams.optimizers[name]["lr_annealing"](1.0 - score)
             sb.nnet.schedulers.update_learning_rate(optimizer, new_lr)
             learning_rates[f"lr_{name}"] = old_lr
-        valid_stats = {"loss": stage_loss, **target_tools.headline(class_report, attribute_scores)}
+        valid_stats = {"loss": stage_loss, **headline(class_report, attribute_scores)}
         for train_logger in self.epoch_loggers:
             train_logger.log_stats({"epoch": epoch, **learning_rates}, {"loss": self.train_loss}, valid_stats)
-        meta = target_tools.checkpoint_meta(epoch, score, class_report, attribute_scores)
+        meta = checkpoint_meta(epoch, score, class_report, attribute_scores)
         self.checkpointer.save_and_keep_only(meta=meta, importance_keys=[dev_score_rank])
 
     def on_fit_start(self):

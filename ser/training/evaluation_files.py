@@ -11,7 +11,7 @@ from pathlib import Path
 from ser.io.atomic import write_json_atomic
 from ser.io.posteriors import write_attributes, write_posteriors
 from ser.io.system_folder import attributes_file, metrics_file, posteriors_file
-from ser.targets import EXCLUDED_LABEL, metrics_record
+from ser.targets import EXCLUDED_LABEL
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class EvaluationFiles:
                    metrics=metrics_file(output_folder, split))
 
     def write(self, targets, collected, stage_loss, class_report, attribute_scores, attribute_scale):
-        """Write what ``targets`` produce from ``collected`` (:func:`ser.targets.gathered`)."""
+        """Write what ``targets`` produce from ``collected`` (:meth:`ser.targets.Targets.gathered`)."""
         names = [f"{uid}.wav" for uid in collected["ids"]]
         if self.posteriors and targets.classes:
             # Turns whose known label is outside the class set (X, O: kept for the attributes)
@@ -54,7 +54,7 @@ class EvaluationFiles:
                              scale=attribute_scale)
             logger.info("Attributes of %d turns written to %s", len(names), self.attributes)
         if self.has_metrics(class_report, attribute_scores):
-            record = metrics_record(targets, stage_loss, len(names), class_report, attribute_scores)
+            record = targets.metrics_record(stage_loss, len(names), class_report, attribute_scores)
             write_json_atomic(self.metrics, record, indent=2)
 
     def has_metrics(self, class_report, attribute_scores):
