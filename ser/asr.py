@@ -95,9 +95,9 @@ class DecodeOptions:
 
         Example
         -------
-        >>> DecodeOptions.from_dict({"backend": "faster-whisper", "beam_size": 1, "temperatures": [0.0]})
-        DecodeOptions(language='en', beam_size=1, best_of=5, temperatures=(0.0,), max_new_tokens=None, \
-window_seconds=30.0)
+        >>> options = DecodeOptions.from_dict({"backend": "faster-whisper", "beam_size": 1, "temperatures": [0]})
+        >>> options.beam_size, options.temperatures
+        (1, (0,))
         """
         names = {option.name for option in dataclasses.fields(cls)}
         kept = {name: values[name] for name in names if name in values}
