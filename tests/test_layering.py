@@ -78,7 +78,7 @@ def imported_modules(source):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 # ``from ser import targets`` imports the module ser.targets
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names if node.module == "ser"]
+                names = [node.module] + [f"ser.{a.name}" for a in node.names if node.module == "ser"]
             elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
                   and getattr(node.func, "attr", getattr(node.func, "id", "")) in DYNAMIC_IMPORTS):
                 names = [str(node.args[0].value)]
