@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import ser.inference
+import ser.inference.recognizer
 from data_prep.corpora import open_corpus
 from ser.emotions import EMOTIONS
 from ser.inference.recognizer import EmotionRecognizer
@@ -83,7 +83,7 @@ class StageClock:
 
 def instrument(recognizer, clock):
     """Route the recogniser's stages through ``clock`` (the real calls, only timed)."""
-    ser.inference.load_waveform = clock.wrap(ser.inference.load_waveform, "read audio")
+    ser.inference.recognizer.load_waveform = clock.wrap(ser.inference.recognizer.load_waveform, "read audio")
     for backend in recognizer.transcribers.values():
         backend.transcribe_many = clock.wrap(backend.transcribe_many, "ASR")
     for system in recognizer.systems:
