@@ -1,4 +1,4 @@
-"""Batching (ser/batching.py: bucketed, duration, random), its use by train.py, and the bench scripts."""
+"""Batching (ser/training/batching.py: bucketed, duration, random), its use by train.py, and the bench scripts."""
 
 import socket
 import sys
