@@ -21,6 +21,8 @@ from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
 from ser.io.posteriors import read_posteriors
 from ser.io.system_folder import (
+    MANIFESTS_DIR,
+    POSTERIORS_DIR,
     SystemIdentity,
     display_name,
     folder_system_name,
@@ -67,7 +69,7 @@ class SystemOutputs:
 
 def resolve_system_dir(path):
     """The run folder holding ``posteriors/``: ``path`` itself or its only seed sub-folder."""
-    return run_folder(path, "posteriors")
+    return run_folder(path, POSTERIORS_DIR)
 
 
 def system_name(folder, identity=None):
@@ -256,8 +258,8 @@ def stack_features(systems, split, file_names):
 
 
 def _labelled_split_names(folder):
-    posteriors = {p.stem for p in (folder / "posteriors").glob("*.csv")}
-    manifests = {p.stem for p in (folder / "manifests").glob("*.json")}
+    posteriors = {p.stem for p in (folder / POSTERIORS_DIR).glob("*.csv")}
+    manifests = {p.stem for p in (folder / MANIFESTS_DIR).glob("*.json")}
     return (posteriors & manifests) - set(SPLITS)
 
 

@@ -40,7 +40,7 @@ from ser.inference.package import FORMAT, HPARAMS, MANIFEST, PACKAGE_KEY, TRANSC
 from ser.io import SAMPLE_RATE
 from ser.io.atomic import write_json_atomic
 from ser.io.model_source import resolve_model_source
-from ser.io.system_folder import run_folder, short_names
+from ser.io.system_folder import IDENTITY_FILE, metrics_file, run_folder, short_names
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def _export_system(folder, name, target, device="cpu"):
         _copy_encoder_config(source, node.get("save_path"), target / "encoders" / encoder_name)
     state = {key: value.detach().cpu().contiguous() for key, value in system.model.state_dict().items()}
     save_file(state, target / WEIGHTS, metadata={"format": "pt", "system": name})
-    for extra in ("metrics.json", "system.json"):
+    for extra in (metrics_file(folder, "valid").name, IDENTITY_FILE):
         if (folder / extra).is_file():
             shutil.copy2(folder / extra, target / extra)
     return system.whisper.as_dict() if system.whisper is not None else None

@@ -42,6 +42,9 @@ from ser.io.atomic import write_json_atomic
 IDENTITY_FILE = "system.json"
 HPARAMS_FILE = "hyperparams.yaml"
 CHECKPOINTS_DIR = "save"
+POSTERIORS_DIR = "posteriors"
+ATTRIBUTES_DIR = "attributes"
+MANIFESTS_DIR = "manifests"
 #: The recoverable of a checkpoint that holds the network's weights.
 MODEL_FILE = "model.ckpt"
 
@@ -52,12 +55,12 @@ class SystemFolderError(UserInputError, FileNotFoundError):
 
 def posteriors_file(folder, split):
     """``<folder>/posteriors/<split>.csv``: the Task 1 posteriors of one evaluated split."""
-    return Path(folder) / "posteriors" / f"{split}.csv"
+    return Path(folder) / POSTERIORS_DIR / f"{split}.csv"
 
 
 def attributes_file(folder, split):
     """``<folder>/attributes/<split>.csv``: the Task 2 predictions of one evaluated split."""
-    return Path(folder) / "attributes" / f"{split}.csv"
+    return Path(folder) / ATTRIBUTES_DIR / f"{split}.csv"
 
 
 def metrics_file(folder, split):
@@ -75,7 +78,7 @@ def metrics_file(folder, split):
 
 def manifest_file(folder, split):
     """``<folder>/manifests/<split>.json``: the turns one split was evaluated on, with their labels."""
-    return Path(folder) / "manifests" / f"{split}.json"
+    return Path(folder) / MANIFESTS_DIR / f"{split}.json"
 
 
 def run_folder(path, marker=HPARAMS_FILE):
@@ -152,7 +155,7 @@ class SystemIdentity:
     targets: dict = field(default_factory=dict)
     checkpoint: str | None = None
     fingerprint: str | None = None
-    hparams: str = "hyperparams.yaml"
+    hparams: str = HPARAMS_FILE
 
     def short(self):
         """``system_a (sha256:0123456789ab)``: for messages."""
@@ -192,7 +195,7 @@ def fingerprint_file(path, chunk=1 << 22):
     return f"sha256:{digest.hexdigest()}"
 
 
-def write_identity(folder, name, targets, checkpoint_dir, hparams="hyperparams.yaml"):
+def write_identity(folder, name, targets, checkpoint_dir, hparams=HPARAMS_FILE):
     """Write ``<folder>/system.json`` for the checkpoint ``checkpoint_dir`` (atomically).
 
     Parameters
