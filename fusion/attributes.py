@@ -38,7 +38,7 @@ from fusion.svm import speaker_folds
 from ser.cli import ArgumentParser, exit_with, positive_int
 from ser.io.atomic import atomic_write, describe_os_error, ensure_writable_folder, write_json_atomic
 from ser.io.posteriors import read_attributes, write_attributes
-from ser.io.system_folder import attributes_file, manifest_file, read_identity, run_folder
+from ser.io.system_folder import ATTRIBUTES_DIR, attributes_file, manifest_file, read_identity, run_folder
 from ser.metrics import attribute_report, concordance_cc, format_ccc_table
 from ser.targets import ATTRIBUTES
 
@@ -71,7 +71,7 @@ def _load(system_dirs):
     """Attribute tables per system and split, checked to cover the same turns."""
     systems = []
     for path in system_dirs:
-        folder = run_folder(path, "attributes")
+        folder = run_folder(path, ATTRIBUTES_DIR)
         tables = {}
         for split in SPLITS:
             csv = attributes_file(folder, split)

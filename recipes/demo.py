@@ -47,6 +47,7 @@ from recipes.job_pool import Job, run_jobs
 from recipes.systems import find_systems
 from ser.cli import ArgumentParser, exit_with, non_negative_int, positive_int
 from ser.console import chatter_to_log
+from ser.io.system_folder import HPARAMS_FILE
 from ser.training.overrides import plain_values
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,8 +176,8 @@ def default_jobs():
 def _epochs_of(folder, known_total=False):
     """``(epochs logged, epochs planned)`` of a training run in ``folder`` (planned: None if known)."""
     planned = None
-    if not known_total and (folder / "hyperparams.yaml").is_file():
-        epochs = re.search(r"^number_of_epochs: (\d+)", (folder / "hyperparams.yaml").read_text(), re.M)
+    if not known_total and (folder / HPARAMS_FILE).is_file():
+        epochs = re.search(r"^number_of_epochs: (\d+)", (folder / HPARAMS_FILE).read_text(), re.M)
         planned = int(epochs.group(1)) if epochs else None
     done = 0
     if (folder / "train_log.txt").is_file():

@@ -48,6 +48,7 @@ from ser.console import chatter_to_log
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
 from ser.io.atomic import atomic_write
+from ser.io.system_folder import HPARAMS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.fusion and args.model:
         raise UserInputError("--fusion goes with --systems; a --model package holds its own fusion")
-    not_systems = [d for d in args.systems or () if not (Path(d) / "hyperparams.yaml").is_file()]
+    not_systems = [d for d in args.systems or () if not (Path(d) / HPARAMS_FILE).is_file()]
     if not_systems:
         raise UserInputError(f"--systems {not_systems[0]}: not a system folder (no hyperparams.yaml); "
                              "give the audio inputs before --systems, or after --")
