@@ -21,7 +21,9 @@ SKIPPED_AUDIO = "skipped_audio"
 
 def preparation_options(root, labels_file, splits, transcripts, relabeled_csv, keep_all, missing, strict,
                         audio_dir=None, transcripts_dir=None):
-    """What a preparation's outputs are made from: its inputs and options (:func:`ser.io.derived_files.derivation`).
+    """What a preparation's outputs are made from: its inputs and options.
+
+    The record :func:`ser.io.derived_files.derivation` keys the outputs by.
 
     Parameters
     ----------

@@ -95,7 +95,7 @@ class DecodeOptions:
 
         Example
         -------
-        >>> options = DecodeOptions.from_dict({"backend": "faster-whisper", "beam_size": 1, "temperatures": [0]})
+        >>> options = DecodeOptions.from_dict({"backend": "ctranslate2", "beam_size": 1, "temperatures": [0]})
         >>> options.beam_size, options.temperatures
         (1, (0,))
         """

@@ -1,4 +1,4 @@
-"""Batching (ser/training/batching.py: bucketed, duration, random), its use by train.py, and the bench scripts."""
+"""Batching (``ser.training.batching``: bucketed, duration, random), its use by train.py, benches."""
 
 import socket
 import sys

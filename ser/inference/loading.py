@@ -104,7 +104,8 @@ def load_system(folder, name=None, device="cpu"):
     checkpoint = checkpointer.find_checkpoint(importance_key=dev_score_rank)
     if checkpoint is None:
         raise SystemFolderError(
-            f"{folder / CHECKPOINTS_DIR}: no checkpoint (a --debug run keeps them only with --debug_persistently)"
+            f"{folder / CHECKPOINTS_DIR}: no checkpoint "
+            "(a --debug run keeps them only with --debug_persistently)"
         )
     if identity is not None:
         _check_checkpoint(identity, checkpoint.path, folder)

@@ -79,7 +79,7 @@ def read_manifest(folder):
     >>> read_manifest(folder)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ser.inference.package.PackageError: .../ser_package.json: format 'other/9', this version reads msp-ser-package/1
+    ser.inference.package.PackageError: .../ser_package.json: format 'other/9', this version reads ...
     """
     path = Path(folder) / MANIFEST
     try:

@@ -24,7 +24,7 @@ def group_parameters(groups, model):
     >>> group_parameters({"first": {"modules": [model[0]]}}, model)
     Traceback (most recent call last):
     ...
-    ser.training.optimizer_groups.OptimizerGroupsError: trainable parameters in no optimizer group: ['1.weight', ...]
+    ser.training.optimizer_groups.OptimizerGroupsError: trainable parameters in no optimizer group: ...
     """
     owner, grouped = {}, {}
     for name, group in groups.items():
