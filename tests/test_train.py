@@ -55,7 +55,7 @@ def test_system_e_trains_on_more_turns_than_d(debug_results):
 def test_every_top_level_yaml_key_is_used():
     code = "\n".join(
         path.read_text()
-        for path in [ROOT / "train.py", *ROOT.glob("ser/*.py"), ROOT / "data_prep" / "system_prep.py"]
+        for path in [ROOT / "train.py", *ROOT.glob("ser/**/*.py"), ROOT / "data_prep" / "system_prep.py"]
     )
     # SpeechBrain's Brain reads its run options (grad_accumulation_factor, ...) from the YAML too.
     run_options = {field.name for field in dataclasses.fields(RunOptions)}
