@@ -177,13 +177,10 @@ def _transcripts_source(hparams, splits):
     if choice != "whisper":
         raise PreparationError(f"transcripts: must be null, 'human' or 'whisper', not {choice!r}")
     from data_prep.transcribe import transcribe_corpus
-    from ser.asr import DecodeOptions, check_backend_options
+    from ser.asr import WhisperSettings
 
     try:
-        options = DecodeOptions(
-            beam_size=int(hparams.get("whisper_beam_size", DecodeOptions.beam_size)),
-            window_seconds=float(hparams.get("whisper_window_seconds", DecodeOptions.window_seconds)))
-        check_backend_options(hparams["whisper_backend"], options)
+        whisper = WhisperSettings.from_hparams(hparams)
     except ValueError as error:
         raise PreparationError(f"Whisper options of the YAML: {error}") from None
     # Paper §5.4: Whisper transcripts for the whole corpus, so training and
@@ -193,8 +190,8 @@ def _transcripts_source(hparams, splits):
         splits=sorted(set(splits.values())),
         model=hparams["whisper_model"],
         out=hparams["whisper_folder"],
-        backend=hparams["whisper_backend"],
-        options=options,
+        backend=whisper.backend,
+        options=whisper.options,
         strict=bool(hparams.get("strict_prep", False)),
     )
     if csv is None:

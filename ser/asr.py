@@ -130,6 +130,28 @@ class WhisperSettings:
         return {"backend": self.backend, "model": str(self.model), "options": self.options.as_dict()}
 
     @classmethod
+    def from_hparams(cls, hparams):
+        """The Whisper a text system's YAML names (``whisper_backend``, ``whisper_model``,
+        ``whisper_beam_size``, ``whisper_window_seconds``), checked against its backend.
+
+        Raises
+        ------
+        ValueError
+            If the options are out of range or the backend does not take them.
+
+        Example
+        -------
+        >>> WhisperSettings.from_hparams({"whisper_backend": "faster-whisper", "whisper_model": "tiny.en",
+        ...                               "whisper_window_seconds": 10}).options.window_seconds
+        10.0
+        """
+        options = DecodeOptions(
+            beam_size=int(hparams.get("whisper_beam_size", DecodeOptions.beam_size)),
+            window_seconds=float(hparams.get("whisper_window_seconds", DecodeOptions.window_seconds)))
+        check_backend_options(hparams["whisper_backend"], options)
+        return cls(str(hparams["whisper_backend"]), str(hparams["whisper_model"]), options)
+
+    @classmethod
     def from_dict(cls, values):
         """From :meth:`as_dict`'s form (``options`` nested) or a transcription's flat options file."""
         options = values.get("options", values)
