@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first: torchaudio exists here only for 2.9.1 and must match it.
 	$(PY) -m pip install -q torch==2.9.1 torchaudio==2.9.1
-	$(PY) -m pip install -q -e '.[demo,openai-whisper,app,dev]'
+	$(PY) -m pip install -q -e '.[demo,openai-whisper,app,vad,onnx,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -34,7 +34,7 @@ from hyperpyyaml import load_hyperpyyaml
 from data_prep.system_prep import prepare_system_data
 from ser.cli import check_device, exit_with
 from ser.io.system_folder import write_identity
-from ser.nn.encoders import SpeechEncoder
+from ser.nn.encoders import SPEECH_ENCODERS
 from ser.nn.imbalance import balanced_sampler_for, class_counts, inverse_frequency_weights
 from ser.nn.losses import JeffreysLoss
 from ser.targets import Targets
@@ -44,6 +44,7 @@ from ser.training.datasets import make_dataset
 from ser.training.evaluation_files import EvaluationFiles
 from ser.training.overrides import OverrideError, merge_overrides, pop_profile
 from ser.training.preemption import StopRequest, TrainingStopped
+from ser.training.run_guard import RunLock, check_same_settings
 from ser.training.run_summary import epoch_batches, format_training_summary, training_summary
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,10 @@ def main(argv):
         hparams = load_hyperpyyaml(stream, overrides)
     targets = Targets.from_hparams(hparams)
     _check_label_tools(hparams, targets)  # before any work
+    if sb.utils.distributed.if_main_process():
+        # One writer per folder (held until the process ends), and a trained run only with its settings.
+        run_lock = RunLock(hparams["output_folder"])  # noqa: F841 - released when the process ends
+        check_same_settings(hparams["output_folder"], hparams_file, overrides)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
@@ -111,7 +116,7 @@ def main(argv):
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     log_training_summary(brain, hparams, datasets["train"], loaders["train"], world_size)
     if world_size > 1 and any(
-        isinstance(module, SpeechEncoder) and module.layerdrop > 0 for module in hparams["model"].modules()
+        isinstance(module, SPEECH_ENCODERS) and module.layerdrop > 0 for module in hparams["model"].modules()
     ):
         # A layer skipped by layerdrop gets no gradient in that step: DDP must look for it.
         brain.find_unused_parameters = True

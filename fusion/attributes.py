@@ -8,7 +8,10 @@ annotated value from it on the development set (its regularisation chosen by
 an inner speaker-grouped search on CCC). As for Task 1 (:mod:`fusion.fuse`),
 the dev score comes from speaker-disjoint cross-validation: each fold's
 regressors predict held-out speakers. The final regressors, fitted on all of
-dev, predict the test split (the Task 2 submission).
+dev, predict the test split (the Task 2 submission). Every dev CCC comes with
+a 95 % confidence interval (speakers resampled with replacement, all their
+turns: :mod:`ser.bootstrap`), and a paired test on the same resamples says
+whether the fusion's mean CCC beats the best system's.
 
 Usage::
 
@@ -24,7 +27,6 @@ annotated, dev).
 import json
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
@@ -35,7 +37,12 @@ from sklearn.preprocessing import StandardScaler
 
 from fusion.inputs import SPLITS, system_name
 from fusion.svm import speaker_folds
+from ser.bootstrap import DEFAULT_RESAMPLES, SpeakerBootstrap
 from ser.cli import ArgumentParser, exit_with, positive_int
+from ser.fusion_model import ATTRIBUTE_FUSION_METRICS as METRICS_FILE
+from ser.fusion_model import ATTRIBUTE_MODEL_FILE as MODEL_FILE
+from ser.fusion_model import AttributeFusion
+from ser.fusion_model import load_attribute_fusion as _load_attribute_fusion
 from ser.io.atomic import atomic_write, describe_os_error, ensure_writable_folder, write_json_atomic
 from ser.io.posteriors import read_attributes, write_attributes
 from ser.io.system_folder import ATTRIBUTES_DIR, attributes_file, manifest_file, read_identity, run_folder
@@ -46,25 +53,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["AttributeFusion", "fuse_attribute_systems", "load_attribute_fusion"]
 
-MODEL_FILE = "attribute_fusion.joblib"
-METRICS_FILE = "attribute_fusion_metrics.json"
 ALPHAS = (0.1, 1.0, 10.0, 100.0)
-
-
-@dataclass
-class AttributeFusion:
-    """Fitted Task 2 fusion: one regressor per attribute on the concatenated predictions."""
-
-    systems: list
-    attributes: tuple
-    regressors: list
-    alphas: list
-
-    def predict(self, blocks):
-        """``(n, n_attributes)`` fused values from a list of per-system ``(n, n_attributes)`` blocks
-        (or their concatenation), clipped to the 1-7 scale."""
-        features = np.hstack(blocks) if isinstance(blocks, (list, tuple)) else np.asarray(blocks)
-        return np.clip(np.column_stack([r.predict(features) for r in self.regressors]), 1.0, 7.0)
 
 
 def _load(system_dirs):
@@ -127,14 +116,30 @@ def _fit(features, targets, speakers, systems, seed):
     return AttributeFusion(list(systems), ATTRIBUTES, [f[0] for f in fitted], [f[1] for f in fitted])
 
 
-def fuse_attribute_systems(system_dirs, out, folds=5, seed=0):
+def _statistics(predictions, references, speakers, n_resamples, seed):
+    """CCC intervals per attribute and of the mean, per column; the fusion vs the best system."""
+    boot = SpeakerBootstrap(speakers, n_resamples=n_resamples, seed=seed)
+    intervals = {}
+    for name, predicted in predictions.items():
+        *per_attribute, mean = boot.ccc_intervals(predicted, references)
+        intervals[name] = {**{a: i.as_dict() for a, i in zip(ATTRIBUTES, per_attribute, strict=True)},
+                           "mean": mean.as_dict()}
+    systems = [name for name in predictions if name != "Fusion"]
+    best = max(systems, key=lambda name: intervals[name]["mean"]["estimate"])
+    test = boot.paired_ccc_test(predictions["Fusion"], predictions[best], references, names=("Fusion", best))
+    return {"bootstrap": boot.describe(), "best_system": best, "ccc": intervals,
+            "paired_tests": [test.as_dict()]}
+
+
+def fuse_attribute_systems(system_dirs, out, folds=5, seed=0, n_resamples=DEFAULT_RESAMPLES):
     """Cross-validate the Task 2 fusion on dev, fit it on all of dev, predict test, write everything.
 
     Returns
     -------
     dict
         The content of ``attribute_fusion_metrics.json``: ``fusion`` and ``per_system``
-        (:func:`ser.metrics.attribute_report` each), ``mean_ccc``, ``n_valid``, ``n_test``.
+        (:func:`ser.metrics.attribute_report` each), ``mean_ccc``, ``n_valid``, ``n_test``, and
+        ``statistics`` (95 % intervals and the paired test, :mod:`ser.bootstrap`).
 
     Example
     -------
@@ -180,6 +185,8 @@ def fuse_attribute_systems(system_dirs, out, folds=5, seed=0):
         for i, name in enumerate(system_names)
     }
     fused = attribute_report(oof, y_valid, ATTRIBUTES)
+    columns = {name: x_valid[:, i * n_attr:(i + 1) * n_attr] for i, name in enumerate(system_names)}
+    statistics = _statistics({**columns, "Fusion": oof}, y_valid, spk, n_resamples, seed)
     final = _fit(x_valid, y_valid, spk, system_names, seed)
     out.mkdir(parents=True, exist_ok=True)
     test_values = final.predict(x["test"])
@@ -197,17 +204,41 @@ def fuse_attribute_systems(system_dirs, out, folds=5, seed=0):
         "alphas": dict(zip(ATTRIBUTES, final.alphas, strict=True)),
         "n_valid": int(len(y_valid)),
         "n_test": len(names["test"]),
+        "statistics": statistics,
     }
     write_json_atomic(out / METRICS_FILE, metrics)
     _write_report(out, metrics, oof, y_valid)
     return metrics
 
 
+def _interval_table(statistics):
+    """Markdown: mean CCC and each attribute's CCC with its 95 % interval, one row per column."""
+    boot = statistics["bootstrap"]
+    lines = [f"95 % confidence intervals: percentile bootstrap over {boot['n_resamples']} resamples of "
+             f"the {boot['clusters']} speakers (with replacement, all their turns; seed {boot['seed']}).",
+             "", "| System | Mean CCC | " + " | ".join(ATTRIBUTES) + " |",
+             "|---|" + "---:|" * (1 + len(ATTRIBUTES))]
+    for name, intervals in statistics["ccc"].items():
+        cells = [f"{i['estimate']:.3f} [{i['low']:.3f}, {i['high']:.3f}]"
+                 for i in (intervals["mean"], *(intervals[a] for a in ATTRIBUTES))]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for test in statistics["paired_tests"]:
+        d = test["difference"]
+        lines += ["", f"Paired test on the same resamples, mean CCC of {test['a']} minus {test['b']} "
+                  f"(the best system on dev): {d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], p = "
+                  f"{test['p_value']:.3f} that the fusion is not better."]
+    return "\n".join(lines)
+
+
 def render_attribute_report(metrics):
-    """The CCC table (dev): one column per system, then the fusion (speaker-disjoint CV)."""
+    """The CCC table (dev): one column per system, then the fusion (speaker-disjoint CV), and the
+    confidence intervals and paired test when the metrics hold them."""
     table = format_ccc_table({**metrics["per_system"], "Fusion": metrics["fusion"]})
-    return (f"## Task 2: CCC on dev ({metrics['n_valid']} turns)\n\n{table}\n\n"
+    text = (f"## Task 2: CCC on dev ({metrics['n_valid']} turns)\n\n{table}\n\n"
             "The fusion column is scored out of fold (speaker-disjoint cross-validation on dev).\n")
+    if metrics.get("statistics"):
+        text += "\n" + _interval_table(metrics["statistics"]) + "\n"
+    return text
 
 
 def _write_report(out, metrics, predicted, annotated):
@@ -223,11 +254,8 @@ def _write_report(out, metrics, predicted, annotated):
 
 
 def load_attribute_fusion(out):
-    """Load the :class:`AttributeFusion` written by :func:`fuse_attribute_systems`."""
-    path = Path(out) / MODEL_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no Task 2 fusion model (run python -m fusion.attributes first)")
-    return joblib.load(path)
+    """Load the :class:`ser.fusion_model.AttributeFusion` written by :func:`fuse_attribute_systems`."""
+    return _load_attribute_fusion(out)
 
 
 def main(argv=None):
@@ -237,11 +265,15 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--folds", type=positive_int, default=5, help="speaker-disjoint CV folds on dev")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resamples", type=positive_int, default=DEFAULT_RESAMPLES, dest="n_resamples",
+                        help=f"speaker bootstrap resamples of the confidence intervals (default "
+                             f"{DEFAULT_RESAMPLES})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         ensure_writable_folder(args.out)
-        metrics = fuse_attribute_systems(args.systems, args.out, folds=args.folds, seed=args.seed)
+        metrics = fuse_attribute_systems(args.systems, args.out, folds=args.folds, seed=args.seed,
+                                         n_resamples=args.n_resamples)
     except OSError as error:
         print(f"fusion.attributes: error: {describe_os_error(error, args.out)}", file=sys.stderr)
         return 1

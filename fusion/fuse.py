@@ -12,6 +12,18 @@ model selection) predicts its held-out speakers, and the out-of-fold
 predictions of all dev turns give the fused dev report. The final SVM is then
 fitted on all of dev and predicts the test split (the submission).
 
+Two more things come from the same out-of-fold dev scores:
+
+- **statistics** (:mod:`ser.bootstrap`): each system's and the fusion's dev macro-F1 with a 95 %
+  confidence interval (speakers resampled with replacement, all their turns), and paired tests on
+  the same resamples: the fusion against the best sub-system, and E against D when both are fused;
+- **calibration** (:mod:`ser.calibration`): the softmax of SVM decision values is not a
+  probability, so a temperature is fitted on the out-of-fold scores (negative log-likelihood) and
+  stored in the model; every probability written or shown afterwards (``fused_*.csv``,
+  ``ser.predict``, the web page, packages) is calibrated. The expected calibration error before and
+  after is reported; "after" is scored honestly, each fold's turns calibrated by a temperature
+  fitted on the other folds.
+
 Usage::
 
     python -m fusion.fuse results/system_a ... results/system_e --out results/fusion
@@ -39,10 +51,20 @@ from fusion.svm import (
     softmax,
     speaker_folds,
 )
+from ser.bootstrap import DEFAULT_RESAMPLES, SpeakerBootstrap
+from ser.calibration import (
+    DEFAULT_BINS,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+    reliability_bins,
+    scaled_softmax,
+)
 from ser.cli import ArgumentParser, positive_float, positive_int, run_command
 from ser.fusion_model import MODEL_FILE, MODEL_INFO_FILE
 from ser.io.atomic import atomic_write, ensure_writable_folder, write_json_atomic
 from ser.io.posteriors import write_posteriors
+from ser.io.system_folder import display_name
 from ser.metrics import classification_report
 
 logger = logging.getLogger(__name__)
@@ -53,11 +75,10 @@ METRICS_FILE = "fusion_metrics.json"
 
 
 def _cross_validated_scores(features, labels, speakers, systems, folds, seed, grid, classes):
+    """Out-of-fold decision values of dev, fold by fold (``folds``: :func:`speaker_folds`)."""
     scores = np.full((len(labels), len(classes)), -np.inf)
     per_fold = []
-    for index, (train, test) in enumerate(
-        tqdm(speaker_folds(labels, speakers, folds, seed), desc="fusion CV folds")
-    ):
+    for index, (train, test) in enumerate(tqdm(folds, desc="fusion CV folds")):
         model = fit_fusion_model(features[train], labels[train], speakers[train], systems, seed=seed,
                                  classes=classes, **grid)
         scores[test] = model.decision_scores(features[test])
@@ -73,13 +94,69 @@ def _cross_validated_scores(features, labels, speakers, systems, folds, seed, gr
     return scores, per_fold
 
 
+def _calibrate(oof_scores, labels, folds, classes):
+    """Temperature of the final model, out-of-fold calibrated dev probabilities, and the report.
+
+    The temperature that is kept is fitted on every out-of-fold score. The "after" figures must
+    not come from the turns it was fitted on, so each fold's turns are calibrated by a
+    temperature fitted on the other folds' scores (cross-fitting), and scored.
+    """
+    temperature = fit_temperature(oof_scores, labels, classes)
+    calibrated = np.zeros(oof_scores.shape)
+    fold_temperatures = []
+    for _, test in folds:
+        others = np.setdiff1d(np.arange(len(labels)), test)
+        fold_t = fit_temperature(oof_scores[others], labels[others], classes) if len(others) else temperature
+        calibrated[test] = scaled_softmax(oof_scores[test], fold_t)
+        fold_temperatures.append(fold_t)
+    before = softmax(oof_scores)
+    report = {
+        "method": "temperature scaling of the SVM decision values (negative log-likelihood)",
+        "fitted_on": "out-of-fold decision values of the speaker-disjoint cross-validation on dev",
+        "temperature": temperature,
+        "evaluation": "each fold calibrated by a temperature fitted on the other folds",
+        "fold_temperatures": fold_temperatures,
+        "n_bins": DEFAULT_BINS,
+        "ece_before": expected_calibration_error(before, labels, classes),
+        "ece_after": expected_calibration_error(calibrated, labels, classes),
+        "nll_before": negative_log_likelihood(before, labels, classes),
+        "nll_after": negative_log_likelihood(calibrated, labels, classes),
+        "reliability": {"before": reliability_bins(before, labels, classes),
+                        "after": reliability_bins(calibrated, labels, classes)},
+    }
+    return temperature, calibrated, report
+
+
+def _statistics(labels, speakers, oof_scores, features, systems, classes, n_resamples, seed):
+    """Dev macro-F1 intervals of every system and the fusion, and the paired tests (one resample set)."""
+    boot = SpeakerBootstrap(speakers, n_resamples=n_resamples, seed=seed)
+    n = len(classes)
+    predictions = {s.name: _argmax_letters(features[:, i * n:(i + 1) * n], classes)
+                   for i, s in enumerate(systems)}
+    predictions["Fusion"] = _argmax_letters(oof_scores, classes)
+    intervals = {name: boot.macro_f1_interval(labels, predicted, classes)
+                 for name, predicted in predictions.items()}
+    pairs = []
+    # Picked on the same dev set, the best sub-system's score is flattering: a hard comparison.
+    best = max((s.name for s in systems), key=lambda name: intervals[name].estimate)
+    pairs.append(("Fusion", best))
+    d, e = display_name("system_d"), display_name("system_e")
+    if d in predictions and e in predictions:
+        pairs.append((e, d))  # paper §5.4: relabeling (E) over the same system without it (D)
+    tests = [boot.paired_macro_f1_test(labels, predictions[a], predictions[b], classes, names=(a, b))
+             for a, b in pairs]
+    return {"bootstrap": boot.describe(), "best_system": best,
+            "macro_f1": {name: interval.as_dict() for name, interval in intervals.items()},
+            "paired_tests": [test.as_dict() for test in tests]}
+
+
 def _score_labelled_splits(out, model, systems, labelled_splits):
     """Score the final model and each system on every extra labelled split (Test1, Test2, ...)."""
     reports = {}
     for split, (names, labels) in labelled_splits.items():
         features = stack_features(systems, split, names)
         scores = model.decision_scores(features)
-        write_posteriors(out / f"fused_{split}.csv", names, softmax(scores), model.classes)
+        write_posteriors(out / f"fused_{split}.csv", names, model.predict_proba(features), model.classes)
         reports[split] = {
             "n": len(names),
             "fusion": _report(labels, scores, model.classes),
@@ -103,15 +180,16 @@ def _per_system_reports(labels, features, systems, classes):
     return {s.name: _report(labels, features[:, i * n : (i + 1) * n], classes) for i, s in enumerate(systems)}
 
 
-def _write_outputs(out, model, names, test_scores, oof_scores, systems):
+def _write_outputs(out, model, names, test_scores, oof_probabilities, systems):
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "submission.csv") as stream:
         stream.write("FileName,EmoClass\n")
         predictions = _argmax_letters(test_scores, model.classes)
         for name, letter in sorted(zip(names["test"], predictions, strict=True)):
             stream.write(f"{name},{letter}\n")
-    write_posteriors(out / "fused_test.csv", names["test"], softmax(test_scores), model.classes)
-    write_posteriors(out / "fused_valid_oof.csv", names["valid"], softmax(oof_scores), model.classes)
+    write_posteriors(out / "fused_test.csv", names["test"], scaled_softmax(test_scores, model.temperature),
+                     model.classes)
+    write_posteriors(out / "fused_valid_oof.csv", names["valid"], oof_probabilities, model.classes)
     with atomic_write(out / MODEL_FILE, "wb") as stream:
         joblib.dump(model, stream)
     write_json_atomic(
@@ -124,6 +202,7 @@ def _write_outputs(out, model, names, test_scores, oof_scores, systems):
             "system_identities": [s.identity.as_dict() if s.identity else None for s in systems],
             "classes": list(model.classes),
             "params": model.params,
+            "calibration": {"method": "temperature", "temperature": model.temperature},
             "n_features": model.n_features,
             "input": "posteriors of the systems concatenated in system order, each in class order",
             "scikit_learn": sklearn.__version__,
@@ -133,15 +212,15 @@ def _write_outputs(out, model, names, test_scores, oof_scores, systems):
 
 def fuse_systems(
     system_dirs, out, folds=5, seed=0, kernels=DEFAULT_KERNELS, c_values=DEFAULT_C, inner_folds=3,
-    search="fast", kernel_max_turns=DEFAULT_KERNEL_MAX_TURNS, n_jobs=1,
+    search="fast", kernel_max_turns=DEFAULT_KERNEL_MAX_TURNS, n_jobs=1, n_resamples=DEFAULT_RESAMPLES,
 ):
     """Cross-validate the fusion on dev, fit it on all of dev, predict test, write everything.
 
     Writes into ``out``: ``submission.csv``, ``fused_test.csv``,
     ``fused_valid_oof.csv``, ``fused_<split>.csv`` for each extra labelled split
-    that every system scored (normalised scores), ``fusion_model.joblib``,
-    ``fusion_model.json``, ``fusion_metrics.json`` and the report
-    (:func:`fusion.report.write_report`).
+    that every system scored (calibrated probabilities), ``fusion_model.joblib``,
+    ``fusion_model.json``, ``fusion_metrics.json`` (with ``statistics`` and
+    ``calibration``) and the report (:func:`fusion.report.write_report`).
 
     Parameters
     ----------
@@ -153,6 +232,8 @@ def fuse_systems(
         Outer speaker-disjoint folds and shuffling seed.
     kernels, c_values, inner_folds, search, kernel_max_turns, n_jobs
         Passed to :func:`fit_fusion_model`.
+    n_resamples : int
+        Bootstrap resamples of the confidence intervals and paired tests (:mod:`ser.bootstrap`).
 
     Returns
     -------
@@ -206,14 +287,18 @@ def fuse_systems(
 
     # The class order every system's system.json declares (load_systems checked they agree).
     classes = systems[0].classes
-    oof_scores, per_fold = _cross_validated_scores(x_valid, labels, speakers, system_names, folds, seed, grid,
-                                                   classes)
+    cv_folds = speaker_folds(labels, speakers, folds, seed)
+    oof_scores, per_fold = _cross_validated_scores(x_valid, labels, speakers, system_names, cv_folds, seed,
+                                                   grid, classes)
     fused = _report(labels, oof_scores, classes)
     per_system = _per_system_reports(labels, x_valid, systems, classes)
+    statistics = _statistics(labels, speakers, oof_scores, x_valid, systems, classes, n_resamples, seed)
+    temperature, oof_probabilities, calibration = _calibrate(oof_scores, labels, cv_folds, classes)
     final = fit_fusion_model(x_valid, labels, speakers, system_names, seed=seed, classes=classes, **grid)
+    final.temperature = temperature
     test_scores = final.decision_scores(x_test)
     folders = [str(s.folder) for s in systems]
-    _write_outputs(out, final, names, test_scores, oof_scores, systems)
+    _write_outputs(out, final, names, test_scores, oof_probabilities, systems)
     splits = _score_labelled_splits(out, final, systems, labelled_splits)
     metrics = {
         "macro_f1": fused["macro_f1"],
@@ -232,6 +317,8 @@ def fuse_systems(
             "per_fold": per_fold,
         },
         "final_model": final.params,
+        "statistics": statistics,
+        "calibration": calibration,
         # Extra labelled splits scored by the final model: key -> n, fusion, per_system.
         "splits": splits,
     }
@@ -267,6 +354,9 @@ def _parse_args(argv):
                         help="turns a kernel SVM of the fast search is fitted on at most")
     parser.add_argument("--jobs", type=int, default=-1, dest="n_jobs",
                         help="candidates fitted in parallel (default -1: every core)")
+    parser.add_argument("--resamples", type=positive_int, default=DEFAULT_RESAMPLES, dest="n_resamples",
+                        help=f"speaker bootstrap resamples of the confidence intervals (default "
+                             f"{DEFAULT_RESAMPLES})")
     return parser.parse_args(argv)
 
 
@@ -294,11 +384,16 @@ def main(argv=None):
         search=args.search,
         kernel_max_turns=args.kernel_max_turns,
         n_jobs=args.n_jobs,
+        n_resamples=args.n_resamples,
     )
     print(render_report(metrics))
     for path in metrics["report_files"].values():
         print(path)
-    print(json.dumps({"fused_dev_macro_f1_cv": round(metrics["macro_f1"], 4)}))
+    interval = metrics["statistics"]["macro_f1"]["Fusion"]
+    print(json.dumps({"fused_dev_macro_f1_cv": round(metrics["macro_f1"], 4),
+                      "ci95": [round(interval["low"], 4), round(interval["high"], 4)],
+                      "ece_before": round(metrics["calibration"]["ece_before"], 4),
+                      "ece_after": round(metrics["calibration"]["ece_after"], 4)}))
     return 0
 
 

@@ -2,8 +2,12 @@
 
 Reads ``fusion_metrics.json`` (written by :mod:`fusion.fuse`) and writes,
 into the same folder, ``report.md``, ``confusion_matrix.png``,
-``f1_per_class.png`` and ``training_curves/<system>.png`` (each system's
-``train_log.txt`` drawn, linked from the report).
+``f1_per_class.png``, ``reliability_diagram.png`` (the fused probabilities
+before and after calibration) and ``training_curves/<system>.png`` (each
+system's ``train_log.txt`` drawn, linked from the report). The report gives
+every dev macro-F1 with its 95 % confidence interval and the paired tests
+(:mod:`ser.bootstrap`), and the calibration error of the fused probabilities
+(:mod:`ser.calibration`).
 
 Usage::
 
@@ -19,13 +23,15 @@ import pandas as pd
 
 from data_prep.consensus import class_count_table
 from fusion.plots import plot_confusion_matrix, plot_f1_per_class
+from ser.calibration import plot_reliability_diagram
 from ser.io.atomic import atomic_write
 from ser.metrics import format_f1_table
 from ser.training.curves import plot_training_curves
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["column_reports", "split_column_groups", "relabeling_tables", "render_report", "write_report"]
+__all__ = ["column_reports", "split_column_groups", "relabeling_tables", "statistics_lines",
+           "calibration_lines", "render_report", "write_report"]
 
 METRICS_FILE = "fusion_metrics.json"
 RELABELED_COLUMNS = ("Split_Set", "EmoClass_Original", "EmoClass_Recomputed", "AddedToTrain")
@@ -91,6 +97,74 @@ def relabeling_tables(metrics):
     return tables
 
 
+def statistics_lines(metrics):
+    """Markdown lines: dev macro-F1 with its 95 % interval per system, then the paired tests.
+
+    Empty for metrics written without statistics.
+
+    Example
+    -------
+    >>> interval = {"estimate": 0.35, "low": 0.33, "high": 0.37, "level": 0.95}
+    >>> difference = {"estimate": 0.014, "low": -0.002, "high": 0.03, "level": 0.95}
+    >>> stats = {"bootstrap": {"n_resamples": 1000, "clusters": 454, "seed": 0},
+    ...          "macro_f1": {"Sub-System E": interval, "Fusion": interval},
+    ...          "paired_tests": [{"a": "Fusion", "b": "Sub-System E", "difference": difference,
+    ...                            "p_value": 0.051, "n_resamples": 1000}]}
+    >>> for line in statistics_lines({"statistics": stats})[-3:]:
+    ...     print(line)
+    | Comparison | Difference | 95 % CI | p (first not better) |
+    |---|---:|---:|---:|
+    | Fusion vs Sub-System E | +0.014 | [-0.002, +0.030] | 0.051 |
+    """
+    stats = metrics.get("statistics")
+    if not stats:
+        return []
+    boot = stats["bootstrap"]
+    lines = [
+        "## Dev macro-F1 with 95 % confidence intervals", "",
+        f"Percentile bootstrap over {boot['n_resamples']} resamples of the {boot['clusters']} speakers "
+        f"(drawn with replacement, each with all its turns; seed {boot['seed']}). Paired tests score "
+        "both systems on the same resamples; p is the share of resamples in which the first does not "
+        "beat the second (one-sided).", "",
+        "| System | Dev macro-F1 | 95 % CI |", "|---|---:|---:|",
+    ]
+    lines += [f"| {name} | {i['estimate']:.3f} | [{i['low']:.3f}, {i['high']:.3f}] |"
+              for name, i in stats["macro_f1"].items()]
+    lines += ["", "| Comparison | Difference | 95 % CI | p (first not better) |", "|---|---:|---:|---:|"]
+    for test in stats["paired_tests"]:
+        d = test["difference"]
+        lines.append(f"| {test['a']} vs {test['b']} | {d['estimate']:+.3f} "
+                     f"| [{d['low']:+.3f}, {d['high']:+.3f}] | {test['p_value']:.3f} |")
+    return lines
+
+
+def calibration_lines(metrics):
+    """Markdown lines on the calibration of the fused probabilities (empty without one).
+
+    Example
+    -------
+    >>> calibration = {"temperature": 2.5, "ece_before": 0.21, "ece_after": 0.04, "nll_before": 1.9,
+    ...                "nll_after": 1.5, "n_bins": 15}
+    >>> calibration_lines({"calibration": calibration})[2][:46]
+    '| Fused probabilities | ECE (15 bins) | NLL |'
+    """
+    calibration = metrics.get("calibration")
+    if not calibration:
+        return []
+    return [
+        "## Calibration of the fused probabilities", "",
+        f"| Fused probabilities | ECE ({calibration['n_bins']} bins) | NLL |", "|---|---:|---:|",
+        f"| softmax of the SVM scores | {calibration['ece_before']:.3f} | {calibration['nll_before']:.3f} |",
+        f"| calibrated (temperature {calibration['temperature']:.2f}) | {calibration['ece_after']:.3f} "
+        f"| {calibration['nll_after']:.3f} |", "",
+        "The temperature is fitted on the out-of-fold dev scores and stored in the model, so every "
+        "probability it gives (`fused_*.csv`, `ser.predict`, the web page) is calibrated. The "
+        "calibrated row is scored out of fold: each fold's turns are calibrated by a temperature "
+        "fitted on the other folds. A temperature never changes the predicted class. "
+        "Figure: `reliability_diagram.png`.",
+    ]
+
+
 def render_report(metrics, curves=None):
     """The Markdown report: Table 1 (F1 per class, accuracy, macro-F1), settings, Table 2.
 
@@ -122,9 +196,13 @@ def render_report(metrics, curves=None):
         "",
         format_f1_table(split_column_groups(metrics)),
         "",
+        *[line for section in (statistics_lines(metrics), calibration_lines(metrics)) if section
+          for line in (*section, "")],
         "## Final fusion model (fitted on all of dev)",
         "",
-        ", ".join(f"{key}: {value}" for key, value in metrics["final_model"].items()),
+        # Scores rounded as in the tables (a selection macro-F1 is a ratio such as 1/15).
+        ", ".join(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}"
+                  for key, value in metrics["final_model"].items()),
         "",
         "Figures: `confusion_matrix.png` (fusion, row-normalised, like paper Figure 4), "
         "`f1_per_class.png`.",
@@ -145,7 +223,8 @@ def write_report(fusion_dir):
     Returns
     -------
     dict
-        ``report``, ``confusion_matrix``, ``f1_per_class`` -> Path.
+        ``report``, ``confusion_matrix``, ``f1_per_class`` -> Path, and
+        ``reliability_diagram`` when the fusion was calibrated.
 
     Example
     -------
@@ -185,6 +264,15 @@ def write_report(fusion_dir):
     plot_confusion_matrix(fused["confusion_matrix"], fused["classes"], paths["confusion_matrix"],
                           title=f"Fusion: confusion matrix (dev, CV macro-F1 {fused['macro_f1']:.3f})")
     plot_f1_per_class(column_reports(metrics), paths["f1_per_class"])
+    calibration = metrics.get("calibration")
+    if calibration:
+        paths["reliability_diagram"] = fusion_dir / "reliability_diagram.png"
+        bins = calibration["reliability"]
+        plot_reliability_diagram(
+            {f"softmax of SVM scores (ECE {calibration['ece_before']:.3f})": bins["before"],
+             f"calibrated, T = {calibration['temperature']:.2f} (ECE {calibration['ece_after']:.3f})":
+                 bins["after"]},
+            paths["reliability_diagram"], title="Fused probabilities on dev (out of fold)")
     logger.info("report written to %s", fusion_dir)
     return paths
 

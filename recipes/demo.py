@@ -3,11 +3,11 @@
 Stages, each reused when already done (re-running the demo costs little):
 
 1. the mini corpus (``data_prep.mini_corpus``) in ``data/mini_corpus``;
-2. Whisper transcription of every turn with the bundled tiny.en (shared by
-   the text systems, cached per utterance), run beside the speech-only
-   trainings of stage 4;
-3. consensus relabeling (K = 50 %): paper Table 2 for the mini corpus, and how
+2. consensus relabeling (K = 50 %): paper Table 2 for the mini corpus, and how
    many X turns got their true label back;
+3. Whisper transcription of every turn with the bundled tiny.en (shared by
+   the text systems, cached per utterance), run beside the speech-only
+   trainings of stage 4 (so their result lines may come before its own);
 4. training of sub-systems A–E (Task 1) and of the attribute systems
    (``hparams/task2_wavlm.yaml``, speech only, and ``hparams/task2_d.yaml``,
    speech + text; Task 2) with the demo profile (``train.py``), each printing
@@ -20,9 +20,12 @@ Stages, each reused when already done (re-running the demo costs little):
 6. Task 2 fusion (a ridge regressor, speaker-disjoint cross-validation) and
    the CCC table;
 7. ``ser.predict`` on a few Test3 files with all the systems and the fusion
-   (class and attributes).
+   (class and attributes), then the model package ``<results>/package`` (``python -m ser.export``:
+   the Task 1 systems and their fusion, the Task 2 systems and theirs) and the two commands that
+   use it (``ser.predict``, ``ser.app``).
 
-The console shows the stage lines, the progress of the long stages and the results; the
+The console shows the stage lines, the progress of the long stages (bars on a terminal only;
+piped or redirected output gets the stage lines alone) and the results; the
 libraries' messages of each stage (SpeechBrain, transformers, warnings; a system's whole
 training output) go to ``<results>/logs/<stage>.log``, named on the stage's line
 (:func:`ser.console.chatter_to_log`).
@@ -89,7 +92,7 @@ def transcription_job(corpus, results):
                "--splits", *DEFAULT_SPLITS.values(), f"--model={BUNDLED_MODEL}",
                f"--out={results / 'whisper'}", f"--beam_size={int(profile['whisper_beam_size'])}",
                f"--window_seconds={float(profile['whisper_window_seconds'])}", "--no_progress"]
-    return command, stage_log(results, "2_whisper")
+    return command, stage_log(results, "3_whisper")
 
 
 def report_transcription(corpus, results, seconds, log):
@@ -99,7 +102,7 @@ def report_transcription(corpus, results, seconds, log):
     truth = _spoken_sentences(corpus, list(whisper))
     accuracy = sum(_word_accuracy(truth[name], whisper[name]) for name in truth) / max(len(truth), 1)
     tqdm.write(
-        f"[2/7] Whisper tiny.en: {len(whisper)} turns in {shown(csv)} ({seconds:.0f} s, beside the "
+        f"[3/7] Whisper tiny.en: {len(whisper)} turns in {shown(csv)} ({seconds:.0f} s, beside the "
         f"speech systems); word accuracy vs. the spoken text {accuracy:.1%}; log: {shown(log)}"
     )
 
@@ -127,12 +130,12 @@ def _word_accuracy(reference, hypothesis):
 
 
 def relabeling_summary(corpus, results):
-    with chatter_to_log(stage_log(results, "3_relabeling")) as log:
+    with chatter_to_log(stage_log(results, "2_relabeling")) as log:
         relabeled, _ = relabel_corpus(open_corpus(corpus), threshold=0.5)
     truth = pd.read_csv(corpus / "true_labels.csv").set_index("FileName")["EmoClass"]
     was_x = relabeled[relabeled["EmoClass_Original"] == "X"]
     recovered = (was_x["EmoClass_Recomputed"] == truth.loc[was_x["FileName"]].to_numpy()).mean()
-    print(f"[3/7] consensus relabeling, K = 50 % (paper Table 2 on the mini corpus); log: {shown(log)}")
+    print(f"[2/7] consensus relabeling, K = 50 % (paper Table 2 on the mini corpus); log: {shown(log)}")
     print(class_count_table(relabeled))
     print(f"      {len(was_x)} X turns; the recomputed label is the true one for {recovered:.0%} of them")
 
@@ -230,7 +233,7 @@ def train_systems(corpus, results, systems, attribute_systems=None, extra_args=(
     pool = []
     if transcription is not None:
         command, whisper_log, turns, report_transcription_ = transcription
-        pool.append(Job("whisper", command, whisper_log, "[2/7] Whisper tiny.en",
+        pool.append(Job("whisper", command, whisper_log, "[3/7] Whisper tiny.en",
                         lambda known_total: _turns_transcribed(results / "whisper" / "cache", turns),
                         "turn", lambda seconds: report_transcription_(seconds, whisper_log), priority=(2,)))
     folders = {}
@@ -311,6 +314,25 @@ def predict_examples(corpus, folders, results, n_files=4):
               f"p = {result.probabilities[result.label]:.2f}{attributes}, transcript: {result.transcript!r}")
 
 
+def export_demo_package(folders, attribute_folders, results):
+    """Export the trained systems and their fusions as ``<results>/package`` and print how to use it.
+
+    Task 1 systems go with the SVM fusion (when there are several), Task 2 systems with theirs;
+    the package is written again on each run (a retrained system changes it).
+    """
+    from ser.inference.export import export_package, package_size
+
+    fusion = results / "fusion" if len(folders) > 1 else None
+    attribute_fusion = results / "fusion_task2" if len(attribute_folders) > 1 else None
+    with chatter_to_log(stage_log(results, "7_package")) as log:
+        out = export_package([*folders, *attribute_folders], results / "package", fusion, overwrite=True,
+                             attribute_fusion_dir=attribute_fusion)
+    print(f"\n[7/7] model package (python -m ser.export): {shown(out)} ({package_size(out) / 1e6:.0f} MB); "
+          f"log: {shown(log)}")
+    print(f"      python -m ser.predict --model {shown(out)} FILE")
+    print(f"      python -m ser.app --model {shown(out)}")
+
+
 def _chosen(parser, option, available, chosen, prefix):
     """The systems ``chosen`` by the user (all when None) among ``available``: ``{name: yaml}``."""
     if chosen is None:
@@ -373,6 +395,8 @@ def main(argv=None):
         fuse_attributes(attribute_folders, args.results)
     if len(folders) > 1:
         predict_examples(args.corpus, folders + attribute_folders, args.results)
+    if folders or attribute_folders:
+        export_demo_package(folders, attribute_folders, args.results)
     print(f"\nDemo done in {time.perf_counter() - start:.0f} s; outputs in {args.results}")
 
 

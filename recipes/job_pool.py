@@ -13,6 +13,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from ser.console import progress_wanted
 from ser.errors import UserInputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,9 @@ class _Running:
         self.stream = open(self.job.log, "w")
         self.process = subprocess.Popen(self.job.command, cwd=ROOT, stdout=self.stream,
                                         stderr=subprocess.STDOUT, env=self.env)
-        self.bar = tqdm(desc=self.job.description, unit=self.job.unit, leave=False, position=self.slot)
+        # A bar on a terminal only: piped output gets the result lines, not bars redrawn into a file.
+        self.bar = tqdm(desc=self.job.description, unit=self.job.unit, leave=False, position=self.slot,
+                        disable=not progress_wanted())
 
     def show_progress(self):
         done, total = self.job.progress(self.bar.total is not None)

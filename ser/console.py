@@ -12,6 +12,13 @@ progress bars and deprecation warnings; a command that loads five of them buries
 - Hugging Face's progress bars (``Loading weights``, downloads) are switched off: the bars of
   the command's own long stages (``tqdm`` in this project's code) still show.
 
+- the warnings of files read at another sample rate or with several channels (one per file, two
+  for a 44.1 kHz stereo file) go to the log only; when the block ends, one line on the console
+  sums them up (``WARNING: 3 audio files were converted to 16 kHz mono: ...``).
+
+Progress bars belong on a terminal: :func:`progress_wanted` says whether to draw one (piped or
+redirected output gets the stage lines only, not a bar redrawn into a file).
+
 What a command prints itself (its stage lines, results, ``<command>: error: ...`` lines) and
 ``KeyboardInterrupt`` are untouched. Everything is restored on exit, so stages can each have their
 own log file (``recipes/demo.py``).
@@ -51,6 +58,67 @@ class _OwnWarningsAndAllErrors(logging.Filter):
         if record.levelno >= logging.ERROR:
             return True
         return record.levelno >= logging.WARNING and record.name.split(".")[0] in OWN_PACKAGES
+
+
+#: The logger whose conversion warnings (:func:`ser.io.audio.as_mono_waveform`) are summed up.
+AUDIO_LOGGER = "ser.io.audio"
+
+
+class AudioConversions(logging.Filter):
+    """Keeps the per-file "resampled" and "down-mixed" warnings off the console, counting them.
+
+    Example
+    -------
+    >>> conversions = AudioConversions()
+    >>> record = logging.LogRecord(AUDIO_LOGGER, logging.WARNING, "", 0, "%s: %d Hz, resampled to %d Hz",
+    ...                            ("a.wav", 44100, 16000), None)
+    >>> conversions.filter(record), conversions.summary()
+    (False, '1 audio file was converted to 16 kHz mono: 1 resampled (44100 Hz: 1)')
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.rates, self.files, self.downmixed = {}, set(), 0
+
+    def filter(self, record):
+        if record.name != AUDIO_LOGGER or record.levelno != logging.WARNING:
+            return True
+        message = str(record.msg)
+        if "resampled to" in message:
+            rate = int(record.args[1])
+            self.rates[rate] = self.rates.get(rate, 0) + 1
+        elif "down-mixed" in message:
+            self.downmixed += 1
+        else:
+            return True
+        self.files.add(str(record.args[0]))
+        return False
+
+    def summary(self):
+        """One line on what was converted, or None when nothing was."""
+        if not self.files:
+            return None
+        parts = []
+        if self.rates:
+            rates = ", ".join(f"{rate} Hz: {n}" for rate, n in sorted(self.rates.items()))
+            parts.append(f"{sum(self.rates.values())} resampled ({rates})")
+        if self.downmixed:
+            parts.append(f"{self.downmixed} down-mixed to mono")
+        n = len(self.files)
+        return f"{n} audio file{'s were' if n > 1 else ' was'} converted to 16 kHz mono: {'; '.join(parts)}"
+
+
+def progress_wanted(requested=True, stream=None):
+    """Whether to draw a progress bar: asked for, and ``stream`` (stderr) is a terminal.
+
+    Example
+    -------
+    >>> import io
+    >>> progress_wanted(True, io.StringIO()), progress_wanted(False)
+    (False, False)
+    """
+    stream = sys.stderr if stream is None else stream
+    return bool(requested) and hasattr(stream, "isatty") and stream.isatty()
 
 
 @contextlib.contextmanager
@@ -108,6 +176,8 @@ def chatter_to_log(log_file, mode="w"):
     to_console = logging.StreamHandler(sys.stderr)
     to_console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     to_console.addFilter(_OwnWarningsAndAllErrors())
+    conversions = AudioConversions()
+    to_console.addFilter(conversions)
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     root.handlers = [to_file, to_console]
@@ -121,6 +191,9 @@ def chatter_to_log(log_file, mode="w"):
             yield log_file
     finally:
         logging.captureWarnings(False)
+        summary = conversions.summary()
+        if summary is not None:
+            print(f"WARNING: {summary}; each file is named in {log_file}", file=sys.stderr)
         root.handlers = saved_handlers
         root.setLevel(saved_level)
         to_file.close()

@@ -1,6 +1,8 @@
 """The main job (`make demo`) end to end, at a reduced size."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -20,10 +22,24 @@ def test_demo_runs_end_to_end_and_reuses_its_work(tmp_path):
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900,
                           env={**os.environ, **env})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    stages = ("[1/7]", "[2/7]", "[3/7]", "[4/7] system E", "[4/7] task2_d", "[5/7]", "[6/7] Task 2 fusion",
-              "[7/7]")
+    stages = ("[1/7]", "[2/7] consensus relabeling", "[3/7] Whisper", "[4/7] system E", "[4/7] task2_d",
+              "[5/7]", "[6/7] Task 2 fusion", "[7/7] python -m ser.predict", "[7/7] model package")
     for stage in stages:
         assert stage in done.stdout, stage
+    # Stage lines come in order; Whisper runs beside the trainings, so it may end after one of them.
+    order = [int(line[1]) for line in done.stdout.splitlines() if line[:1] == "[" and line[2:5] == "/7]"]
+    assert sorted(order, key=lambda n: 3 if n in (3, 4) else n) == order, order
+    # No progress bar when the output is piped (captured here), and no unrounded number.
+    assert "\r" not in done.stdout + done.stderr
+    assert not re.search(r"\d\.\d{7,}", done.stdout), re.search(r".*\d\.\d{7,}.*", done.stdout).group(0)
+    package = tmp_path / "results" / "package"
+    assert (package / "ser_package.json").is_file() and (package / "custom_interface.py").is_file()
+    manifest = json.loads((package / "ser_package.json").read_text())
+    assert (manifest["fusion"], manifest["attribute_fusion"]) == ("fusion", "fusion_task2")
+    lines = done.stdout.splitlines()
+    shown = lines[lines.index(next(line for line in lines if "[7/7] model package" in line)) + 1:]
+    assert shown[0].split() == ["python", "-m", "ser.predict", "--model", str(package), "FILE"]
+    assert shown[1].split() == ["python", "-m", "ser.app", "--model", str(package)]
     fusion = tmp_path / "results" / "fusion"
     for name in ("report.md", "confusion_matrix.png", "f1_per_class.png", "submission.csv"):
         assert (fusion / name).is_file(), name

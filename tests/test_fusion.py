@@ -1,8 +1,10 @@
 """SVM fusion of the sub-systems and its report (paper §7, §8, Table 1, Figure 4)."""
 
 import json
+import logging
 import struct
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,7 @@ from fusion.fuse import fuse_systems, main
 from fusion.inputs import load_systems, read_dev_labels
 from fusion.svm import fit_fusion_model, speaker_folds
 from ser.emotions import EMOTIONS
-from ser.fusion_model import load_fusion
+from ser.fusion_model import load_fusion, softmax
 from ser.io.posteriors import read_posteriors, write_posteriors
 from tests.conftest import SYSTEMS
 
@@ -110,6 +112,80 @@ def test_saved_model_predicts_the_submission(complementary_fusion):
         model.predict([blocks[0][list(reversed(EMOTIONS))], blocks[1]])
 
 
+def test_every_score_has_a_speaker_bootstrap_interval(complementary_fusion):
+    root, _, metrics = complementary_fusion
+    stats = metrics["statistics"]
+    assert stats["bootstrap"]["clusters"] == N_SPEAKERS and stats["bootstrap"]["n_resamples"] == 1000
+    reports = {**metrics["per_system"], "Fusion": metrics["fusion"]}
+    assert list(stats["macro_f1"]) == list(reports)
+    for name, interval in stats["macro_f1"].items():
+        assert interval["estimate"] == pytest.approx(reports[name]["macro_f1"])
+        assert interval["low"] < interval["estimate"] < interval["high"]
+    best = max(metrics["per_system"], key=lambda name: metrics["per_system"][name]["macro_f1"])
+    (test,) = stats["paired_tests"]  # no D and E here: only the fusion against the best system
+    assert (test["a"], test["b"]) == ("Fusion", best) == ("Fusion", stats["best_system"])
+    assert test["difference"]["estimate"] == pytest.approx(
+        metrics["macro_f1"] - metrics["per_system"][best]["macro_f1"])
+    # A gain of more than 0.1 on 480 turns of 60 speakers is no accident.
+    assert test["difference"]["low"] > 0 and test["p_value"] < 0.01
+    report = (root / "fusion" / "report.md").read_text()
+    assert "## Dev macro-F1 with 95 % confidence intervals" in report
+    assert f"| Fusion vs {best} | +" in report
+
+
+def test_e_against_d_is_tested_when_both_are_fused(tmp_path):
+    # E is reliable on four classes, D on two of them: E must come out better, and the test say so.
+    folders = _synthetic_systems(tmp_path, ["AC", "DF", "HN", "HN", "HNSU"])
+    metrics = fuse_systems(folders, tmp_path / "fusion", folds=3, kernels=("linear",), c_values=(1.0,),
+                           n_resamples=500)
+    tests = {(t["a"], t["b"]): t for t in metrics["statistics"]["paired_tests"]}
+    e_vs_d = tests[("Sub-System E", "Sub-System D")]
+    per_system = metrics["per_system"]
+    assert e_vs_d["difference"]["estimate"] == pytest.approx(
+        per_system["Sub-System E"]["macro_f1"] - per_system["Sub-System D"]["macro_f1"])
+    assert e_vs_d["p_value"] < 0.01 and e_vs_d["n_resamples"] == 500
+    assert ("Fusion", "Sub-System E") in tests
+
+
+def test_fused_probabilities_are_calibrated_everywhere(complementary_fusion):
+    root, folders, metrics = complementary_fusion
+    calibration = metrics["calibration"]
+    # Softmax of SVM decision values is far from calibrated; the temperature, scored on folds it
+    # was not fitted on, must bring the error down.
+    assert calibration["ece_after"] < calibration["ece_before"] / 2
+    assert calibration["nll_after"] < calibration["nll_before"]
+    assert len(calibration["fold_temperatures"]) == metrics["cv"]["folds"]
+    model = load_fusion(root / "fusion")
+    assert model.calibrated and model.temperature == pytest.approx(calibration["temperature"])
+    info = json.loads((root / "fusion" / "fusion_model.json").read_text())
+    assert info["calibration"]["temperature"] == pytest.approx(model.temperature)
+    blocks = [read_posteriors(f / "1993" / "posteriors" / "test.csv").sort_index() for f in folders]
+    written = read_posteriors(root / "fusion" / "fused_test.csv").sort_index()
+    np.testing.assert_allclose(written.to_numpy(), model.predict_proba(blocks), atol=1e-6)
+    uncalibrated = softmax(model.decision_scores(blocks))
+    assert not np.allclose(model.predict_proba(blocks), uncalibrated, atol=1e-3)
+    assert (model.predict_proba(blocks).argmax(axis=1) == uncalibrated.argmax(axis=1)).all()
+    report = (root / "fusion" / "report.md").read_text()
+    assert "## Calibration of the fused probabilities" in report
+    assert f"temperature {model.temperature:.2f}" in report
+    assert _png_size(root / "fusion" / "reliability_diagram.png")[0] > 300
+
+
+def test_fusion_saved_before_calibration_still_loads(complementary_fusion, tmp_path, caplog):
+    # A model pickled by the FusionModel that had no temperature field: its state has no such key.
+    root, folders, _ = complementary_fusion
+    model = load_fusion(root / "fusion")
+    del model.__dict__["temperature"]
+    with open(tmp_path / "fusion_model.joblib", "wb") as stream:
+        joblib.dump(model, stream)
+    with caplog.at_level(logging.WARNING, logger="ser.fusion_model"):
+        old = load_fusion(tmp_path)
+    assert old.temperature is None and not old.calibrated
+    assert "without calibration" in caplog.text and "fusion_model.joblib" in caplog.text
+    blocks = [read_posteriors(f / "1993" / "posteriors" / "test.csv").sort_index() for f in folders]
+    np.testing.assert_allclose(old.predict_proba(blocks), softmax(old.decision_scores(blocks)))
+
+
 def _two_small_systems(root):
     return _synthetic_systems(root, ["ACDF", "HNSU"], seed=1)
 
@@ -195,7 +271,8 @@ def test_end_to_end_on_the_five_debug_systems(debug_results, tmp_path, capsys):
                  "fusion_model.json", "fusion_metrics.json", "report.md", "confusion_matrix.png",
                  "f1_per_class.png"):
         assert (out / name).is_file(), name
-    table = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
+    table_1 = (out / "report.md").read_text().split("(paper Table 1)\n\n")[1].split("\n\n")[0]
+    table = [line for line in table_1.splitlines() if line.startswith("| ")]
     assert table[0].split(" | ")[1:] == [f"Sub-System {s}" for s in "ABCDE"] + ["Fusion |"]
     assert len(table) == 1 + 8 + 2
     assert [row.split(" | ")[0] for row in table[-2:]] == ["| Accuracy", "| F1-Macro"]
@@ -204,7 +281,8 @@ def test_end_to_end_on_the_five_debug_systems(debug_results, tmp_path, capsys):
     for system in SYSTEMS:  # each system's training curves, drawn from its train_log and linked
         assert f"](training_curves/sub-system_{system}.png)" in report
         assert _png_size(out / "training_curves" / f"sub-system_{system}.png")[0] > 600
-    for png in ("confusion_matrix.png", "f1_per_class.png"):
+    assert "Sub-System E vs Sub-System D" in report and "| Fusion | " in report
+    for png in ("confusion_matrix.png", "f1_per_class.png", "reliability_diagram.png"):
         width, height = _png_size(out / png)
         assert width > 200 and height > 200
     printed = capsys.readouterr().out

@@ -125,8 +125,8 @@ def test_splits_are_speaker_disjoint_and_sized(mini_corpus):
     assert not speakers["Train"] & speakers["Development"]
     assert not (speakers["Train"] | speakers["Development"]) & speakers["Test3"]
     shares = truth["Split_Set"].value_counts(normalize=True)
-    assert 0.5 <= shares["Train"] <= 0.7
-    assert 0.1 <= shares["Development"] <= 0.3 and 0.1 <= shares["Test3"] <= 0.3
+    assert 0.3 <= shares["Train"] <= 0.45
+    assert 0.35 <= shares["Development"] <= 0.5 and 0.1 <= shares["Test3"] <= 0.3
     # Speaker metadata agrees between the label file and the answer key.
     joined = consensus.merge(truth, on="FileName", suffixes=("", "_true"))
     assert (joined["SpkrID"] == joined["SpkrID_true"]).all()

@@ -218,9 +218,38 @@ def test_cli_console_shows_results_and_warnings_and_logs_the_libraries(
     for chatter in ("INFO", "Loading weights", "Loading a checkpoint", "FutureWarning", "UserWarning"):
         assert chatter not in console, chatter
     # ... but the warnings about the user's files are, and the results, and where the log is.
-    assert re.search(r"WARNING: .*stereo_44k\.wav: 44100 Hz, resampled to 16000 Hz", done.stderr)
+    # One line sums up the converted files; each is named in the log.
+    assert "WARNING: 1 audio file was converted to 16 kHz mono: 1 resampled (44100 Hz: 1); 1 down-mixed" \
+        in done.stderr
+    assert "stereo_44k.wav: 44100 Hz" not in done.stderr
     assert "Classified 3 of 3 files" in done.stdout
     log = tmp_path / "preds.log"
     assert f"Messages of the libraries: {log}" in done.stdout
     text = log.read_text()
-    assert "speechbrain.utils.checkpoints INFO: Loading a checkpoint" in text and "stereo_44k.wav" in text
+    assert "speechbrain.utils.checkpoints INFO: Loading a checkpoint" in text
+    assert "stereo_44k.wav: 44100 Hz, resampled to 16000 Hz" in text
+
+
+def test_cli_without_out_prints_a_table_and_scans_every_audio_format(systems, dev_turns, tmp_path):
+    """No --out: a table of labels on the console; a folder contributes .mp3 and .flac files too;
+    piped output gets no progress bar (no --no_progress given)."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    first = list(dev_turns.values())[0]
+    audio, _ = soundfile.read(first, dtype="float32")
+    soundfile.write(inputs / "turn.mp3", audio, RATE)
+    soundfile.write(inputs / "turn.flac", audio, RATE)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": THREADS}
+    command = [sys.executable, "-m", "ser.predict", str(inputs), "--systems", str(systems["a"]),
+               str(systems["d"]), "--top_k", "2", "--log", str(tmp_path / "predict.log")]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["File", "Emotion", "Transcript"]
+    rows = {Path(line.split()[0]).name: line for line in lines[1:3]}
+    assert set(rows) == {"turn.flac", "turn.mp3"}
+    # Two classes per row, with full names and two-decimal probabilities.
+    for row in rows.values():
+        assert len(re.findall(r"\b[ACDFHNSU] [A-Z][a-z]+ [01]\.\d\d\b", row)) == 2, row
+    assert "Classified 2 of 2 files" in done.stdout and "predictions in" not in done.stdout
+    assert "classifying" not in done.stderr and "\r" not in done.stderr  # no progress bar when piped

@@ -131,8 +131,96 @@ def test_predict_cli_writes_attribute_columns(task2_results, mini_corpus, tmp_pa
     )
     assert done.returncode == 0, done.stderr[-2000:]
     table = pd.read_csv(out)
-    assert list(table.columns) == ["File", *ATTRIBUTES, "Error", "Flag"]
-    assert len(table) == 2
+    # task2_d reads Whisper transcripts: they are written too.
+    assert list(table.columns) == ["File", *ATTRIBUTES, "Transcript", "Error", "Flag"]
+    assert len(table) == 2 and table["Transcript"].notna().all()
+
+
+@pytest.fixture(scope="module")
+def task2_fusion(task2_results, tmp_path_factory):
+    from fusion.attributes import main
+
+    out = tmp_path_factory.mktemp("task2_fusion") / "fusion_task2"
+    folders = [str(task2_results / name) for name in ATTRIBUTE_SYSTEMS]
+    assert main([*folders, "--out", str(out), "--folds", "3"]) == 0
+    return out
+
+
+def _export(*args):
+    return subprocess.run([sys.executable, "-m", "ser.export", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _predict(package, files, *extra):
+    return subprocess.run([sys.executable, "-m", "ser.predict", "--model", str(package), *map(str, files),
+                           "--no_progress", *map(str, extra)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_task2_systems_export_alone_and_with_their_fusion(task2_results, task2_fusion, mini_corpus, tmp_path):
+    from ser.inference.package import MANIFEST
+    from ser.inference.recognizer import EmotionRecognizer
+
+    folders = [task2_results / name / "1993" for name in ATTRIBUTE_SYSTEMS]
+    files = sorted((mini_corpus / "Audios").glob("*test3*.wav"))[:2]
+    alone, fused = tmp_path / "alone", tmp_path / "fused"
+    done = _export(*folders, "--out", alone)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = _export(*folders, "--fusion", task2_fusion, "--out", fused)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((fused / MANIFEST).read_text())
+    assert manifest["attribute_fusion"] == "fusion_task2" and manifest["fusion"] is None
+    assert all("mean_ccc" in entry["metrics"] for entry in manifest["systems"])
+
+    # The packaged fusion gives what the fusion folder's regressors give on the systems' outputs.
+    from ser.fusion_model import load_attribute_fusion
+
+    results = EmotionRecognizer.from_pretrained(fused).classify_files(files)
+    model = load_attribute_fusion(task2_fusion)
+    for result in results:
+        blocks = [np.array([list(result.system_attributes[s].values())]) for s in ATTRIBUTE_SYSTEMS]
+        np.testing.assert_allclose(list(result.attributes.values()), model.predict(blocks)[0], atol=1e-6)
+    averaged = EmotionRecognizer.from_pretrained(alone).classify_files(files)
+    for result in averaged:
+        mean = np.mean([list(v.values()) for v in result.system_attributes.values()], axis=0)
+        np.testing.assert_allclose(list(result.attributes.values()), mean, atol=1e-6)
+
+    done = _predict(fused, files)
+    assert done.returncode == 0, done.stderr[-3000:]
+    header = done.stdout.splitlines()[0].split()
+    assert header == ["File", *ATTRIBUTES, "Transcript"]
+    out = tmp_path / "preds.csv"
+    assert _predict(alone, files, "--out", out).returncode == 0
+    assert list(pd.read_csv(out).columns) == ["File", *ATTRIBUTES, "Transcript", "Error", "Flag"]
+
+
+def test_task1_and_task2_systems_in_one_package(debug_results, task2_results, task2_fusion, mini_corpus,
+                                                tmp_path):
+    from fusion.fuse import fuse_systems
+    from ser.inference.package import MANIFEST
+
+    task1 = [debug_results / f"system_{s}" / "1993" for s in ("a", "d")]
+    fuse_systems(task1, tmp_path / "fusion", folds=2)
+    task2 = [task2_results / name / "1993" for name in ATTRIBUTE_SYSTEMS]
+    package = tmp_path / "package"
+    fusions = ["--fusion", tmp_path / "fusion", "--fusion", task2_fusion]
+    done = _export(*task1, *task2, *fusions, "--out", package)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((package / MANIFEST).read_text())
+    assert (manifest["fusion"], manifest["attribute_fusion"]) == ("fusion", "fusion_task2")
+    assert [e["label"] for e in manifest["systems"]] == ["Sub-System A", "Sub-System D", *ATTRIBUTE_SYSTEMS]
+    files = sorted((mini_corpus / "Audios").glob("*test3*.wav"))[:2]
+    out = tmp_path / "preds.csv"
+    done = _predict(package, files, "--out", out, "--top_k", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["File", "EmoClass", *EMOTIONS, *ATTRIBUTES, "Top", "Transcript", "Error",
+                                   "Flag"]
+    assert table["EmoClass"].isin(EMOTIONS).all() and table[list(ATTRIBUTES)].notna().all().all()
+    # A Task 1 fusion folder given for Task 2 systems alone is refused in one line.
+    done = _export(*task2, "--fusion", tmp_path / "fusion", "--out", tmp_path / "wrong")
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "ser.export: error:" in done.stderr and not (tmp_path / "wrong").exists()
 
 
 @pytest.mark.slow

@@ -120,11 +120,22 @@ def load_system(folder, name=None, device="cpu"):
 
 
 def load_packaged(folder, entry, device="cpu"):
-    """A system of an exported package (:mod:`ser.inference.package`), ``entry`` being its manifest row."""
-    hparams, model, transcriber = load_packaged_system(Path(folder) / entry["folder"], device)
+    """A system of an exported package (:mod:`ser.inference.package`), ``entry`` being its manifest row.
+
+    The row's ``runtime`` (``onnx``, ``onnx-int8``; PyTorch when absent) picks the network that runs.
+    """
+    runtime = entry.get("runtime", "pytorch")
+    if runtime != "pytorch":
+        from ser.inference.onnx_runtime import load_onnx_system
+
+        hparams, model, transcriber = load_onnx_system(Path(folder) / entry["folder"], runtime, device)
+    else:
+        hparams, model, transcriber = load_packaged_system(Path(folder) / entry["folder"], device)
     whisper = WhisperSettings.from_dict(transcriber) if transcriber is not None else None
+    # Its identity (system.json) is what the package's fusion checks, as for folders.
+    identity = read_identity(Path(folder) / entry["folder"], required=True)
     return _loaded_system(entry["name"], Path(folder) / entry["folder"], hparams, model, whisper,
-                          label=entry.get("label"))
+                          label=entry.get("label"), identity=identity)
 
 
 def _loaded_system(name, folder, hparams, model, whisper, label=None, identity=None):
@@ -191,3 +202,7 @@ class OrderedFusion:
 
     def predict_proba(self, blocks):
         return self.model.predict_proba([blocks[i] for i in self.order])
+
+    def predict(self, blocks):
+        """A Task 2 fusion's values (:class:`ser.fusion_model.AttributeFusion`), its inputs reordered."""
+        return self.model.predict([blocks[i] for i in self.order])

@@ -22,7 +22,9 @@ import json
 from pathlib import Path
 
 from ser.errors import UserInputError
+from ser.fusion_model import MODEL_INFO_FILE
 from ser.io.model_source import resolve_model_source
+from ser.io.system_folder import IDENTITY_FILE, fingerprint_file
 
 __all__ = [
     "MANIFEST",
@@ -30,7 +32,10 @@ __all__ = [
     "PackageError",
     "resolve_package",
     "read_manifest",
+    "fingerprint_package_files",
+    "check_package_files",
     "load_packaged_system",
+    "read_transcriber",
 ]
 
 #: The file that makes a folder a package (and names what it holds).
@@ -93,7 +98,72 @@ def read_manifest(folder):
             raise PackageError(f"{Path(folder) / entry['folder'] / WEIGHTS}: missing from the package")
     if not manifest.get("systems"):
         raise PackageError(f"{path}: the package lists no system")
+    check_package_files(folder, manifest)
     return manifest
+
+
+def fingerprint_package_files(folder):
+    """``{relative path: sha256}`` of every file in a sub-folder of the package (what loading reads).
+
+    The export records them in ``ser_package.json``; :func:`check_package_files` refuses a package
+    whose files differ, as a ``train.py`` folder's ``system.json`` refuses a replaced checkpoint. The
+    model card and the SpeechBrain files at the top stay free to edit.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> (folder / "systems" / "a").mkdir(parents=True)
+    >>> _ = (folder / "systems" / "a" / "model.safetensors").write_bytes(b"weights")
+    >>> _ = (folder / "README.md").write_text("card")
+    >>> list(fingerprint_package_files(folder))
+    ['systems/a/model.safetensors']
+    """
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and len(p.relative_to(folder).parts) > 1)
+    return {p.relative_to(folder).as_posix(): fingerprint_file(p) for p in files}
+
+
+def check_package_files(folder, manifest):
+    """Refuse a package whose systems, fusion or Whisper differ from those it was exported with.
+
+    Every file recorded in the manifest's ``files`` must be there with the same bytes; each system
+    must have its ``system.json`` and the fusion its ``fusion_model.json`` (the identities that tie
+    them together).
+
+    Raises
+    ------
+    PackageError
+        Naming the file that is missing, replaced or damaged.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> check_package_files(folder, {"systems": []})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ser.inference.package.PackageError: .../ser_package.json: records no fingerprints of its files ...
+    """
+    folder = Path(folder)
+    recorded = manifest.get("files")
+    if not isinstance(recorded, dict):
+        raise PackageError(f"{folder / MANIFEST}: records no fingerprints of its files (exported by an "
+                           "earlier version); export it again with python -m ser.export")
+    needed = [f"{entry['folder']}/{IDENTITY_FILE}" for entry in manifest.get("systems") or []]
+    needed += [f"{manifest[key]}/{MODEL_INFO_FILE}" for key in ("fusion",) if manifest.get(key)]
+    for name in needed:
+        if name not in recorded:
+            raise PackageError(f"{folder / name}: missing from the package, so its systems cannot be "
+                               "checked against each other; export it again from train.py folders")
+    for name, fingerprint in recorded.items():
+        path = folder / name
+        if not path.is_file():
+            raise PackageError(f"{path}: missing from the package (it was exported with it); "
+                               "restore it or export the package again")
+        if fingerprint_file(path) != fingerprint:
+            raise PackageError(f"{path}: not the file the package was exported with (its fingerprint "
+                               "differs): replaced or damaged; restore it or export the package again")
 
 
 def load_packaged_system(folder, device="cpu"):
@@ -115,7 +185,6 @@ def load_packaged_system(folder, device="cpu"):
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    package = folder.parent.parent
     with open(folder / HPARAMS, encoding="utf-8") as stream:
         hparams = load_hyperpyyaml(stream, {PACKAGE_KEY: str(folder)})
     model = hparams["model"]
@@ -124,9 +193,18 @@ def load_packaged_system(folder, device="cpu"):
     except RuntimeError as error:
         raise PackageError(f"{folder / WEIGHTS}: does not fit {folder / HPARAMS} ({error})") from None
     model.to(device).eval()
-    transcriber = None
-    if (folder / TRANSCRIBER).is_file():
-        transcriber = json.loads((folder / TRANSCRIBER).read_text(encoding="utf-8"))
-        if transcriber.get("packaged"):
-            transcriber["model"] = str(package / transcriber["model"])
-    return hparams, model, transcriber
+    return hparams, model, read_transcriber(folder)
+
+
+def read_transcriber(folder):
+    """A packaged text system's Whisper settings (``transcriber.json``, its model path absolute).
+
+    None for a speech-only system.
+    """
+    folder = Path(folder)
+    if not (folder / TRANSCRIBER).is_file():
+        return None
+    transcriber = json.loads((folder / TRANSCRIBER).read_text(encoding="utf-8"))
+    if transcriber.get("packaged"):
+        transcriber["model"] = str(folder.parent.parent / transcriber["model"])
+    return transcriber

@@ -34,12 +34,13 @@ import soundfile
 import torch
 from tqdm import tqdm
 
-from ser.fusion_model import load_fusion
+from ser.emotions import EMOTION_NAMES
+from ser.fusion_model import FusionFolderError, load_attribute_fusion
 from ser.inference.loading import OrderedFusion, load_checked_fusion, load_packaged, load_system
 from ser.inference.package import read_manifest, resolve_package
 from ser.inference.timeline import timeline_starts, window_starts
 from ser.io.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, as_mono_waveform, load_waveform
-from ser.io.system_folder import short_names
+from ser.io.system_folder import display_name, folder_system_name, short_names
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,30 @@ class Result:
     #: System name → pooled vectors ``(n_windows, dim)`` (the head's input), when asked for.
     embeddings: dict = field(default_factory=dict)
 
+    @property
+    def label_name(self):
+        """The full name of ``label`` (``Anger`` for ``A``: :data:`ser.emotions.EMOTION_NAMES`), or None.
+
+        Example
+        -------
+        >>> Result("a.wav", "H").label_name, Result("b.wav").label_name
+        ('Happiness', None)
+        """
+        return None if self.label is None else EMOTION_NAMES.get(self.label, self.label)
+
+    def top_k(self, k=3):
+        """The ``k`` most probable classes, best first: ``[(letter, full name, probability), ...]``.
+
+        Example
+        -------
+        >>> Result("a.wav", "N", {"A": 0.2, "H": 0.1, "N": 0.7}).top_k(2)
+        [('N', 'Neutral', 0.7), ('A', 'Anger', 0.2)]
+        """
+        if not self.probabilities:
+            return []
+        ranked = sorted(self.probabilities.items(), key=lambda item: -item[1])[: max(0, int(k))]
+        return [(letter, EMOTION_NAMES.get(letter, letter), p) for letter, p in ranked]
+
 
 @dataclass
 class TimelineRow:
@@ -135,6 +160,10 @@ class EmotionRecognizer:
     fusion : object, optional
         Fused model with ``predict_proba(blocks)`` → ``(n, 8)``, ``blocks`` being the list of the
         systems' ``(n, 8)`` posteriors in the order of ``systems``.
+    attribute_fusion : object, optional
+        Task 2 fusion with ``predict(blocks)`` → ``(n, 3)``, ``blocks`` being the attribute
+        systems' ``(n, 3)`` predictions in the order of ``systems``; without it the attribute
+        systems' values are averaged.
     device : str
     batch_size : int
         Windows per forward pass (and turns per Whisper call).
@@ -142,7 +171,8 @@ class EmotionRecognizer:
     Use :meth:`from_folders` to build one from ``train.py`` output folders.
     """
 
-    def __init__(self, systems, transcribers=None, fusion=None, device="cpu", batch_size=8):
+    def __init__(self, systems, transcribers=None, fusion=None, device="cpu", batch_size=8,
+                 attribute_fusion=None):
         if not systems:
             raise ValueError("EmotionRecognizer needs at least one system")
         self.systems = list(systems)
@@ -151,6 +181,7 @@ class EmotionRecognizer:
         if missing:
             raise ValueError(f"no transcriber for {sorted(missing)}")
         self.fusion = fusion
+        self.attribute_fusion = attribute_fusion
         self.device = device
         self.batch_size = int(batch_size)
         class_sets = {s.targets.classes for s in self.systems if s.targets.classes}
@@ -165,7 +196,8 @@ class EmotionRecognizer:
         self.attributes = attribute_sets.pop() if attribute_sets else ()
 
     @classmethod
-    def from_folders(cls, system_dirs, fusion_dir=None, device="cpu", batch_size=8):
+    def from_folders(cls, system_dirs, fusion_dir=None, device="cpu", batch_size=8,
+                     attribute_fusion_dir=None):
         """Load each system once, one Whisper per distinct recogniser, and the fusion if given.
 
         Parameters
@@ -177,6 +209,9 @@ class EmotionRecognizer:
             classes must be the fused systems (in any order).
         device : str
         batch_size : int
+        attribute_fusion_dir : str or Path, optional
+            Folder written by ``python -m fusion.attributes`` on the attribute systems given
+            (named by their ``system.json``, as that command names them).
         """
         names = short_names(system_dirs)
         systems = [load_system(folder, name, device) for folder, name in zip(system_dirs, names, strict=True)]
@@ -190,7 +225,17 @@ class EmotionRecognizer:
                         for settings in dict.fromkeys(s.whisper for s in systems if s.whisper)}
         class_systems = [s for s in systems if s.targets.classes]
         fusion = load_checked_fusion(fusion_dir, class_systems) if fusion_dir is not None else None
-        return cls(systems, transcribers, fusion, device, batch_size)
+        attribute_fusion = None
+        if attribute_fusion_dir is not None:
+            model = load_attribute_fusion(attribute_fusion_dir)
+            names = [display_name(s.identity.name if s.identity else folder_system_name(s.folder))
+                     for s in systems if s.targets.attributes]
+            if sorted(set(names) & set(model.systems)) != sorted(model.systems):
+                raise FusionFolderError(f"{attribute_fusion_dir}: fuses {', '.join(model.systems)}; the "
+                                        f"attribute systems given are {', '.join(names) or 'none'}: pass "
+                                        "exactly the fused systems' folders")
+            attribute_fusion = OrderedFusion(model, [names.index(name) for name in model.systems])
+        return cls(systems, transcribers, fusion, device, batch_size, attribute_fusion)
 
     @classmethod
     def from_pretrained(cls, source, device="cpu", batch_size=8, cache_dir=None):
@@ -213,10 +258,17 @@ class EmotionRecognizer:
                         for settings in dict.fromkeys(s.whisper for s in systems if s.whisper)}
         fusion = None
         if manifest.get("fusion"):
-            model = load_fusion(folder / manifest["fusion"])
-            labels = [s.label for s in systems if s.targets.classes]
-            fusion = OrderedFusion(model, [labels.index(name) for name in model.systems])
-        return cls(systems, transcribers, fusion, device, batch_size)
+            # The fusion takes exactly the systems it recorded (identities), as from folders.
+            class_systems = [s for s in systems if s.targets.classes]
+            fusion = load_checked_fusion(folder / manifest["fusion"], class_systems)
+        attribute_fusion = None
+        if manifest.get("attribute_fusion"):
+            model = load_attribute_fusion(folder / manifest["attribute_fusion"])
+            # A system in both fusions may carry another name in the Task 2 one.
+            labels = [entry.get("attribute_label", entry.get("label"))
+                      for entry, s in zip(manifest["systems"], systems, strict=True) if s.targets.attributes]
+            attribute_fusion = OrderedFusion(model, [labels.index(name) for name in model.systems])
+        return cls(systems, transcribers, fusion, device, batch_size, attribute_fusion)
 
     @torch.inference_mode()
     def classify_files(self, paths, progress=False, embeddings=False):
@@ -271,8 +323,9 @@ class EmotionRecognizer:
         return results
 
     @torch.inference_mode()
-    def classify_timeline(self, audio, sample_rate=None, window=3.0, hop=1.0):
-        """Emotion over time: classify windows of ``window`` seconds every ``hop`` seconds.
+    def classify_timeline(self, audio, sample_rate=None, window=3.0, hop=1.0, segment="fixed", vad=None):
+        """Emotion over time: classify windows of ``window`` seconds every ``hop`` seconds, or the
+        speech segments that a voice activity detector finds (``segment="vad"``).
 
         Parameters
         ----------
@@ -280,19 +333,31 @@ class EmotionRecognizer:
             A file, or a waveform (then give ``sample_rate``).
         sample_rate : int, optional
         window, hop : float
-            Seconds; the last window ends at the end of the audio (a clip shorter than
-            ``window`` is one window).
+            Seconds, for fixed windows; the last window ends at the end of the audio (a clip
+            shorter than ``window`` is one window).
+        segment : {"fixed", "vad"}
+            ``"vad"``: one row per speech segment of :func:`ser.inference.vad.speech_segments`
+            (Silero VAD; the ``vad`` extra), silence gets no row; ``window`` and ``hop`` are unused.
+        vad : ser.inference.vad.VadOptions, optional
+            Threshold, shortest speech, longest segment, padding (``segment="vad"``).
 
         Returns
         -------
         list of TimelineRow
+            Empty when ``segment="vad"`` finds no speech.
         """
+        if segment not in ("fixed", "vad"):
+            raise ValueError(f"segment must be 'fixed' or 'vad', got {segment!r}")
         if window <= 0 or hop <= 0:
             raise ValueError(f"window and hop must be positive seconds, got {window} and {hop}")
         if isinstance(audio, (str, Path)):
             wav = load_waveform(audio)
         else:
             wav = as_mono_waveform(audio, sample_rate or SAMPLE_RATE)
+        if segment == "vad":
+            from ser.inference.vad import speech_segments
+
+            return self.classify_segments(wav, speech_segments(wav, vad))
         size, step = max(1, round(window * SAMPLE_RATE)), max(1, round(hop * SAMPLE_RATE))
         starts = timeline_starts(len(wav), size, step)
         pieces = [wav[start : start + size] for start in starts]
@@ -305,6 +370,46 @@ class EmotionRecognizer:
                         r.transcript, r.attributes)
             for start, piece, r in zip(starts, pieces, results, strict=True)
         ]
+
+    @torch.inference_mode()
+    def classify_segments(self, audio, segments, sample_rate=None):
+        """Classify given stretches of one recording: one :class:`TimelineRow` per ``(start, end)``.
+
+        For segments found elsewhere (a VAD, a diarization, a transcript's turns); each segment
+        is classified as a turn of its own (a long one in the systems' windows, averaged).
+
+        Parameters
+        ----------
+        audio : str, Path, array-like or torch.Tensor
+            A file, or a waveform (16 kHz unless ``sample_rate`` says otherwise).
+        segments : sequence of (float, float)
+            Start and end seconds; an end past the audio is clipped to it.
+        sample_rate : int, optional
+
+        Raises
+        ------
+        ValueError
+            If a segment is empty or starts after the end of the audio.
+        """
+        if isinstance(audio, (str, Path)):
+            wav = load_waveform(audio)
+        else:
+            wav = as_mono_waveform(audio, sample_rate or SAMPLE_RATE)
+        bounds = []
+        for start, end in segments:
+            first, last = round(start * SAMPLE_RATE), min(len(wav), round(end * SAMPLE_RATE))
+            if first < 0 or last <= first:
+                raise ValueError(f"segment {start:.2f}-{end:.2f} s is empty or outside the audio "
+                                 f"({len(wav) / SAMPLE_RATE:.2f} s)")
+            bounds.append((first, last))
+        pieces = [wav[first:last] for first, last in bounds]
+        results = [Result(file=f"{first / SAMPLE_RATE:.2f}s") for first, _ in bounds]
+        for index in range(0, len(pieces), FILES_PER_CHUNK):
+            self._classify_waveforms(results[index : index + FILES_PER_CHUNK],
+                                     pieces[index : index + FILES_PER_CHUNK])
+        return [TimelineRow(first / SAMPLE_RATE, last / SAMPLE_RATE, r.label, r.probabilities, r.transcript,
+                            r.attributes)
+                for (first, last), r in zip(bounds, results, strict=True)]
 
     def _classify_chunk(self, paths, embeddings=False):
         results = [Result(file=path) for path in paths]
@@ -346,6 +451,8 @@ class EmotionRecognizer:
         elif per_system:
             combined = np.mean(per_system, axis=0)
         mean_attributes = np.mean(attributes_per_system, axis=0) if attributes_per_system else None
+        if self.attribute_fusion is not None:
+            mean_attributes = np.asarray(self.attribute_fusion.predict(attributes_per_system))
         for row, result in enumerate(results):
             if combined is not None:
                 result.probabilities = self._as_dict(self.classes, combined[row])

