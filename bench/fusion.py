@@ -20,13 +20,22 @@ Then it runs, timed (wall clock, this process):
   ``fast``) on the first outer fold's training set only; the whole old run is
   about ``folds + 1`` such searches (the final one on 25 % more turns, so more);
 - ``--compare-turns N``: both searches through the CLI on a set of N turns (small
-  enough for the exact grid), printing both fused macro-F1s and their difference.
+  enough for the exact grid), printing both fused macro-F1s and their difference;
+- ``--intervals N [N ...]``: the speaker bootstrap alone (:mod:`ser.bootstrap`, 1000
+  resamples, 8 turns per speaker as the mini corpus) on dev sets of N turns: CPU
+  seconds, the width of system A's 95 % interval and of the paired A - B difference
+  (how small a difference that dev size can tell).
+
+The fused run's summary also gives the fusion's 95 % interval, the paired test
+against the best system and the calibration error before and after temperature
+scaling.
 
 Usage::
 
     python bench/fusion.py [--turns 19815] [--speakers 454] [--test 2347] [--old-fold]
     python bench/fusion.py --turns 34399 --speakers 788         # MSP-Podcast 2.0's dev size
     python bench/fusion.py --turns 0 --compare-turns 4000       # selection quality only
+    python bench/fusion.py --turns 0 --intervals 77 259 19815    # what a dev size can tell apart
 """
 
 import argparse
@@ -44,6 +53,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from fusion.svm import fit_fusion_model, speaker_folds  # noqa: E402
+from ser.bootstrap import SpeakerBootstrap  # noqa: E402
 from ser.emotions import EMOTIONS  # noqa: E402
 from ser.io.posteriors import write_posteriors  # noqa: E402
 
@@ -146,10 +156,44 @@ def old_search_one_fold(labels, speakers, dev, folds=5, seed=0):
     return time.perf_counter() - start, time.process_time() - cpu, len(train), model.params
 
 
+def interval_widths(n_turns, turns_per_speaker=8, n_resamples=1000, seed=0):
+    """CPU seconds of the bootstrap of 5 systems + 1 paired test, and the interval widths, at one dev size.
+
+    Example
+    -------
+    >>> widths = interval_widths(400, n_resamples=200)
+    >>> widths["turns"], widths["speakers"], widths["a_ci_width"] > widths["a_minus_b_ci_width"] > 0
+    (400, 50, True)
+    """
+    n_speakers = max(2, round(n_turns / turns_per_speaker))
+    labels, speakers, dev = msp_like_posteriors(n_turns, n_speakers, seed=seed)
+    predictions = [np.asarray(EMOTIONS)[p.argmax(axis=1)] for p in dev]
+    start = time.process_time()
+    boot = SpeakerBootstrap(speakers, n_resamples=n_resamples, seed=seed)
+    intervals = [boot.macro_f1_interval(labels, p) for p in predictions]
+    paired = boot.paired_macro_f1_test(labels, predictions[0], predictions[1])
+    cpu = time.process_time() - start
+    return {"turns": n_turns, "speakers": n_speakers, "cpu_s": round(cpu, 3),
+            "a_macro_f1": round(intervals[0].estimate, 4),
+            "a_ci_width": round(intervals[0].high - intervals[0].low, 4),
+            "a_minus_b_ci_width": round(paired.difference.high - paired.difference.low, 4)}
+
+
 def _summary(metrics):
     best = max(report["macro_f1"] for report in metrics["per_system"].values())
-    return {"fused_macro_f1": round(metrics["macro_f1"], 4), "best_system_macro_f1": round(best, 4),
-            "gain": round(metrics["macro_f1"] - best, 4), "final_model": metrics["final_model"]}
+    summary = {"fused_macro_f1": round(metrics["macro_f1"], 4), "best_system_macro_f1": round(best, 4),
+               "gain": round(metrics["macro_f1"] - best, 4), "final_model": metrics["final_model"]}
+    if "statistics" in metrics:
+        fused = metrics["statistics"]["macro_f1"]["Fusion"]
+        test = metrics["statistics"]["paired_tests"][0]
+        calibration = metrics["calibration"]
+        summary.update({
+            "fused_ci95": [round(fused["low"], 4), round(fused["high"], 4)],
+            "fusion_minus_best_ci95": [round(test["difference"][side], 4) for side in ("low", "high")],
+            "p_fusion_not_better": round(test["p_value"], 4),
+            "temperature": round(calibration["temperature"], 3),
+            "ece_before_after": [round(calibration["ece_before"], 4), round(calibration["ece_after"], 4)]})
+    return summary
 
 
 def main(argv=None):
@@ -161,6 +205,8 @@ def main(argv=None):
                         help="also time the exact search on the first outer fold")
     parser.add_argument("--compare-turns", type=int, default=0,
                         help="compare the fast and the exact search on a set of this many turns")
+    parser.add_argument("--intervals", type=int, nargs="*", default=[], metavar="N",
+                        help="time the speaker bootstrap alone on dev sets of N turns")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     results = {}
@@ -174,7 +220,7 @@ def main(argv=None):
                                **_summary(metrics)}
             print(f"fast search, {args.turns} dev turns x {N_SYSTEMS} systems + {args.test} test: "
                   f"{seconds:.1f} s wall, {cpu:.1f} CPU s ({cpu / CORES:.1f} s on {CORES} idle cores), "
-                  f"fused macro-F1 {metrics['macro_f1']:.4f}", flush=True)
+                  f"fused macro-F1 {metrics['macro_f1']:.4f}; {json.dumps(results['fast'])}", flush=True)
             if args.old_fold:
                 seconds, cpu, n_train, params = old_search_one_fold(labels, speakers, dev, seed=args.seed)
                 results["exact_one_fold"] = {"train_turns": n_train, "wall_s": round(seconds, 1),
@@ -197,6 +243,13 @@ def main(argv=None):
             compare["fast_minus_exact"] = round(compare["fast"]["fused_macro_f1"]
                                                 - compare["exact"]["fused_macro_f1"], 4)
             results["compare"] = compare
+    if args.intervals:
+        results["intervals"] = [interval_widths(n, seed=args.seed) for n in args.intervals]
+        for row in results["intervals"]:
+            print(f"bootstrap, {row['turns']} dev turns ({row['speakers']} speakers): {row['cpu_s']:.2f} "
+                  f"CPU s for 5 intervals + 1 paired test; system A {row['a_macro_f1']:.3f}, 95 % CI width "
+                  f"{row['a_ci_width']:.3f}, A - B difference CI width {row['a_minus_b_ci_width']:.3f}",
+                  flush=True)
     results["load_average"] = os.getloadavg()
     print(json.dumps(results))
     return results

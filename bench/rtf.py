@@ -112,7 +112,8 @@ def run_one(system, runtime, threads, work, args):
         spec = json.loads((folder / "graphs.json").read_text())
         # A branch the export left in PyTorch (the demo's Whisper encoder) needs the PyTorch network.
         hybrid = any(row.get("pytorch") for row in spec["speech"] + spec["text"])
-        model = OnnxEmotionModel(folder, _build_model(system, work, args) if hybrid else None, threads=threads)
+        pytorch_model = _build_model(system, work, args) if hybrid else None
+        model = OnnxEmotionModel(folder, pytorch_model, threads=threads)
     load_s = time.perf_counter() - began
     whisper = "fixed transcripts" if model.uses_text else None
     loaded = LoadedSystem(system, work, model, None, whisper, Targets(classes=EMOTIONS))
@@ -151,7 +152,8 @@ def run_hf_pipeline(threads, work, args):
         began = time.perf_counter()
         classifier(clips, batch_size=batch_size, top_k=8)
         times[name] = (time.perf_counter() - began) / audio_s
-    return {"system": "HF pipeline (WavLM-large)", "runtime": "pytorch", "threads": threads, "device": "cpu",
+    name = "HF pipeline (WavLM-large)" if args.size == "real" else "HF pipeline (tiny WavLM)"
+    return {"system": name, "runtime": "pytorch", "threads": threads, "device": "cpu",
             "load_s": load_s, "audio_s": audio_s, **times, "peak_rss_gb": _rss_gb(), "peak_gpu_gb": None}
 
 

@@ -24,7 +24,7 @@ import logging
 import numpy as np
 import soundfile
 
-from ser.io.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, path_problem, wav_truncation
+from ser.io.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, length_problem, path_problem, wav_truncation
 from ser.io.derived_files import file_stamp  # a skipped file's stamp: fixing it re-runs the preparation
 from ser.io.skipped import write_skipped_csv
 
@@ -91,6 +91,9 @@ def audio_duration(path):
         raise BadAudioError(path, f"unreadable audio file ({error})") from error
     if info.frames == 0:
         raise BadAudioError(path, "empty audio file (0 samples)")
+    problem = length_problem(info.frames, info.samplerate)
+    if problem:  # a duration nothing could decode would poison batching and every later stage
+        raise BadAudioError(path, problem)
     # Compared at 16 kHz: a 8 kHz file is upsampled before the encoder sees it.
     if info.frames * SAMPLE_RATE < MIN_SAMPLES * info.samplerate:
         raise BadAudioError(

@@ -44,7 +44,7 @@ import pandas as pd
 
 from data_prep.audio_check import BadAudioError, TurnAudioChecker
 from data_prep.corpora import DEFAULT_SPLITS, open_corpus
-from data_prep.corpora.base import ATTRIBUTE_COLUMNS
+from data_prep.corpora.base import ATTRIBUTE_COLUMNS, ATTRIBUTE_SCALE
 from data_prep.prepare_options import is_done, mark_done, mark_undone, preparation_options
 from data_prep.transcript_cache import read_transcripts_csv
 from ser.cli import ArgumentParser, exit_with
@@ -168,7 +168,7 @@ def prepare_msp_podcast(
     audio.write_skipped_csv(save_folder / SKIPPED_CSV)
     if audio.skipped:
         logger.warning(
-            "%d turn(s) left out for bad audio, listed in %s", len(audio.skipped), save_folder / SKIPPED_CSV
+            "%d turn(s) left out for bad audio or labels, listed in %s", len(audio.skipped), save_folder / SKIPPED_CSV
         )
     # Last: its presence means every output is complete. With the skipped files' stamps, so
     # that fixing one of them re-runs the preparation.
@@ -255,11 +255,37 @@ def _attributes(row):
     return {name: None if value is None else float(value) for name, value in values.items()}
 
 
+def _outside_scale(row):
+    """Why a turn's attributes cannot be the corpus's ratings (outside 1-7), or None.
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> _outside_scale(SimpleNamespace(EmoAct=9.5, EmoVal=4.0, EmoDom=float("nan")))
+    'EmoAct 9.5 outside the 1-7 scale'
+    """
+    low, high = ATTRIBUTE_SCALE
+    for name in ATTRIBUTE_COLUMNS:
+        value = _known(row, name)
+        if value is not None and not low <= float(value) <= high:
+            return f"{name} {float(value):g} outside the {low:g}-{high:g} scale"
+    return None
+
+
 def _manifest_entries(corpus, turns, transcript_lookup, missing_transcript, audio, votes=None):
     entries = {}
     n_missing = 0
     for row in turns.itertuples(index=False):
         wav = Path(row.wav)
+        outside = _outside_scale(row)
+        if outside is not None:  # an odd label row: left out and listed like a bad file (strict: stop)
+            if audio.strict:
+                raise PreparationError(f"{corpus.consensus_file}: {row.FileName} ({row.Split_Set}): "
+                                       f"{outside}; without --strict such turns are left out and listed "
+                                       f"in {SKIPPED_CSV}")
+            logger.warning("%s: %s: left out of the manifests", row.FileName, outside)
+            audio.skipped.setdefault(str(wav), (row.FileName, row.Split_Set, outside))
+            continue
         duration = audio.duration(wav, row.FileName, row.Split_Set)
         if duration is None:
             continue
@@ -341,7 +367,7 @@ def main(argv=None):
         print(f"{name:>6}: {count:6d} turns  {path}")
     skipped = Path(args.save_folder) / SKIPPED_CSV
     n_skipped = len(skipped.read_text().splitlines()) - 1
-    print(f"skipped: {n_skipped:5d} turns with bad audio  {skipped}")
+    print(f"skipped: {n_skipped:5d} turns with bad audio or labels  {skipped}")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ Two more things come from the same out-of-fold dev scores:
   probability, so a temperature is fitted on the out-of-fold scores (negative log-likelihood) and
   stored in the model; every probability written or shown afterwards (``fused_*.csv``,
   ``ser.predict``, the web page, packages) is calibrated. The expected calibration error before and
-  after is reported; "after" is scored honestly, each fold's turns calibrated by a temperature
-  fitted on the other folds.
+  after is reported; "after" is scored honestly, each fold's turns calibrated by the temperature
+  of its fold model, fitted on that fold's training speakers only.
 
 Usage::
 
@@ -55,7 +55,6 @@ from ser.bootstrap import DEFAULT_RESAMPLES, SpeakerBootstrap
 from ser.calibration import (
     DEFAULT_BINS,
     expected_calibration_error,
-    fit_temperature,
     negative_log_likelihood,
     reliability_bins,
     scaled_softmax,
@@ -89,32 +88,30 @@ def _cross_validated_scores(features, labels, speakers, systems, folds, seed, gr
                 "n_test": len(test),
                 "n_test_speakers": len(set(speakers[test].tolist())),
                 "params": model.params,
+                "temperature": model.temperature,
             }
         )
     return scores, per_fold
 
 
-def _calibrate(oof_scores, labels, folds, classes):
-    """Temperature of the final model, out-of-fold calibrated dev probabilities, and the report.
+def _calibrate(oof_scores, labels, folds, fold_temperatures, temperature, classes):
+    """Out-of-fold calibrated dev probabilities and the calibration report.
 
-    The temperature that is kept is fitted on every out-of-fold score. The "after" figures must
-    not come from the turns it was fitted on, so each fold's turns are calibrated by a
-    temperature fitted on the other folds' scores (cross-fitting), and scored.
+    Each fold's model carries a temperature fitted on its own training speakers (an inner
+    speaker-disjoint cross-validation, :func:`fusion.svm.fit_fusion_model`), so calibrating a
+    fold's held-out turns with it, and scoring them, is as honest as their macro-F1.
     """
-    temperature = fit_temperature(oof_scores, labels, classes)
     calibrated = np.zeros(oof_scores.shape)
-    fold_temperatures = []
-    for _, test in folds:
-        others = np.setdiff1d(np.arange(len(labels)), test)
-        fold_t = fit_temperature(oof_scores[others], labels[others], classes) if len(others) else temperature
-        calibrated[test] = scaled_softmax(oof_scores[test], fold_t)
-        fold_temperatures.append(fold_t)
+    for (_, test), fold_t in zip(folds, fold_temperatures, strict=True):
+        calibrated[test] = scaled_softmax(oof_scores[test], fold_t) if fold_t else softmax(oof_scores[test])
     before = softmax(oof_scores)
     report = {
         "method": "temperature scaling of the SVM decision values (negative log-likelihood)",
-        "fitted_on": "out-of-fold decision values of the speaker-disjoint cross-validation on dev",
+        "fitted_on": "out-of-fold decision values of the chosen SVM configuration, speaker-disjoint "
+                     "inner cross-validation on dev",
         "temperature": temperature,
-        "evaluation": "each fold calibrated by a temperature fitted on the other folds",
+        "evaluation": "each fold's turns calibrated by its fold model's temperature, fitted on the "
+                      "other folds' speakers",
         "fold_temperatures": fold_temperatures,
         "n_bins": DEFAULT_BINS,
         "ece_before": expected_calibration_error(before, labels, classes),
@@ -124,7 +121,7 @@ def _calibrate(oof_scores, labels, folds, classes):
         "reliability": {"before": reliability_bins(before, labels, classes),
                         "after": reliability_bins(calibrated, labels, classes)},
     }
-    return temperature, calibrated, report
+    return calibrated, report
 
 
 def _statistics(labels, speakers, oof_scores, features, systems, classes, n_resamples, seed):
@@ -180,15 +177,14 @@ def _per_system_reports(labels, features, systems, classes):
     return {s.name: _report(labels, features[:, i * n : (i + 1) * n], classes) for i, s in enumerate(systems)}
 
 
-def _write_outputs(out, model, names, test_scores, oof_probabilities, systems):
+def _write_outputs(out, model, names, x_test, test_scores, oof_probabilities, systems):
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "submission.csv") as stream:
         stream.write("FileName,EmoClass\n")
         predictions = _argmax_letters(test_scores, model.classes)
         for name, letter in sorted(zip(names["test"], predictions, strict=True)):
             stream.write(f"{name},{letter}\n")
-    write_posteriors(out / "fused_test.csv", names["test"], scaled_softmax(test_scores, model.temperature),
-                     model.classes)
+    write_posteriors(out / "fused_test.csv", names["test"], model.predict_proba(x_test), model.classes)
     write_posteriors(out / "fused_valid_oof.csv", names["valid"], oof_probabilities, model.classes)
     with atomic_write(out / MODEL_FILE, "wb") as stream:
         joblib.dump(model, stream)
@@ -293,12 +289,13 @@ def fuse_systems(
     fused = _report(labels, oof_scores, classes)
     per_system = _per_system_reports(labels, x_valid, systems, classes)
     statistics = _statistics(labels, speakers, oof_scores, x_valid, systems, classes, n_resamples, seed)
-    temperature, oof_probabilities, calibration = _calibrate(oof_scores, labels, cv_folds, classes)
     final = fit_fusion_model(x_valid, labels, speakers, system_names, seed=seed, classes=classes, **grid)
-    final.temperature = temperature
+    oof_probabilities, calibration = _calibrate(oof_scores, labels, cv_folds,
+                                                [fold["temperature"] for fold in per_fold],
+                                                final.temperature, classes)
     test_scores = final.decision_scores(x_test)
     folders = [str(s.folder) for s in systems]
-    _write_outputs(out, final, names, test_scores, oof_probabilities, systems)
+    _write_outputs(out, final, names, x_test, test_scores, oof_probabilities, systems)
     splits = _score_labelled_splits(out, final, systems, labelled_splits)
     metrics = {
         "macro_f1": fused["macro_f1"],

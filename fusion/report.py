@@ -151,6 +151,10 @@ def calibration_lines(metrics):
     calibration = metrics.get("calibration")
     if not calibration:
         return []
+    if calibration["temperature"] is None:
+        return ["## Calibration of the fused probabilities", "",
+                "Not calibrated: dev has too few speakers for the inner cross-validation that fits the "
+                "temperature; the fused probabilities are the softmax of the SVM scores."]
     return [
         "## Calibration of the fused probabilities", "",
         f"| Fused probabilities | ECE ({calibration['n_bins']} bins) | NLL |", "|---|---:|---:|",
@@ -159,8 +163,9 @@ def calibration_lines(metrics):
         f"| {calibration['nll_after']:.3f} |", "",
         "The temperature is fitted on the out-of-fold dev scores and stored in the model, so every "
         "probability it gives (`fused_*.csv`, `ser.predict`, the web page) is calibrated. The "
-        "calibrated row is scored out of fold: each fold's turns are calibrated by a temperature "
-        "fitted on the other folds. A temperature never changes the predicted class. "
+        "calibrated row is scored out of fold: each fold's turns are calibrated by the temperature of "
+        "their fold's model, fitted on that fold's training speakers only. A temperature never changes "
+        "the predicted class. "
         "Figure: `reliability_diagram.png`.",
     ]
 
@@ -265,7 +270,7 @@ def write_report(fusion_dir):
                           title=f"Fusion: confusion matrix (dev, CV macro-F1 {fused['macro_f1']:.3f})")
     plot_f1_per_class(column_reports(metrics), paths["f1_per_class"])
     calibration = metrics.get("calibration")
-    if calibration:
+    if calibration and calibration["temperature"] is not None:
         paths["reliability_diagram"] = fusion_dir / "reliability_diagram.png"
         bins = calibration["reliability"]
         plot_reliability_diagram(

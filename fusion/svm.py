@@ -15,6 +15,14 @@ Two searches over the same grid (kernel x C x class weight):
   it at about 160 CPU seconds, instead of about an hour.
 - ``exact``: :class:`sklearn.svm.SVC` with every kernel on every turn (the
   search before ``fast``; fine for a few thousand turns).
+
+Calibration: once kernel, C and class weight are chosen, the chosen configuration
+is fitted again on each inner fold's training speakers and scores the held-out
+ones; a temperature fitted on those out-of-fold decision values
+(:func:`ser.calibration.fit_temperature`) is stored in the model. It must come
+from the same configuration: a linear SVM's one-vs-rest values span about
+[-2, 2], a kernel SVC's (votes plus a confidence) about [-0.5, 7.5], so one
+temperature fitted on a mixture of the two fits neither.
 """
 
 import logging
@@ -28,6 +36,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
+from ser.calibration import fit_temperature
 from ser.emotions import EMOTIONS
 from ser.fusion_model import FusionModel, softmax
 
@@ -157,6 +166,25 @@ def _fit_candidate(features, labels, kernel, C, class_weight, seed, search, kern
         return _svm_pipeline(kernel, C, class_weight, seed, search).fit(features[rows], labels[rows])
 
 
+def _fit_calibration(features, labels, folds, params, seed, search, kernel_max_turns, systems, classes):
+    """Temperature of the configuration ``params``, fitted on its out-of-fold decision values.
+
+    Turns whose class a fold's training set lacked have no finite score for it: they say nothing
+    about the scale of the scores (and the final model, fitted on every turn, knows the class),
+    so they are left out of the fit. None when no fold scores any turn.
+    """
+    scores = np.full((len(labels), len(classes)), -np.inf)
+    for train, test in folds:
+        estimator = _fit_candidate(features[train], labels[train], params["kernel"], params["C"],
+                                   params["class_weight"], seed, search, kernel_max_turns)
+        fold_model = FusionModel(list(systems), tuple(classes), estimator, {})
+        scores[test] = fold_model.decision_scores(features[test])
+    rows = np.isfinite(scores[np.arange(len(labels)), [list(classes).index(c) for c in labels]])
+    if not rows.any():
+        return None
+    return fit_temperature(scores[rows], labels[rows], classes)
+
+
 def fit_fusion_model(features, labels, speakers, systems, kernels=DEFAULT_KERNELS, c_values=DEFAULT_C,
                      inner_folds=3, seed=0, search="fast", kernel_max_turns=DEFAULT_KERNEL_MAX_TURNS,
                      n_jobs=1, classes=EMOTIONS):
@@ -188,13 +216,15 @@ def fit_fusion_model(features, labels, speakers, systems, kernels=DEFAULT_KERNEL
     Returns
     -------
     FusionModel
+        With its calibration :attr:`~ser.fusion_model.FusionModel.temperature` (module
+        docstring); None when there were too few speakers for an inner cross-validation.
 
     Example
     -------
     >>> x = np.vstack([np.eye(8)[[0]] + 0.1, np.eye(8)[[5]] + 0.1] * 6)
     >>> model = fit_fusion_model(x, list("AN") * 6, np.arange(12) % 3, ["s"], kernels=("linear",))
-    >>> sorted(model.params)
-    ['C', 'class_weight', 'kernel', 'search', 'selection_f1']
+    >>> sorted(model.params), model.temperature > 0
+    (['C', 'class_weight', 'kernel', 'search', 'selection_f1'], True)
     """
     if search not in SEARCHES:
         raise ValueError(f"search {search!r}: expected one of {', '.join(SEARCHES)}")
@@ -223,6 +253,8 @@ def fit_fusion_model(features, labels, speakers, systems, kernels=DEFAULT_KERNEL
     params = dict(grid_search.best_params_)
     estimator = _fit_candidate(features, labels, **params, seed=seed, search=search,
                                kernel_max_turns=kernel_max_turns)
+    temperature = _fit_calibration(features, labels, folds, params, seed, search, kernel_max_turns, systems,
+                                   classes)
     params["search"] = search
     params["selection_f1"] = float(grid_search.best_score_)
-    return FusionModel(list(systems), tuple(classes), estimator, params)
+    return FusionModel(list(systems), tuple(classes), estimator, params, temperature=temperature)

@@ -266,8 +266,9 @@ def fuse_attributes(folders, results):
 
         with chatter_to_log(stage_log(results, "6_fusion_task2")):
             metrics = fuse_attribute_systems(folders, results / "fusion_task2")
-        print(f"[6/7] Task 2 fusion: dev mean CCC {metrics['mean_ccc']:.3f} by speaker-disjoint "
-              "cross-validation\n")
+        interval = metrics["statistics"]["ccc"]["Fusion"]["mean"]
+        print(f"[6/7] Task 2 fusion: dev mean CCC {metrics['mean_ccc']:.3f} (95 % CI {interval['low']:.3f}-"
+              f"{interval['high']:.3f}) by speaker-disjoint cross-validation\n")
         print(render_attribute_report(metrics))
         print(f"      {results / 'fusion_task2' / 'report.md'}, scatter_*.png, submission.csv")
     else:
@@ -285,8 +286,11 @@ def fuse(folders, results):
     start = time.perf_counter()
     with chatter_to_log(stage_log(results, "5_fusion")) as log:
         metrics = fuse_systems(folders, results / "fusion")
-    print(f"[5/7] SVM fusion: dev macro-F1 {metrics['macro_f1']:.3f} by speaker-disjoint "
-          f"cross-validation ({time.perf_counter() - start:.0f} s); log: {shown(log)}\n")
+    interval, calibration = metrics["statistics"]["macro_f1"]["Fusion"], metrics["calibration"]
+    print(f"[5/7] SVM fusion: dev macro-F1 {metrics['macro_f1']:.3f} (95 % CI {interval['low']:.3f}-"
+          f"{interval['high']:.3f}) by speaker-disjoint cross-validation; calibration error of its "
+          f"probabilities {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f} "
+          f"({time.perf_counter() - start:.0f} s); log: {shown(log)}\n")
     print(render_report(metrics))
     for path in metrics["report_files"].values():
         print(f"      {path}")

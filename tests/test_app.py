@@ -1,7 +1,9 @@
-"""The web demo (python -m ser.app), driven in a real headless Chromium (Debian's, through Playwright).
+"""The web page (python -m ser.app), driven in a real headless Chromium (Debian's, through Playwright).
 
 The server runs the exported package of the five debug systems and their fusion
 (``demo_package``); the page's answers are checked against EmotionRecognizer on the same clip.
+Chromium's fake media device plays a WAV as the microphone, for the live tab. Screenshots go to
+the test's temporary folder; their paths are printed (``pytest -s``).
 """
 
 import concurrent.futures
@@ -56,13 +58,13 @@ def bad_files(mini_corpus, tmp_path_factory):
 
 
 def test_bad_input_gets_a_message(recognizer, bad_files, mini_corpus):
-    limits = Limits(max_mb=0.5, max_seconds=20.0)
+    limits = Limits(max_mb=0.5, max_seconds=60.0)
     messages = {name: analyse(recognizer, bad_files / name, limits=limits).error
                 for name in ("notes.txt", "empty.wav", "corrupt.wav", "long.wav")}
     assert "notes.txt: not an audio file" in messages["notes.txt"]
     assert "empty.wav: empty audio file" in messages["empty.wav"]
     assert "corrupt.wav" in messages["corrupt.wav"]
-    assert "long.wav: 1.0 MB, over the 0.5 MB limit" in messages["long.wav"]
+    assert "long.wav: 1.0 MB, over the 0.5 MB upload limit" in messages["long.wav"]
     too_long = analyse(recognizer, bad_files / "long.wav", limits=Limits(max_seconds=20))
     assert "over the 20 s limit" in too_long.error
     assert "over the 5 s limit" in analyse(recognizer, recording=(16000, np.zeros(16000 * 6)),
@@ -107,38 +109,78 @@ def server(demo_package, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def microphone_wav(mini_corpus, tmp_path_factory):
+    """What Chromium's fake microphone plays (in a loop): mini corpus turns, 44.1 kHz stereo."""
+    from scipy.signal import resample_poly
+
+    clips = sorted((mini_corpus / "Audios").glob("*.wav"))[:4]
+    turns = [soundfile.read(path, dtype="float32")[0] for path in clips]
+    mono = resample_poly(np.concatenate(turns), 441, 160).astype(np.float32)
+    path = tmp_path_factory.mktemp("microphone") / "microphone.wav"
+    soundfile.write(path, np.stack([mono, mono], axis=1), 44100, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(microphone_wav):
     playwright_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"{CHROMIUM} missing: apt-get install chromium (see .ci/run)")
+    # A fake microphone that plays microphone_wav, allowed without asking.
+    media = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+             f"--use-file-for-fake-audio-capture={microphone_wav}"]
     with playwright_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             tempfile.mkdtemp(prefix="chromium-profile-"), executable_path=CHROMIUM, headless=True,
-            args=CHROMIUM_ARGS)
+            args=CHROMIUM_ARGS + media)
         yield context
         context.close()
 
 
-def _upload_and_classify(page, url, path):
-    # "networkidle": the page's component scripts have all arrived, so the file input's handler
-    # is there when the file is set (CI's loaded 2-core machine once showed no upload in 60 s).
-    page.goto(url, timeout=180_000, wait_until="networkidle")
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory):
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def _screenshot(page, folder, name):
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"\nscreenshot: {path}")
+    return path
+
+
+def _open(page, url):
+    # The page is there once Gradio has rendered its components (Gradio's asset requests never
+    # all settle for Playwright's "networkidle" on this page).
+    page.goto(url, timeout=180_000, wait_until="load")
     page.wait_for_selector("#classify", timeout=180_000)
-    page.set_input_files("#upload input[type=file]", str(path))
+
+
+def _wait_for_status(page):
+    """The answer, once Gradio's progress tracker ("processing | 1.2s") has left the box."""
+    page.wait_for_function("(t => /probability|Error/.test(t) && !/processing|timeline \\d|finding/.test(t))"
+                           "(document.querySelector('#status').innerText)", timeout=600_000)
+    return page.inner_text("#status").strip()
+
+
+def _upload_and_classify(page, url, path):
+    _open(page, url)
     # Uploaded: the file's row has its download link (its text reads "Uploading..." until the
     # server has the file). The row's visible name is two spans ("long", ".wav"), so it is found
-    # by its aria-label, not by text.
-    try:
-        page.wait_for_selector(f"#upload td.filename[aria-label='{Path(path).name}'] ~ td.download a",
-                               timeout=180_000)
-    except Exception as error:  # say what the page showed instead, for the CI log
-        raise AssertionError(f"{Path(path).name} not shown as uploaded: {error}\n"
-                             f"#upload: {page.inner_html('#upload')[:2000]}") from None
+    # by its aria-label, not by text. The file input's handler may arrive after the element on a
+    # loaded machine: the file is set again while no row shows.
+    uploaded = f"#upload td.filename[aria-label='{Path(path).name}'] ~ td.download a"
+    for attempt in range(3):
+        page.set_input_files("#upload input[type=file]", str(path))
+        try:
+            page.wait_for_selector(uploaded, timeout=120_000)
+            break
+        except Exception as error:  # say what the page showed instead, for the CI log
+            if attempt == 2 or page.query_selector("#upload td.filename"):
+                raise AssertionError(f"{Path(path).name} not shown as uploaded: {error}\n"
+                                     f"#upload: {page.inner_html('#upload')[:2000]}") from None
     page.click("#classify")
-    # The answer, once Gradio's progress tracker ("processing | 1.2s") has left the box.
-    page.wait_for_function("(t => /probability|Error/.test(t) && !/processing/.test(t))"
-                           "(document.querySelector('#status').innerText)", timeout=180_000)
-    return page.inner_text("#status").strip()
+    return _wait_for_status(page)
 
 
 @pytest.mark.slow
@@ -219,3 +261,95 @@ def test_serves_no_file_outside_its_assets(server, demo_package):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{server[0]}gradio_api/file={path}", timeout=10)
         assert refused.value.code in (403, 404), (path, refused.value.code)
+
+
+def test_clip_within_the_duration_limit_is_accepted_whatever_its_bytes(recognizer, mini_corpus, tmp_path):
+    """A 2-minute 44.1 kHz stereo WAV (21 MB) is within the 300 s the page promises."""
+    path = _two_minute_stereo(mini_corpus, tmp_path)
+    assert path.stat().st_size > 21e6
+    limits = Limits()
+    assert limits.upload_mb * 1e6 > path.stat().st_size
+    info = soundfile.info(str(path))
+    assert info.duration == pytest.approx(120) and info.samplerate == 44100 and info.channels == 2
+    assert "over the 60 s limit" in analyse(recognizer, path, limits=Limits(max_seconds=60)).error
+
+
+def _two_minute_stereo(mini_corpus, folder):
+    from scipy.signal import resample_poly
+
+    turns = [soundfile.read(p, dtype="float32")[0] for p in sorted((mini_corpus / "Audios").glob("*.wav"))]
+    pieces, total = [], 0
+    for turn in turns:  # speech with one second of room tone between turns
+        pieces += [turn, np.random.default_rng(len(pieces)).normal(0, 0.002, 16000).astype(np.float32)]
+        total += len(turn) + 16000
+        if total >= 120 * 16000:
+            break
+    mono = resample_poly(np.concatenate(pieces)[: 120 * 16000], 441, 160).astype(np.float32)
+    path = folder / "two_minutes_44k_stereo.wav"
+    soundfile.write(path, np.stack([mono, 0.8 * mono], axis=1), 44100, subtype="PCM_16")
+    return path
+
+
+@pytest.mark.slow
+def test_page_says_which_model_and_that_it_is_a_toy(server, browser, screenshots):
+    page = browser.new_page()
+    _open(page, server[0])
+    line = page.inner_text("#model")
+    assert "my_model" in line and "Demo toy" in line and "synthetic mini corpus" in line, line
+    assert "300 s (5 min)" in page.inner_text("#clip_tab")
+    _screenshot(page, screenshots, "page_opened")
+    print(f"model line: {line}")
+    page.close()
+
+
+@pytest.mark.slow
+def test_example_clip_is_classified_and_played_back(server, browser, recognizer, screenshots):
+    from ser.inference.app import example_clips
+
+    page = browser.new_page()
+    _open(page, server[0])
+    first = example_clips()[0]
+    page.click(f"#examples button:has-text('{first.stem}'), #examples td:has-text('{first.stem}')")
+    page.wait_for_selector(f"#upload td.filename[aria-label='{first.name}'] ~ td.download a", timeout=120_000)
+    page.click("#classify")
+    status = _wait_for_status(page)
+    expected = recognizer.classify_file(first)
+    assert status.startswith(f"{EMOTION_NAMES[expected.label]} ({expected.label})"), status
+    page.wait_for_selector("#player audio", state="attached", timeout=60_000)
+    source = page.eval_on_selector("#player audio", "a => a.src")
+    assert source and urllib.request.urlopen(source, timeout=30).status == 200  # the player can fetch it
+    _screenshot(page, screenshots, "example_classified")
+    print(f"example {first.name}: {status}")
+    page.close()
+
+
+@pytest.mark.slow
+def test_two_minute_stereo_upload_gets_a_vad_timeline_with_progress(server, browser, mini_corpus, tmp_path,
+                                                                     screenshots):
+    path = _two_minute_stereo(mini_corpus, tmp_path)
+    page = browser.new_page()
+    status = _upload_and_classify(page, server[0], path)  # the page's default: VAD segments
+    assert "probability" in status and "speech segments (Silero VAD)" in status, status
+    assert "120.0 s" in status
+    page.wait_for_selector("#timeline img", timeout=60_000)
+    assert page.eval_on_selector("#timeline img", "img => img.naturalWidth") > 500
+    _screenshot(page, screenshots, "two_minute_vad_timeline")
+    print(f"21 MB two-minute upload: {status}")
+    page.close()
+
+
+@pytest.mark.slow
+def test_live_microphone_updates_a_rolling_timeline(server, browser, screenshots):
+    page = browser.new_page()
+    _open(page, server[0])
+    page.click("button[role=tab]:has-text('Live microphone')")
+    page.click("#live button.record-button")
+    # Three updates: the fake microphone has streamed at least three hops and each was classified.
+    three = "/Update ([3-9]|[1-9][0-9])\\b/.test(document.querySelector('#live_status').innerText)"
+    page.wait_for_function(three, timeout=300_000)
+    page.wait_for_selector("#live_timeline img", timeout=60_000)
+    status = page.inner_text("#live_status")
+    assert "from the chunk's arrival to this timeline" in status and "median" in status, status
+    _screenshot(page, screenshots, "live_microphone")
+    print(f"live: {status}")
+    page.close()

@@ -41,9 +41,13 @@ def test_demo_runs_end_to_end_and_reuses_its_work(tmp_path):
     assert shown[0].split() == ["python", "-m", "ser.predict", "--model", str(package), "FILE"]
     assert shown[1].split() == ["python", "-m", "ser.app", "--model", str(package)]
     fusion = tmp_path / "results" / "fusion"
-    for name in ("report.md", "confusion_matrix.png", "f1_per_class.png", "submission.csv"):
+    for name in ("report.md", "confusion_matrix.png", "f1_per_class.png", "reliability_diagram.png",
+                 "submission.csv"):
         assert (fusion / name).is_file(), name
     assert "F1-Macro" in done.stdout and "Sub-System E" in (fusion / "report.md").read_text()
+    # Every dev score with its interval, the paired tests and the calibration, on the console.
+    assert "95 % CI" in done.stdout and "| Sub-System E vs Sub-System D |" in done.stdout
+    assert "calibration error of its probabilities" in done.stdout
     assert "| **Mean CCC** |" in done.stdout
     task2 = tmp_path / "results" / "fusion_task2"
     scatters = [f"scatter_{a}.png" for a in ("EmoAct", "EmoVal", "EmoDom")]

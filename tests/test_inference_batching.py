@@ -142,3 +142,63 @@ def test_transcribe_bench_prints_speed_up_and_agreement(mini_corpus):
     (_, _, same, itself, _), (_, _, _, agreement_10, accuracy_10) = [tuple(map(float, w)) for w in windows]
     assert same == 1.0 and itself == 1.0  # the 30 s row is the reference
     assert agreement_10 >= 0.6 and accuracy_10 >= 0.4, out  # the same speech heard on a shorter window
+
+
+#: Turn lengths of the batched-equals-alone check: 0.5 s to 20 s, spread log-uniformly, shuffled so
+#: that every batch mixes short and long turns before the recognizer sorts them.
+MIXED_SECONDS = [20.0, 0.5, 3.2, 11.7, 0.9, 6.1, 1.6, 14.0]
+#: Largest probability difference allowed between a turn classified in a batch and alone (float32
+#: rounding through a padded batch: measured below 1e-6 on these tiny encoders).
+BATCH_TOLERANCE = 1e-5
+
+
+def _tiny_family_model(family, tiny_models):
+    """A one-branch network (attention pooling, the one that must mask padding) of a tiny encoder."""
+    import torch
+
+    from ser.nn.encoders import SpeechEncoder, TextEncoder
+    from ser.nn.model import EmotionClassifier, SpeechBranch, TargetHeads, TextBranch
+    from ser.nn.pooling import AttentionPooling
+    from ser.nn.tiny_models import build_whisper_encoder
+
+    torch.manual_seed(0)
+    if family == "text":
+        encoder = TextEncoder(tiny_models / "roberta", output_norm=True)
+        branches = {"text_branches": [TextBranch(encoder, AttentionPooling(encoder.output_size))]}
+    else:
+        source = build_whisper_encoder(tiny_models) if family == "whisper" else tiny_models / family
+        encoder = SpeechEncoder(source, save_path=None)
+        branches = {"speech_branches": [SpeechBranch(encoder, AttentionPooling(encoder.output_size))]}
+    return EmotionClassifier(TargetHeads(encoder.output_size, classes=EMOTIONS), **branches).eval()
+
+
+@pytest.mark.parametrize("family", ["wavlm", "hubert", "whisper", "text"])
+def test_batched_equals_one_turn_at_a_time_for_every_encoder_family(family, tiny_models):
+    import torch
+
+    from ser.inference.loading import LoadedSystem
+    from ser.targets import Targets
+
+    model = _tiny_family_model(family, tiny_models)
+    generator = torch.Generator().manual_seed(1)
+    wavs = [0.1 * torch.randn(int(s * RATE), generator=generator) for s in MIXED_SECONDS]
+    if family == "text":
+        # Transcripts of 1 to 40 words, as long as the turns: the padded tokens must not count.
+        words = "well i really think that it was not what we wanted at all you know".split()
+        texts = [" ".join(words[i % len(words)] for i in range(max(1, round(2 * s)))) for s in MIXED_SECONDS]
+        with torch.inference_mode():
+            alone = torch.cat([model(texts=[t])["log_probs"] for t in texts]).exp()
+            for batch_size in (1, 3, 8):
+                batched = torch.cat([model(texts=texts[i : i + batch_size])["log_probs"]
+                                     for i in range(0, len(texts), batch_size)]).exp()
+                torch.testing.assert_close(batched, alone, atol=BATCH_TOLERANCE, rtol=0)
+        assert float(alone.std(dim=0).max()) > 1e-4  # the turns' answers differ: a real check
+        return
+    system = LoadedSystem(family, tiny_models, model, None, None, Targets(classes=EMOTIONS))
+    recognizer = EmotionRecognizer([system], batch_size=1)
+    alone = np.array([table(r) for r in recognizer.classify_batch(wavs)])
+    for batch_size in (3, 8):
+        recognizer.batch_size = batch_size
+        batched = np.array([table(r) for r in recognizer.classify_batch(wavs)])
+        np.testing.assert_allclose(batched, alone, atol=BATCH_TOLERANCE, rtol=0)
+    assert alone.std(axis=0).max() > 1e-4

@@ -43,6 +43,8 @@ from ser.errors import UserInputError
 TURN_COLUMNS = ("FileName", "Split_Set", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Gender", "wav")
 ANNOTATION_COLUMNS = ("FileName", "Worker", "Emotion", "Secondary", "EmoAct", "EmoVal", "EmoDom")
 ATTRIBUTE_COLUMNS = ("EmoAct", "EmoVal", "EmoDom")
+#: The corpus's rating scale of the attributes (annotators rate 1-7; consensus values are their means).
+ATTRIBUTE_SCALE = (1.0, 7.0)
 #: The split names every reader maps its release's names to.
 SPLITS = ("Train", "Development", "Test1", "Test2", "Test3")
 #: The splits a system trains on, is selected on and is tested on (manifest name → split);

@@ -29,7 +29,14 @@ import logging
 import numpy as np
 import pandas as pd
 
-from data_prep.corpora.base import ANNOTATION_COLUMNS, ATTRIBUTE_COLUMNS, SPLITS, Annotations, SkippedRow
+from data_prep.corpora.base import (
+    ANNOTATION_COLUMNS,
+    ATTRIBUTE_COLUMNS,
+    ATTRIBUTE_SCALE,
+    SPLITS,
+    Annotations,
+    SkippedRow,
+)
 from data_prep.corpora.text_files import LabelFileError, read_csv_strings, read_text
 from ser.emotions import EMOTIONS, NO_AGREEMENT, OTHER, emotion_letter
 
@@ -305,6 +312,10 @@ def _bad_row_reasons(file_names, columns):
         ratings[name] = _ratings(raw, prefix)
         flag(np.isnan(ratings[name]),
              lambda row, name=name, raw=raw: f"{name} rating is not a number: {raw[row]!r}")
+        flag((ratings[name] < ATTRIBUTE_SCALE[0]) | (ratings[name] > ATTRIBUTE_SCALE[1]),
+             lambda row, name=name, values=ratings[name]: (
+                 f"{name} rating {values[row]:g} outside the "
+                 f"{ATTRIBUTE_SCALE[0]:g}-{ATTRIBUTE_SCALE[1]:g} scale"))
     return reasons, letters, ratings
 
 

@@ -436,13 +436,17 @@ def export_package(system_dirs, out, fusion_dir=None, whisper_by_name=False, ove
         write_json_atomic(staging / MANIFEST, manifest)
         write_model_card(staging, manifest, fusion_dir, attribute_fusion_dir)
         write_speechbrain_files(staging)
-        if runtime != "pytorch":
-            # ONNX graphs beside the PyTorch weights, kept only if they agree with them.
-            add_onnx_runtime(staging, runtime, **(parity or {}))
         # Last: what loading will check (every file the systems, fusions and Whisper load from).
         manifest = json.loads((staging / MANIFEST).read_text(encoding="utf-8"))
         manifest["files"] = fingerprint_package_files(staging)
         write_json_atomic(staging / MANIFEST, manifest)
+        if runtime != "pytorch":
+            # ONNX graphs beside the PyTorch weights, kept only if they agree with them (the
+            # check loads the package, so after its fingerprints); then theirs are added.
+            add_onnx_runtime(staging, runtime, **(parity or {}))
+            manifest = json.loads((staging / MANIFEST).read_text(encoding="utf-8"))
+            manifest["files"] = fingerprint_package_files(staging)
+            write_json_atomic(staging / MANIFEST, manifest)
         _check_no_local_paths(staging, roots)
         if out.exists():
             # Checked again now that the Whisper folders it copied are known.

@@ -280,7 +280,8 @@ def build_parser():
     parser.add_argument("--batch_size", type=positive_int, default=8, help="windows per forward pass")
     parser.add_argument("--no_progress", action="store_true",
                         help="no progress bar (there is none anyway when the output is not a terminal)")
-    parser.add_argument("--log", help="file for the libraries' messages (default: --out with .log)")
+    parser.add_argument("--log", help="file for the libraries' messages (default: --out with .log; "
+                                      "without --out, ser_predict.log in the temporary folder)")
     parser.add_argument("--timeline", action="store_true",
                         help="also classify windows over time: <out stem>_timeline.csv and a PNG per file")
     parser.add_argument("--window", type=positive_float, default=3.0, help="timeline window, seconds")

@@ -39,7 +39,7 @@ from ser.fusion_model import FusionFolderError, load_attribute_fusion
 from ser.inference.loading import OrderedFusion, load_checked_fusion, load_packaged, load_system
 from ser.inference.package import read_manifest, resolve_package
 from ser.inference.timeline import timeline_starts, window_starts
-from ser.io.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, as_mono_waveform, load_waveform
+from ser.io.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, as_mono_waveform, load_waveform, path_problem
 from ser.io.system_folder import display_name, folder_system_name, short_names
 
 logger = logging.getLogger(__name__)
@@ -541,6 +541,9 @@ def _as_waveform_list(wavs, wav_lens=None):
 
 
 def _duration(path):
+    # Opening a FIFO or device blocks until a writer comes: only regular files are asked.
+    if path_problem(path) is not None:
+        return 0.0
     try:
         return soundfile.info(path).duration
     except Exception:  # noqa: BLE001 - unreadable files sort first; load_waveform reports them

@@ -27,6 +27,7 @@ from speechbrain.inference.interfaces import Pretrained
 from ser.emotions import EMOTION_NAMES
 from ser.errors import UserInputError
 from ser.inference.package import MANIFEST
+from ser.io import SAMPLE_RATE
 
 __all__ = ["EmotionRecognition", "INTERFACE_FILE", "CLASS_NAME", "PACKAGE_HPARAMS", "package_folder"]
 
@@ -102,7 +103,7 @@ class EmotionRecognition(Pretrained):
         #: Position in ``out_prob`` → full class name, as a Hugging Face ``id2label``.
         self.id2label = {i: EMOTION_NAMES.get(c, c) for i, c in enumerate(self.classes)}
 
-    def classify_batch(self, wavs, wav_lens=None, sample_rate=16000):
+    def classify_batch(self, wavs, wav_lens=None, sample_rate=SAMPLE_RATE):
         """Classify a padded batch of waveforms, SpeechBrain's way.
 
         Parameters

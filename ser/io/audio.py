@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 #: Receptive field of the WavLM/HuBERT CNN at 16 kHz (25 ms): shorter waveforms give no frame at all.
 MIN_SAMPLES = 400
+#: The longest audio file read whole (24 h): a header claiming more is damaged or gives no length.
+MAX_SECONDS = 24 * 3600
 
 
 class AudioError(UserInputError, ValueError):
@@ -126,6 +128,24 @@ def wav_truncation(path):
         return None  # reported by the reader itself
 
 
+def length_problem(frames, rate):
+    """Why a header's length cannot be trusted (unknown, or beyond :data:`MAX_SECONDS`), or None.
+
+    libsndfile reports a stream that declares no length (a FLAC whose header says 0 samples) as
+    2**63 - 1 frames: reading it whole would ask for exabytes.
+
+    Example
+    -------
+    >>> length_problem(16000, 16000) is None
+    True
+    >>> length_problem(2**63 - 1, 16000)
+    'its header gives no usable length (9223372036854775807 frames at 16000 Hz); re-encode the file'
+    """
+    if rate <= 0 or frames < 0 or frames > MAX_SECONDS * rate:
+        return f"its header gives no usable length ({frames} frames at {rate} Hz); re-encode the file"
+    return None
+
+
 def load_waveform(path, sample_rate=SAMPLE_RATE):
     """Read an audio file as a float32 mono tensor at ``sample_rate``.
 
@@ -160,8 +180,12 @@ def load_waveform(path, sample_rate=SAMPLE_RATE):
     if problem:
         raise AudioError(f"{path}: {problem}")
     try:
+        info = soundfile.info(str(path))
+        problem = length_problem(info.frames, info.samplerate)
+        if problem:
+            raise AudioError(f"{path}: {problem}")
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError, OSError) as error:
+    except (RuntimeError, soundfile.LibsndfileError, OSError, MemoryError) as error:
         raise AudioError(f"{path}: unreadable audio file ({error})") from error
     return as_mono_waveform(data, rate, sample_rate, name=path, kind="audio file")
 

@@ -166,6 +166,9 @@ def check_same_settings(output_folder, hparams_file, overrides):
             "with are unknown; give this run another --output_folder"
         ) from None
     if changes:
+        # A scalar given differently (lr_head) also changes what refers to it (optimizers): name the cause.
+        scalars = [change for change in changes if not isinstance(change[1], (dict, list, tuple))]
+        changes = scalars or changes
         listed = "; ".join(f"{key}: {_short(old)} there, {_short(new)} now" for key, old, new in changes[:6])
         more = f" (and {len(changes) - 6} more)" if len(changes) > 6 else ""
         raise RunSettingsError(
