@@ -97,6 +97,31 @@ def relabeling_tables(metrics):
     return tables
 
 
+def interval_row(metrics):
+    """A last Table-1 row: the 95 % interval of each dev column's macro-F1 (``—`` elsewhere).
+
+    Empty for metrics written without statistics; begins with a newline otherwise.
+
+    Example
+    -------
+    >>> interval = {"estimate": 0.35, "low": 0.33, "high": 0.37, "level": 0.95}
+    >>> metrics = {"per_system": {"A": 1}, "fusion": 2,
+    ...            "statistics": {"macro_f1": {"A": interval, "Fusion": interval}}}
+    >>> interval_row(metrics)
+    '\\n| F1-Macro 95 % CI | [0.330, 0.370] | [0.330, 0.370] |'
+    """
+    stats = metrics.get("statistics")
+    if not stats:
+        return ""
+    dev = [f"Dev {name}" if metrics.get("splits") else name for name in column_reports(metrics)]
+    cells = []
+    for column in split_column_groups(metrics):
+        name = column.removeprefix("Dev ") if column in dev else None
+        interval = stats["macro_f1"].get(name) if name else None
+        cells.append(f"[{interval['low']:.3f}, {interval['high']:.3f}]" if interval else "—")
+    return "\n| F1-Macro 95 % CI | " + " | ".join(cells) + " |"
+
+
 def statistics_lines(metrics):
     """Markdown lines: dev macro-F1 with its 95 % interval per system, then the paired tests.
 
@@ -199,7 +224,7 @@ def render_report(metrics, curves=None):
         "",
         "## F1 per class, accuracy and macro-F1 (paper Table 1)",
         "",
-        format_f1_table(split_column_groups(metrics)),
+        format_f1_table(split_column_groups(metrics)) + interval_row(metrics),
         "",
         *[line for section in (statistics_lines(metrics), calibration_lines(metrics)) if section
           for line in (*section, "")],

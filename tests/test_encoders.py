@@ -216,3 +216,16 @@ def test_bad_input_gives_clear_errors(tiny, cache_dir):
         text(["fine", None])
     with pytest.raises(ValueError, match="non-empty list of strings"):
         text("a bare string")
+
+
+def test_speech_encoder_keeps_its_class_for_ssl_models_and_copies(tiny, cache_dir):
+    """SpeechEncoder picks the Whisper encoder only for Whisper sources; copies stay SpeechEncoders."""
+    import copy
+
+    encoder = SpeechEncoder(tiny["hubert"], save_path=cache_dir).eval()
+    assert type(encoder) is SpeechEncoder and isinstance(encoder.model, HubertModel)
+    twin = copy.deepcopy(encoder)
+    assert type(twin) is SpeechEncoder
+    wav = _speech(0.5, 9)[None]
+    with torch.no_grad():
+        assert torch.equal(twin(wav), encoder(wav))

@@ -129,6 +129,8 @@ def test_every_score_has_a_speaker_bootstrap_interval(complementary_fusion):
     # A gain of more than 0.1 on 480 turns of 60 speakers is no accident.
     assert test["difference"]["low"] > 0 and test["p_value"] < 0.01
     report = (root / "fusion" / "report.md").read_text()
+    fused = stats["macro_f1"]["Fusion"]
+    assert report.count(f"[{fused['low']:.3f}, {fused['high']:.3f}]") == 2  # Table 1 and the CI table
     assert "## Dev macro-F1 with 95 % confidence intervals" in report
     assert f"| Fusion vs {best} | +" in report
 
@@ -184,6 +186,40 @@ def test_fusion_saved_before_calibration_still_loads(complementary_fusion, tmp_p
     assert "without calibration" in caplog.text and "fusion_model.joblib" in caplog.text
     blocks = [read_posteriors(f / "1993" / "posteriors" / "test.csv").sort_index() for f in folders]
     np.testing.assert_allclose(old.predict_proba(blocks), softmax(old.decision_scores(blocks)))
+
+
+def test_task2_fusion_reports_ccc_intervals_and_a_paired_test(tmp_path):
+    from fusion.attributes import fuse_attribute_systems, render_attribute_report
+    from ser.io.posteriors import write_attributes
+    from ser.targets import ATTRIBUTES
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(1, 7, (120, 3))
+    valid = [f"v{i:03d}.wav" for i in range(120)]
+    folders = []
+    for system, noise in (("task2_wavlm", 1.0), ("task2_d", 1.5)):
+        write_attributes(tmp_path / system / "attributes" / "valid.csv", valid,
+                         truth + rng.normal(0, noise, truth.shape), ATTRIBUTES)
+        write_attributes(tmp_path / system / "attributes" / "test.csv", ["t.wav"], truth[:1], ATTRIBUTES)
+        manifest = {n[:-4]: {"attributes": dict(zip(ATTRIBUTES, row, strict=True)), "speaker": str(i // 6)}
+                    for i, (n, row) in enumerate(zip(valid, truth.tolist(), strict=True))}
+        (tmp_path / system / "manifests").mkdir()
+        (tmp_path / system / "manifests" / "valid.json").write_text(json.dumps(manifest))
+        folders.append(tmp_path / system)
+    metrics = fuse_attribute_systems(folders, tmp_path / "fusion", folds=4, n_resamples=300)
+    stats = metrics["statistics"]
+    assert stats["bootstrap"]["clusters"] == 20 and list(stats["ccc"]) == ["task2_wavlm", "task2_d", "Fusion"]
+    for name, report in {**metrics["per_system"], "Fusion": metrics["fusion"]}.items():
+        assert stats["ccc"][name]["mean"]["estimate"] == pytest.approx(report["mean_ccc"])
+        for attribute in ATTRIBUTES:
+            interval = stats["ccc"][name][attribute]
+            assert interval["estimate"] == pytest.approx(report["ccc"][attribute])
+            assert interval["low"] < interval["estimate"] < interval["high"]
+    (test,) = stats["paired_tests"]
+    assert (test["a"], test["b"]) == ("Fusion", "task2_wavlm") == ("Fusion", stats["best_system"])
+    text = render_attribute_report(metrics)
+    assert "95 % confidence intervals" in text and "Paired test" in text
+    assert text in (tmp_path / "fusion" / "report.md").read_text()
 
 
 def _two_small_systems(root):
@@ -274,8 +310,8 @@ def test_end_to_end_on_the_five_debug_systems(debug_results, tmp_path, capsys):
     table_1 = (out / "report.md").read_text().split("(paper Table 1)\n\n")[1].split("\n\n")[0]
     table = [line for line in table_1.splitlines() if line.startswith("| ")]
     assert table[0].split(" | ")[1:] == [f"Sub-System {s}" for s in "ABCDE"] + ["Fusion |"]
-    assert len(table) == 1 + 8 + 2
-    assert [row.split(" | ")[0] for row in table[-2:]] == ["| Accuracy", "| F1-Macro"]
+    assert len(table) == 1 + 8 + 3
+    assert [row.split(" | ")[0] for row in table[-3:]] == ["| Accuracy", "| F1-Macro", "| F1-Macro 95 % CI"]
     assert "paper Table 2" in (out / "report.md").read_text()  # system E has a relabeled_*.csv
     report = (out / "report.md").read_text()
     for system in SYSTEMS:  # each system's training curves, drawn from its train_log and linked

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from tests.cli_helpers import assert_one_line_error, cli
-from tests.conftest import run, train_command
+from tests.conftest import ROOT, run, train_command
 
 
 def snapshot(folder):
@@ -148,3 +148,148 @@ def test_copied_systems_and_fusion_export_as_they_predict(demo_package, tmp_path
     folders = [moved / f"system_{s}" / "1993" for s in "abcde" if (moved / f"system_{s}").is_dir()]
     done = export(*folders, "--fusion", moved / "fusion", "--out", tmp_path / "pkg")
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+# ---- train.py: a finished run keeps its settings; one writer per folder ----
+
+
+def test_a_trained_run_is_not_resumed_with_other_settings(debug_results, mini_corpus, tiny_models, tmp_path):
+    shutil.copytree(debug_results / "system_a", tmp_path / "system_a")
+    before = snapshot(tmp_path)
+    done = cli(train_command("a", mini_corpus, tmp_path, tiny_models, "--debug", "--debug_persistently",
+                             "--lr_head=0.05", "--num_workers=1"), timeout=600)
+    assert done.returncode == 2
+    assert_one_line_error(done, str(tmp_path / "system_a" / "1993" / "hyperparams.yaml"),
+                          "lr_head: 0.001 there, 0.05 now", "another --output_folder")
+    assert "num_workers" not in done.stderr.splitlines()[-1]
+    assert snapshot(tmp_path) == before
+
+
+def test_a_second_writer_is_refused_and_a_killed_one_leaves_no_lock(mini_corpus, tiny_models, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from tests.cli_helpers import ENV
+
+    command = [str(part) for part in train_command("a", mini_corpus, tmp_path, tiny_models, "--debug")]
+    first = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = tmp_path / "system_a" / "1993" / ".train.lock"
+    try:
+        deadline = time.monotonic() + 300
+        while not (lock.is_file() and lock.read_text().strip()) and first.poll() is None:
+            assert time.monotonic() < deadline, "the first run never took its lock"
+            time.sleep(0.5)
+        done = cli(command)
+        assert done.returncode == 2
+        assert_one_line_error(done, str(lock.parent), f"another train.py (pid {first.pid})")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    from ser.training.run_guard import RunLock
+
+    RunLock(lock.parent).release()  # the killed run's lock went with it
+
+
+# ---- labels outside the corpus's scale are odd rows ----
+
+
+def test_attributes_outside_the_scale_are_left_out_and_listed(mini_corpus, tmp_path):
+    import csv
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(mini_corpus, corpus)
+    path = corpus / "Labels" / "labels_consensus.csv"
+    rows = list(csv.reader(path.open()))
+    header = rows[0]
+    # Labelled training turns (X and O turns are left out of Task 1 manifests anyway).
+    usable = [i for i, row in enumerate(rows) if i and row[1] in "ACDFHNSU" and row[-1] == "Train"]
+    bad = dict(zip(usable[:3], [("EmoAct", "9.5"), ("EmoVal", "-3"), ("EmoDom", "700")], strict=True))
+    for index, (column, value) in bad.items():
+        rows[index][header.index(column)] = value
+    with path.open("w") as stream:
+        csv.writer(stream, lineterminator="\n").writerows(rows)
+    prepare = [sys.executable, "-m", "data_prep.msp_prepare", "--data_folder", corpus,
+               "--transcripts", "none"]
+    done = cli([*prepare, "--save_folder", tmp_path / "prep"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    skipped = (tmp_path / "prep" / "skipped.csv").read_text()
+    for index, (column, value) in bad.items():
+        assert f"{rows[index][0]},{rows[index][-1]},{column} {value} outside the 1-7 scale" in skipped
+    manifests = "".join((tmp_path / "prep" / f"{split}.json").read_text() for split in ("train", "valid"))
+    assert not any(rows[index][0].removesuffix(".wav") in manifests for index in bad)
+
+    done = cli([*prepare, "--save_folder", tmp_path / "strict", "--strict"])
+    assert done.returncode == 2
+    assert_one_line_error(done, str(path), rows[usable[0]][0], "EmoAct 9.5 outside the 1-7 scale")
+
+
+# ---- one bad file is one error row; the others are classified ----
+
+
+def _unknown_length_flac(source, target):
+    """A FLAC copy of ``source`` whose header's total-samples field is 0 (length unknown)."""
+    import soundfile
+
+    data, rate = soundfile.read(source)
+    soundfile.write(target, data, rate, format="FLAC")
+    raw = bytearray(target.read_bytes())
+    raw[8 + 13] &= 0xF0  # STREAMINFO: the 36-bit total sample count starts in the low nibble
+    raw[8 + 14 : 8 + 18] = bytes(4)
+    target.write_bytes(bytes(raw))
+
+
+def test_fifo_and_unmeasurable_files_are_error_rows(debug_results, mini_corpus, tmp_path):
+    import os
+
+    import pandas as pd
+
+    good = sorted((mini_corpus / "Audios").glob("*.wav"))[0]
+    fifo = tmp_path / "fifo.wav"
+    os.mkfifo(fifo)
+    flac = tmp_path / "unknown.flac"
+    _unknown_length_flac(good, flac)
+    out = tmp_path / "out.csv"
+    done = cli([sys.executable, "-m", "ser.predict", good, fifo, flac, "--systems",
+                debug_results / "system_a" / "1993", "--out", out, "--no_progress"], timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    table = pd.read_csv(out).set_index("File")
+    assert pd.isna(table.loc[str(good), "Error"])
+    assert table.loc[str(fifo), "Error"].endswith("not a regular file")
+    assert "header gives no usable length" in table.loc[str(flac), "Error"]
+
+
+def test_preparation_leaves_out_a_file_of_unknown_length(mini_corpus, tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(mini_corpus, corpus)
+    labels = (corpus / "Labels" / "labels_consensus.csv").read_text().splitlines()
+    name = next(line.split(",")[0] for line in labels[1:] if line.split(",")[1] in "ACDFHNSU"
+                and line.endswith(",Train"))
+    victim = corpus / "Audios" / name
+    _unknown_length_flac(victim, tmp_path / "x.flac")
+    shutil.copyfile(tmp_path / "x.flac", victim)
+    done = cli([sys.executable, "-m", "data_prep.msp_prepare", "--data_folder", corpus, "--save_folder",
+                tmp_path / "prep", "--transcripts", "none"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{victim.name}," in (tmp_path / "prep" / "skipped.csv").read_text()
+    assert "header gives no usable length" in (tmp_path / "prep" / "skipped.csv").read_text()
+
+
+def test_a_stereo_array_is_not_a_batch_of_tiny_clips(demo_package, mini_corpus):
+    import numpy as np
+    import soundfile
+
+    from ser.inference.recognizer import EmotionRecognizer
+    from ser.io.audio import AudioError
+
+    mono, rate = soundfile.read(sorted((mini_corpus / "Audios").glob("*.wav"))[0], dtype="float32")
+    stereo = np.stack([mono, mono], axis=1)  # (samples, 2), as soundfile.read returns a stereo file
+    recognizer = EmotionRecognizer.from_pretrained(demo_package[0])
+    with pytest.raises(AudioError, match=r"pass it in a list: \[clip\]"):
+        recognizer.classify_batch(stereo, sample_rate=rate)
+    (one,) = recognizer.classify_batch([stereo], sample_rate=rate)
+    (alone,) = recognizer.classify_batch([mono], sample_rate=rate)
+    assert one.label == alone.label
+    with pytest.raises(AudioError, match="transpose a"):
+        recognizer.classify_batch([stereo.T], sample_rate=rate)

@@ -67,8 +67,9 @@ class Result:
         Predicted class letter (argmax of ``probabilities``); None on error or when no loaded
         system predicts classes.
     probabilities : dict or None
-        Class letter → probability: with a fusion model, its scores (softmax of the SVM decision
-        values: they sum to 1 but are not calibrated); otherwise the average of the systems'
+        Class letter → probability: with a fusion model, its calibrated probabilities (softmax of
+        the SVM decision values over the temperature fitted on dev, :mod:`ser.calibration`; plain
+        softmax scores for a fusion saved without one); otherwise the average of the systems'
         posteriors. None on error.
     system_probabilities : dict
         System name → (class letter → probability), for the systems that predict classes.
@@ -534,6 +535,10 @@ def _as_waveform_list(wavs, wav_lens=None):
         return [array]
     if array.ndim != 2:
         raise AudioError(f"waveforms of shape {array.shape}: expected (samples,) or (batch, samples)")
+    if array.shape[1] < MIN_SAMPLES <= array.shape[0]:
+        # Rows too short for any encoder: one multichannel clip as soundfile.read returns it.
+        raise AudioError(f"waveforms of shape {array.shape}: a 2-D array is a padded batch (batch, samples); "
+                         "for one clip of several channels (samples, channels) pass it in a list: [clip]")
     lens = np.ones(len(array)) if wav_lens is None else np.asarray(wav_lens, dtype=np.float64)
     if lens.shape != (len(array),) or ((lens <= 0) | (lens > 1 + 1e-6)).any():
         raise ValueError(f"wav_lens must be {len(array)} relative lengths in (0, 1], got {lens.tolist()}")

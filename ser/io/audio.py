@@ -230,6 +230,9 @@ def as_mono_waveform(data, rate, sample_rate=SAMPLE_RATE, name="waveform", kind=
         raise AudioError(f"{name}: audio of shape {data.shape}: expected (samples,) or (samples, channels)")
     if data.shape[0] == 0:
         raise AudioError(f"{name}: empty {kind} (0 samples)")
+    if data.shape[1] > data.shape[0]:  # more channels than samples: a (channels, samples) array
+        raise AudioError(f"{name}: audio of shape {data.shape}: expected (samples, channels), as "
+                         "soundfile.read returns it; transpose a (channels, samples) array")
     if not np.isfinite(data).all():
         # A float file can hold NaN or infinity; they would turn every posterior into NaN.
         raise AudioError(f"{name}: {int((~np.isfinite(data)).sum())} samples are NaN or infinite")
