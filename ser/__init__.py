@@ -4,8 +4,9 @@
 to top (each may import the ones before it, never one after it):
 
 - the shared modules at the top: :mod:`ser.errors`, :mod:`ser.emotions`, :mod:`ser.targets`,
-  :mod:`ser.metrics`, :mod:`ser.asr` (Whisper), :mod:`ser.fusion_model`, :mod:`ser.cli` and
-  :mod:`ser.console` (the edge of every command);
+  :mod:`ser.metrics`, :mod:`ser.bootstrap` (confidence intervals, paired tests),
+  :mod:`ser.calibration` (calibrated probabilities), :mod:`ser.asr` (Whisper),
+  :mod:`ser.fusion_model`, :mod:`ser.cli` and :mod:`ser.console` (the edge of every command);
 - :mod:`ser.io`: files (audio, atomic writes, derived files, checkpoints, a system folder's layout);
 - :mod:`ser.nn`: what the system YAML's ``!new:`` tags build (encoders, pooling, model, losses);
 - :mod:`ser.training` and :mod:`ser.inference`, side by side: neither imports the other.

@@ -213,6 +213,10 @@ class SpeakerBootstrap:
     def _f1_counts(self, y_true, y_pred, classes):
         classes = list(classes)
         index = {c: i for i, c in enumerate(classes)}
+        unknown = sorted({c for c in [*np.asarray(y_true).tolist(), *np.asarray(y_pred).tolist()]
+                          if c not in index})
+        if unknown:
+            raise ValueError(f"labels {unknown} are not among the classes {' '.join(classes)}")
         true = np.asarray([index[c] for c in np.asarray(y_true).tolist()])
         pred = np.asarray([index[c] for c in np.asarray(y_pred).tolist()])
         if true.shape != (self.n_turns,) or pred.shape != (self.n_turns,):

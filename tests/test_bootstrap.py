@@ -135,5 +135,7 @@ def test_bad_inputs_name_the_problem():
         SpeakerBootstrap(["a", "b", "c"], n_turns=2)
     with pytest.raises(ValueError, match="n_resamples=0"):
         SpeakerBootstrap(["a"], n_resamples=0)
+    with pytest.raises(ValueError, match=r"labels \['Z'\] are not among the classes"):
+        SpeakerBootstrap(["a", "b"]).macro_f1_interval(["A", "Z"], ["A", "N"])
     with pytest.raises(ValueError, match="2 labels and 1 predictions for 2 turns"):
         SpeakerBootstrap(["a", "b"]).macro_f1_interval(["A", "N"], ["A"])

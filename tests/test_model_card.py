@@ -18,6 +18,7 @@ from ser.inference.model_card import (
     training_data_kind,
 )
 from ser.inference.package import MANIFEST
+from ser.metrics import attribute_report, classification_report
 
 
 def _load(path):
@@ -60,8 +61,9 @@ def test_real_training_card_names_its_corpus_and_base_models(tmp_path):
         ],
         "fusion": None, "attribute_fusion": None,
     }
-    for entry, metrics in zip(manifest["systems"], ({"macro_f1": 0.332, "accuracy": 0.5, "n_turns": 100},
-                                                    {"mean_ccc": 0.6, "ccc": {"EmoAct": 0.6}}), strict=True):
+    classes = {**classification_report(list("AHNN"), list("AHNS")), "n_turns": 4}
+    attributes = attribute_report([[1.0], [2.0], [4.0]], [[1.0], [3.0], [4.0]], ["EmoAct"])
+    for entry, metrics in zip(manifest["systems"], (classes, attributes), strict=True):
         (tmp_path / entry["folder"]).mkdir(parents=True)
         (tmp_path / entry["folder"] / "metrics.json").write_text(json.dumps(metrics))
     (tmp_path / "README.md").write_text(render_model_card(tmp_path, manifest))
@@ -69,7 +71,8 @@ def test_real_training_card_names_its_corpus_and_base_models(tmp_path):
     assert data.base_model == ["microsoft/wavlm-large", "FacebookAI/roberta-base"]
     assert data.datasets == ["MSP-Podcast"] and data.license == "other"
     by_name = {r.metric_name: r for r in data.eval_results}
-    assert by_name["Macro-F1 (Sub-System D)"].metric_value == pytest.approx(0.332)
+    assert by_name["Macro-F1 (Sub-System D)"].metric_value == pytest.approx(classes["macro_f1"], abs=1e-4)
+    assert by_name["Mean CCC (task2_d)"].metric_value == pytest.approx(attributes["mean_ccc"], abs=1e-4)
     assert by_name["Mean CCC (task2_d)"].metric_type == "ccc"
     assert TOY_WARNING not in (tmp_path / "README.md").read_text()
 

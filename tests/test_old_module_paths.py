@@ -2,11 +2,12 @@
 
 Before the library had sub-packages its modules sat side by side (``ser.encoders``,
 ``ser.pooling``, ``ser.predict`` ...). A system YAML or an exported package's ``hyperparams.yaml``
-names those paths in its ``!new:`` tags; :mod:`ser.module_aliases` maps each onto its new module. The
-package format itself did not change, so a package from before differs from a new one only in
-those tags: the tests below write them back to the old paths and load the result.
+names those paths in its ``!new:`` tags; :mod:`ser.module_aliases` maps each onto its new module. A
+package from before differs from a new one only in those tags and in the manifest's format: a package of format 1 recorded no fingerprints of its files,
+so it is refused in one line naming the command that upgrades it (which vouches for its files).
 """
 
+import json
 import shutil
 import subprocess
 import sys
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 from hyperpyyaml import load_hyperpyyaml
 
+from ser.inference.package import FORMAT_WITHOUT_FINGERPRINTS, MANIFEST
 from ser.inference.recognizer import EmotionRecognizer
 from ser.module_aliases import MODULE_ALIASES
 from ser.nn.model import EmotionClassifier
@@ -51,19 +54,34 @@ def test_a_system_yaml_naming_the_old_paths_still_builds_its_model(path, tiny_mo
     assert isinstance(hparams["model"], EmotionClassifier)
 
 
-def test_a_package_with_the_old_paths_loads_and_predicts_the_same(demo_package, tmp_path):
+def test_a_package_from_before_is_upgraded_in_one_line_and_predicts_the_same(demo_package, tmp_path):
+    """A format-1 package (old module paths, no fingerprints): refused in one line naming the upgrade,
+    upgraded by that command, then it predicts what the package it came from predicts."""
     package, _ = demo_package
     old = tmp_path / "old_package"
     shutil.copytree(package, old)
-    rewritten = 0
     for yaml_path in old.glob("systems/*/hyperparams.yaml"):
         text = yaml_path.read_text(encoding="utf-8")
+        assert with_old_paths(text) != text
         yaml_path.write_text(with_old_paths(text), encoding="utf-8")
-        rewritten += with_old_paths(text) != text
-    assert rewritten == len(list(old.glob("systems/*")))
+    manifest = json.loads((old / MANIFEST).read_text(encoding="utf-8"))
+    del manifest["files"]
+    (old / MANIFEST).write_text(json.dumps({**manifest, "format": FORMAT_WITHOUT_FINGERPRINTS}))
+    clip = tmp_path / "clip.wav"
     wave = np.sin(np.linspace(0, 800, 32000)) * 0.1 + np.random.default_rng(0).normal(0, 0.01, 32000)
-    new_result = EmotionRecognizer.from_pretrained(package).classify_batch([wave], sample_rate=16000)[0]
-    old_result = EmotionRecognizer.from_pretrained(old).classify_batch([wave], sample_rate=16000)[0]
+    soundfile.write(clip, wave, 16000)
+
+    refused = subprocess.run([sys.executable, "-m", "ser.predict", "--model", str(old), str(clip)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    errors = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and f"python -m ser.inference.package {old}" in errors[0], errors
+
+    upgraded = subprocess.run([sys.executable, "-m", "ser.inference.package", str(old)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)
+    assert upgraded.returncode == 0 and "upgraded to" in upgraded.stdout, upgraded.stderr[-2000:]
+    new_result = EmotionRecognizer.from_pretrained(package).classify_file(clip)
+    old_result = EmotionRecognizer.from_pretrained(old).classify_file(clip)
     assert old_result.label == new_result.label
     for letter, value in new_result.probabilities.items():
         assert abs(old_result.probabilities[letter] - value) < 1e-6

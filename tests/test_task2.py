@@ -217,9 +217,9 @@ def test_task1_and_task2_systems_in_one_package(debug_results, task2_results, ta
     assert list(table.columns) == ["File", "EmoClass", *EMOTIONS, *ATTRIBUTES, "Top", "Transcript", "Error",
                                    "Flag"]
     assert table["EmoClass"].isin(EMOTIONS).all() and table[list(ATTRIBUTES)].notna().all().all()
-    # A Task 1 fusion folder given for Task 2 systems alone is refused in one line.
+    # A Task 1 fusion folder given for Task 2 systems alone is refused in one line (bad input: 2).
     done = _export(*task2, "--fusion", tmp_path / "fusion", "--out", tmp_path / "wrong")
-    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "ser.export: error:" in done.stderr and not (tmp_path / "wrong").exists()
 
 

@@ -21,8 +21,10 @@ Nothing in it names a path of the machine that trained it: ``hyperparams.yaml`` 
 import json
 from pathlib import Path
 
+from ser.cli import ArgumentParser, exit_with
 from ser.errors import UserInputError
 from ser.fusion_model import MODEL_INFO_FILE
+from ser.io.atomic import write_json_atomic
 from ser.io.model_source import resolve_model_source
 from ser.io.system_folder import IDENTITY_FILE, fingerprint_file
 
@@ -40,7 +42,10 @@ __all__ = [
 
 #: The file that makes a folder a package (and names what it holds).
 MANIFEST = "ser_package.json"
-FORMAT = "msp-ser-package/1"
+#: Format 2 records a fingerprint of every file the package loads; format 1 did not
+#: (:func:`upgrade_package` turns a format-1 package into a format-2 one).
+FORMAT = "msp-ser-package/2"
+FORMAT_WITHOUT_FINGERPRINTS = "msp-ser-package/1"
 WEIGHTS = "model.safetensors"
 HPARAMS = "hyperparams.yaml"
 TRANSCRIBER = "transcriber.json"
@@ -91,6 +96,10 @@ def read_manifest(folder):
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise PackageError(f"{path}: unreadable package manifest ({error})") from None
+    if manifest.get("format") == FORMAT_WITHOUT_FINGERPRINTS:
+        raise PackageError(f"{path}: format {FORMAT_WITHOUT_FINGERPRINTS}, which records no fingerprints of "
+                           f"its files; if you trust its files as they are, upgrade it with: python -m "
+                           f"ser.inference.package {Path(folder)} (or export it again)")
     if manifest.get("format") != FORMAT:
         raise PackageError(f"{path}: format {manifest.get('format')!r}, this version reads {FORMAT}")
     for entry in manifest.get("systems") or []:
@@ -166,6 +175,50 @@ def check_package_files(folder, manifest):
                                "differs): replaced or damaged; restore it or export the package again")
 
 
+def upgrade_package(folder):
+    """Turn a format-1 package into format 2: record the fingerprints of its files as they are now.
+
+    Format 1 recorded no fingerprints, so nothing tells whether its files are the ones it was
+    exported with: upgrading vouches for them. The manifest is rewritten atomically; the module
+    paths its ``hyperparams.yaml`` files name load unchanged (:mod:`ser.module_aliases`).
+
+    Returns
+    -------
+    Path
+        The package's ``ser_package.json``.
+
+    Raises
+    ------
+    PackageError
+        If the folder is not a format-1 package, or lacks a system's ``system.json`` or the
+        fusion's ``fusion_model.json`` (which tie the systems to the fusion).
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise PackageError(f"{path}: unreadable package manifest ({error})") from None
+    if manifest.get("format") != FORMAT_WITHOUT_FINGERPRINTS:
+        raise PackageError(f"{path}: format {manifest.get('format')!r}; only a "
+                           f"{FORMAT_WITHOUT_FINGERPRINTS} package is upgraded")
+    manifest = {**manifest, "format": FORMAT, "files": fingerprint_package_files(folder)}
+    check_package_files(folder, manifest)  # the identities the format needs are there
+    write_json_atomic(path, manifest)
+    return path
+
+
+def main(argv=None):
+    """``python -m ser.inference.package PKG``: upgrade a format-1 package in place."""
+    parser = ArgumentParser(prog="ser.inference.package",
+                            description="Upgrade a model package of format 1 to the current format.")
+    parser.add_argument("package", help="the package folder (written by an earlier python -m ser.export)")
+    args = parser.parse_args(argv)
+    path = upgrade_package(args.package)
+    print(f"{path}: upgraded to {FORMAT} (fingerprints of its files recorded as they are now)")
+    return 0
+
+
 def load_packaged_system(folder, device="cpu"):
     """Rebuild a packaged system's network and load its weights.
 
@@ -208,3 +261,7 @@ def read_transcriber(folder):
     if transcriber.get("packaged"):
         transcriber["model"] = str(folder.parent.parent / transcriber["model"])
     return transcriber
+
+
+if __name__ == "__main__":
+    exit_with("ser.inference.package", main)
