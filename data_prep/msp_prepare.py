@@ -167,9 +167,8 @@ def prepare_msp_podcast(
         logger.info("%s: %d turns from %s -> %s", name, len(entries), split, manifests[name])
     audio.write_skipped_csv(save_folder / SKIPPED_CSV)
     if audio.skipped:
-        logger.warning(
-            "%d turn(s) left out for bad audio or labels, listed in %s", len(audio.skipped), save_folder / SKIPPED_CSV
-        )
+        logger.warning("%d turn(s) left out for bad audio or labels, listed in %s", len(audio.skipped),
+                       save_folder / SKIPPED_CSV)
     # Last: its presence means every output is complete. With the skipped files' stamps, so
     # that fixing one of them re-runs the preparation.
     mark_done(save_folder, options, audio.skipped_stamps())

@@ -309,15 +309,16 @@ def test_example_clip_is_classified_and_played_back(server, browser, recognizer,
     page = browser.new_page()
     _open(page, server[0])
     first = example_clips()[0]
-    page.click(f"#examples button:has-text('{first.stem}'), #examples td:has-text('{first.stem}')")
+    page.click(f"#examples button:has-text('{first.stem}')")
     page.wait_for_selector(f"#upload td.filename[aria-label='{first.name}'] ~ td.download a", timeout=120_000)
     page.click("#classify")
     status = _wait_for_status(page)
     expected = recognizer.classify_file(first)
     assert status.startswith(f"{EMOTION_NAMES[expected.label]} ({expected.label})"), status
-    page.wait_for_selector("#player audio", state="attached", timeout=60_000)
-    source = page.eval_on_selector("#player audio", "a => a.src")
-    assert source and urllib.request.urlopen(source, timeout=30).status == 200  # the player can fetch it
+    # The player: its download link serves the clip, and its waveform player holds it.
+    link = page.wait_for_selector(f"#player a[href*='{first.name}']", state="attached", timeout=60_000)
+    assert urllib.request.urlopen(link.get_attribute("href"), timeout=30).status == 200
+    page.wait_for_function("[...document.querySelectorAll('#player audio')].some(a => a.src)", timeout=60_000)
     _screenshot(page, screenshots, "example_classified")
     print(f"example {first.name}: {status}")
     page.close()

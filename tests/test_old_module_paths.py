@@ -2,9 +2,10 @@
 
 Before the library had sub-packages its modules sat side by side (``ser.encoders``,
 ``ser.pooling``, ``ser.predict`` ...). A system YAML or an exported package's ``hyperparams.yaml``
-names those paths in its ``!new:`` tags; :mod:`ser.module_aliases` maps each onto its new module. A
-package from before differs from a new one only in those tags and in the manifest's format: a package of format 1 recorded no fingerprints of its files,
-so it is refused in one line naming the command that upgrades it (which vouches for its files).
+names those paths in its ``!new:`` tags; :mod:`ser.module_aliases` maps each onto its new module.
+A package from before differs from a new one only in those tags and in the manifest's format: a
+package of format 1 recorded no fingerprints of its files, so it is refused in one line naming the
+command that upgrades it (which vouches for its files).
 """
 
 import json

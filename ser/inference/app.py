@@ -44,6 +44,7 @@ from ser.cli import ArgumentParser, exit_with
 from ser.emotions import EMOTION_NAMES, EMOTIONS
 from ser.errors import UserInputError
 from ser.io.audio import SAMPLE_RATE, AudioError, as_mono_waveform, load_waveform
+from ser.io.system_folder import HPARAMS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def describe_model(recognizer, model=None, systems=None):
 
     toy = False
     for folder in systems or ():
-        hparams = Path(folder) / "hyperparams.yaml"
+        hparams = Path(folder) / HPARAMS_FILE
         found = re.search(r"^data_folder:\s*(\S+)", hparams.read_text(encoding="utf-8"), re.MULTILINE) \
             if hparams.is_file() else None
         toy = toy or (found is not None and training_data_kind(found.group(1)) == SYNTHETIC)
