@@ -36,8 +36,8 @@ def test_each_labelled_eval_split_gets_manifest_posteriors_and_metrics(
 ):
     corpus, expected = corpus_with_test1
     assert expected["test1"] and expected["valid"]
-    # --debug evaluates 2 batches of 8: enough for these splits.
-    done = run(train_command("a", corpus, tmp_path, tiny_models, "--debug"))
+    # --debug evaluates 2 batches: batches of 16 cover each of these splits (about 20 turns each).
+    done = run(train_command("a", corpus, tmp_path, tiny_models, "--debug", "--batch_size=16"))
     output = done.stdout + done.stderr
     folder = tmp_path / "system_a" / "1993"
 
