@@ -318,7 +318,9 @@ def test_example_clip_is_classified_and_played_back(server, browser, recognizer,
     # The player: its download link serves the clip, and its waveform player holds it.
     link = page.wait_for_selector(f"#player a[href*='{first.name}']", state="attached", timeout=60_000)
     assert urllib.request.urlopen(link.get_attribute("href"), timeout=30).status == 200
-    page.wait_for_function("[...document.querySelectorAll('#player audio')].some(a => a.src)", timeout=60_000)
+    # The waveform player's media element (Playwright's selectors reach into its shadow DOM); it
+    # loads the clip from a blob only when played, so the served link above is what it plays.
+    page.wait_for_selector("#player audio", state="attached", timeout=60_000)
     _screenshot(page, screenshots, "example_classified")
     print(f"example {first.name}: {status}")
     page.close()
