@@ -155,9 +155,9 @@ def task2_results(mini_corpus, tiny_models, tmp_path_factory):
     """Each attribute system trained with --debug (checkpoints kept) on the mini corpus."""
     results = tmp_path_factory.mktemp("task2_results")
     for name in ATTRIBUTE_SYSTEMS:
-        # --debug evaluates 2 batches: batches of 12 cover every dev and Test3 turn (X and O included).
+        # --debug evaluates 2 batches: batches of 24 cover every dev and Test3 turn (X and O included).
         run(yaml_train_command(name, mini_corpus, results, tiny_models, "--debug", "--debug_persistently",
-                               "--batch_size=12"))
+                               "--batch_size=24"))
     return results
 
 
