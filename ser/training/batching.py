@@ -28,15 +28,17 @@ Evaluation batches of ``bucketed`` and ``duration`` are fixed, longest first
 ``seed + epoch``: ``set_epoch`` (called by ``Brain.fit``; ``EmotionBrain``
 registers the sampler) reshuffles each epoch and an interrupted epoch resumes
 with the very batches it was running (``SaveableDataLoader`` skips the
-batches already done). Under DDP, SpeechBrain hands each process its share of
-the batches (``DistributedSamplerWrapper``).
+batches already done). Under DDP each process takes its share of the batches
+(:class:`ProcessShare`, SpeechBrain's ``DistributedSamplerWrapper`` made safe for
+a share of one batch).
 """
 
 import logging
 import math
 
 import numpy as np
-from speechbrain.dataio.sampler import DynamicBatchSampler
+from speechbrain.dataio.sampler import DistributedSamplerWrapper, DynamicBatchSampler
+from torch.utils.data import DistributedSampler
 
 from ser.errors import UserInputError
 
@@ -250,6 +252,34 @@ class BucketedBatchSampler:
         order = np.concatenate([rng.permutation(bucket) for bucket in buckets])
         batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
         return iter([batches[i] for i in rng.permutation(len(batches))])
+
+
+class ProcessShare(DistributedSamplerWrapper):
+    """One process's share of a (batch) sampler's items under DDP.
+
+    SpeechBrain's wrapper picks the share with ``itemgetter``, which returns the
+    item itself, not a one-item tuple, when the share is one item: a process
+    given one batch would then iterate over the turn indices of that batch.
+    Small splits on many processes hit that (two batches on two processes).
+
+    Example
+    -------
+    >>> batches = [[0, 1], [2, 3]]
+    >>> [list(ProcessShare(batches, num_replicas=2, rank=r, shuffle=False)) for r in (0, 1)]
+    [[[0, 1]], [[2, 3]]]
+    """
+
+    @classmethod
+    def replacing(cls, wrapper):
+        """The same share as SpeechBrain's ``wrapper`` (same processes, seed, epoch)."""
+        share = cls(wrapper.sampler, num_replicas=wrapper.num_replicas, rank=wrapper.rank,
+                    shuffle=wrapper.shuffle, seed=wrapper.seed, drop_last=wrapper.drop_last)
+        share.set_epoch(wrapper.epoch)
+        return share
+
+    def __iter__(self):
+        items = list(self.sampler)
+        return iter([items[i] for i in DistributedSampler.__iter__(self)])
 
 
 def loader_options(dataset, hparams, train):

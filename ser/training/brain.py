@@ -16,6 +16,7 @@ import speechbrain as sb
 
 from ser.io.checkpoints import CheckpointError, dev_score_rank, drop_epochs_after, epoch_loggers
 from ser.targets import Targets, checkpoint_meta, headline
+from ser.training.batching import ProcessShare
 from ser.training.evaluation_files import EvaluationFiles
 from ser.training.optimizer_groups import group_parameters
 from ser.training.preemption import TrainingStopped
@@ -108,6 +109,16 @@ class EmotionBrain(sb.Brain):
             # class-balanced one would repeat one order, and a resumed epoch skip another order's batches.
             self.train_sampler = sampler
         return loader
+
+    def _train_loader_specifics(self, dataset, loader_kwargs):
+        loader_kwargs = super()._train_loader_specifics(dataset, loader_kwargs)
+        for key in ("batch_sampler", "sampler"):
+            wrapper = loader_kwargs.get(key)
+            if type(wrapper) is sb.dataio.sampler.DistributedSamplerWrapper:
+                loader_kwargs[key] = ProcessShare.replacing(wrapper)
+                if self.train_sampler is wrapper:
+                    self.train_sampler = loader_kwargs[key]
+        return loader_kwargs
 
     def _should_save_intra_epoch_ckpt(self, last_ckpt_time, steps_since_ckpt):
         # Asked after every training step: a stop signal (pre-emption) means "checkpoint now".
