@@ -40,7 +40,7 @@ from ser.nn.losses import JeffreysLoss
 from ser.targets import Targets
 from ser.training.batching import effective_lengths, loader_options
 from ser.training.brain import EmotionBrain
-from ser.training.datasets import make_dataset
+from ser.training.datasets import epoch_dev_subset, make_dataset
 from ser.training.evaluation_files import EvaluationFiles
 from ser.training.overrides import OverrideError, merge_overrides, pop_profile
 from ser.training.preemption import StopRequest, TrainingStopped
@@ -124,13 +124,17 @@ def main(argv):
         brain.find_unused_parameters = True
     # Pre-emption (SLURM, torchrun forwarding SIGTERM): checkpoint after the current step and stop.
     brain.stop_request = StopRequest.install()
+    epoch_dev = epoch_dev_subset(datasets["valid"], hparams.get("epoch_dev_turns"))
+    if epoch_dev is not datasets["valid"]:
+        logger.info("Each epoch is scored on %d of the %d dev turns (epoch_dev_turns); the dev "
+                    "metrics at the end on all of them", len(epoch_dev), len(datasets["valid"]))
     try:
         brain.fit(
             brain.hparams.epoch_counter,
             datasets["train"],
-            datasets["valid"],
+            epoch_dev,
             train_loader_kwargs=loaders["train"],
-            valid_loader_kwargs=loaders["valid"],
+            valid_loader_kwargs=loader_options(epoch_dev, hparams, False),
         )
     except TrainingStopped as stopped:  # not an error: the requeued job resumes from the checkpoint
         print(f"train.py: {stopped}", file=sys.stderr)

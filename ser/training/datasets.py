@@ -37,6 +37,45 @@ def emotion_index(label, classes=EMOTIONS):
     return list(classes).index(label) if label in classes else EXCLUDED_LABEL
 
 
+def epoch_dev_subset(dataset, n_turns):
+    """The dev turns scored after each epoch: ``n_turns`` spread over classes and speakers.
+
+    The turns are ordered by class, speaker and id and taken at even steps, so each class
+    keeps its share of dev (the macro-F1 of a subset then estimates the dev one) and no
+    speaker fills it. Fixed for a dev manifest, so every epoch is scored on the same turns.
+
+    Parameters
+    ----------
+    dataset : speechbrain.dataio.dataset.DynamicItemDataset
+        The dev split (entries with ``emotion`` and ``speaker``, as the manifests write them).
+    n_turns : int or None
+        How many; ``None``, or as many as dev has or more, keeps them all.
+
+    Returns
+    -------
+    speechbrain.dataio.dataset.DynamicItemDataset
+        ``dataset`` itself, or a filtered view of it with the same pipelines.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.dataset import DynamicItemDataset
+    >>> dev = DynamicItemDataset({f"t{i:02d}": {"emotion": "NNNNHHSA"[i % 8], "speaker": str(i % 5)}
+    ...                           for i in range(40)})
+    >>> len(epoch_dev_subset(dev, None)), len(epoch_dev_subset(dev, 40))
+    (40, 40)
+    >>> subset = epoch_dev_subset(dev, 8)
+    >>> with subset.output_keys_as(["emotion"]):
+    ...     sorted(item["emotion"] for item in subset)
+    ['A', 'H', 'H', 'N', 'N', 'N', 'N', 'S']
+    """
+    if n_turns is None or n_turns >= len(dataset):
+        return dataset
+    order = sorted(dataset.data_ids, key=lambda i: (str(dataset.data[i].get("emotion") or ""),
+                                                    str(dataset.data[i].get("speaker") or ""), i))
+    chosen = {order[int((k + 0.5) * len(order) / n_turns)] for k in range(n_turns)}
+    return dataset.filtered_sorted(key_test={"id": lambda turn: turn in chosen})
+
+
 def attribute_values(entry_attributes, names):
     """The attribute values of a manifest entry, NaN where unknown.
 

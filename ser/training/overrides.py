@@ -83,7 +83,8 @@ def _expected_type(example):
 # Ranges of numeric settings, by key: (test of the key, test of the value, what is expected).
 # One table for every system: the keys mean the same thing in each YAML.
 _RANGES = (
-    (lambda key: key in ("number_of_epochs", "batch_size", "max_batch_size", "num_buckets"),
+    (lambda key: key in ("number_of_epochs", "batch_size", "max_batch_size", "num_buckets",
+                            "epoch_dev_turns"),
      lambda v: v >= 1, "at least 1"),
     (lambda key: key == "num_workers" or key.startswith("ckpt_interval"), lambda v: v >= 0, "0 or more"),
     (lambda key: key.startswith("lr_") or key == "lr" or key.endswith("duration"),
