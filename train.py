@@ -164,6 +164,10 @@ def _set_auto_class_weights(hparams, train_manifest, targets):
 
 def _check_label_tools(hparams, targets):
     """Combinations of the imbalance / label options that cannot work, as one clear line."""
+    weights = getattr(hparams.get("compute_cost"), "class_weights", None)
+    if weights is not None and targets.classes and weights.numel() != len(targets.classes):
+        raise OverrideError(f"class_weights: {weights.numel()} weights for {len(targets.classes)} "
+                            f"classes ({' '.join(targets.classes)}): give one per class, in that order")
     if hparams.get("balanced_sampler", False):
         if hparams.get("batching", "random") != "random":
             raise OverrideError("balanced_sampler: True needs batching: random (length buckets "

@@ -120,7 +120,13 @@ class TranscriptCache:
     def _check_options(self):
         options_path = self.directory / OPTIONS_FILE
         if options_path.is_file():
-            saved = json.loads(options_path.read_text(encoding="utf-8"))
+            try:
+                saved = json.loads(options_path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise CacheError(
+                    f"{options_path}: corrupt ({error}), so what produced the transcripts of "
+                    f"{self.directory} is unknown; move that folder away to transcribe again"
+                ) from None
             if saved != self.key:
                 raise CacheError(
                     f"{options_path}: cache options {saved} differ from this run's {self.key}; "

@@ -44,6 +44,7 @@ from tqdm import tqdm
 from data_prep.consensus import class_count_table, relabel_corpus
 from data_prep.corpora import DEFAULT_SPLITS, open_corpus
 from data_prep.mini_corpus import generate_mini_corpus, is_up_to_date
+from data_prep.mini_corpus.plan import turn_count
 from data_prep.transcribe import BUNDLED_MODEL
 from data_prep.transcript_cache import read_transcripts_csv
 from recipes.job_pool import Job, run_jobs
@@ -354,7 +355,7 @@ def main(argv=None):
     parser.add_argument("--corpus", type=Path, default=ROOT / "data" / "mini_corpus")
     parser.add_argument("--results", type=Path, default=ROOT / "results" / "demo")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="mini corpus seed")
-    parser.add_argument("--turns", type=positive_int, default=None,
+    parser.add_argument("--turns", type=turn_count, default=None,
                         help="mini corpus size (default: its own)")
     parser.add_argument("--extra_hparams", type=Path, action="append", default=[], metavar="DIR",
                         help="another folder of system_*.yaml / task2_*.yaml systems (repeatable)")

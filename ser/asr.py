@@ -23,12 +23,14 @@ transcripts differ from the 30 s window's, so it is an option, off by default.
 
 import dataclasses
 import logging
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ser.errors import UserInputError
 from ser.io import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
@@ -483,6 +485,29 @@ def load_backend(name, model, options=None, device="auto", compute_type=None):
     """
     options = options or DecodeOptions()
     check_backend_options(name, options)
-    if name == "faster-whisper":
-        return FasterWhisperBackend(model, options, device=device, compute_type=compute_type)
-    return OpenAIWhisperBackend(model, options, device=device)
+    try:
+        if name == "faster-whisper":
+            return FasterWhisperBackend(model, options, device=device, compute_type=compute_type)
+        return OpenAIWhisperBackend(model, options, device=device)
+    except (OSError, ValueError, RuntimeError, KeyError, EOFError) as error:
+        raise WhisperModelError(_load_failure(name, model, error)) from None
+
+
+class WhisperModelError(UserInputError, RuntimeError):
+    """A Whisper model that cannot be loaded (no such name or path, a damaged file, offline)."""
+
+
+def _load_failure(backend, model, error):
+    """What went wrong loading ``model``, in one line that names it."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    if len(reason) > 200:
+        reason = reason[:197] + "..."
+    local = Path(str(model)).expanduser()
+    if local.exists():
+        return f"{model}: not a {backend} model that loads ({type(error).__name__}: {reason})"
+    if os.sep in str(model) or str(model).endswith((".pt", ".bin")):
+        return f"{model}: no such file or folder ({backend} model)"
+    if "urlopen" in reason or "connect" in reason.lower() or "offline" in reason.lower():
+        return (f"{model}: a {backend} model name, but it is not cached here and cannot be downloaded "
+                f"(offline?); give a local model path ({reason})")
+    return f"{model}: not a {backend} model name or path ({reason})"

@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from data_prep.mini_corpus.annotators import format_emo_detail, plurality_label, rate_attributes
 from data_prep.mini_corpus.espeak import TARGET_RATE, EspeakSynthesizer
-from data_prep.mini_corpus.plan import MIN_TURNS, SPLIT_SHARES, SPLITS, plan_corpus
+from data_prep.mini_corpus.plan import MIN_TURNS, SPLIT_SHARES, SPLITS, plan_corpus, turn_count
 from data_prep.mini_corpus.releases import (
     DEFAULT_RELEASE,
     RELEASES,
@@ -256,12 +256,12 @@ def summarize(out):
 
 def main(argv=None):
     """Command line: ``python -m data_prep.mini_corpus --out DIR [--seed S] [--turns N] [--release R]``."""
-    from ser.cli import ArgumentParser, non_negative_int, positive_int
+    from ser.cli import ArgumentParser, non_negative_int
 
     parser = ArgumentParser(prog="data_prep.mini_corpus", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
-    parser.add_argument("--turns", type=positive_int, default=DEFAULT_TURNS,
+    parser.add_argument("--turns", type=turn_count, default=DEFAULT_TURNS,
                         help=f"number of turns (default {DEFAULT_TURNS})")
     parser.add_argument("--release", choices=RELEASES, default=DEFAULT_RELEASE,
                         help=f"MSP-Podcast release whose layout is written (default {DEFAULT_RELEASE})")

@@ -12,6 +12,7 @@ Everything about a turn except its audio is decided here, from one seed:
   speaker) and ``MSP-PODCAST_test3_<5 digits>.wav`` for the hidden Test3 turns.
 """
 
+import argparse
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,28 @@ from ser.emotions import EMOTIONS
 MIN_TURNS = 24
 # Podcast numbers have four digits; one podcast per speaker, eight turns per speaker.
 MAX_TURNS = 40000
+TURNS_RANGE = f"the mini corpus needs at least {MIN_TURNS} and at most {MAX_TURNS} turns"
+
+
+def turn_count(text):
+    """``--turns``: a whole number of turns the mini corpus can be planned with.
+
+    Example
+    -------
+    >>> turn_count("768")
+    768
+    >>> turn_count("3")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: 3: the mini corpus needs at least 24 and at most 40000 turns
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not MIN_TURNS <= value <= MAX_TURNS:
+        raise argparse.ArgumentTypeError(f"{value}: {TURNS_RANGE}")
+    return value
 #: The mini corpus holds the splits a system needs (Test3 with hidden labels).
 SPLITS = tuple(DEFAULT_SPLITS.values())
 #: Share of the turns in each split. Development is the largest: the fusion is trained and every
@@ -159,8 +182,7 @@ def plan_corpus(seed, n_turns):
     (48, ['Development', 'Test3', 'Train'])
     """
     if not MIN_TURNS <= n_turns <= MAX_TURNS:
-        raise ValueError(f"n_turns={n_turns}: the mini corpus needs at least {MIN_TURNS} "
-                         f"and at most {MAX_TURNS} turns")
+        raise ValueError(f"n_turns={n_turns}: {TURNS_RANGE}")
     rng = np.random.default_rng(seed)
     sizes = split_sizes(n_turns)
     speakers = make_speakers(rng, max(10, n_turns // 8))

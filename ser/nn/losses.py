@@ -26,8 +26,10 @@ mass evenly. With alpha = beta = 0 it is plain cross-entropy.
 import torch
 from torch import nn
 
-__all__ = ["classification_loss", "NLLLoss", "FocalLoss", "JeffreysLoss", "CCCLoss", "ClassWeightedLoss",
-           "jeffreys_loss", "batch_ccc", "weighted_mean"]
+from ser.errors import UserInputError
+
+__all__ = ["LossSettingsError", "classification_loss", "NLLLoss", "FocalLoss", "JeffreysLoss", "CCCLoss",
+           "ClassWeightedLoss", "jeffreys_loss", "batch_ccc", "weighted_mean"]
 
 #: Added to the CCC denominator: a batch of 2 equal targets and predictions
 #: would otherwise divide 0 by 0 (loss and gradients nan).
@@ -99,15 +101,23 @@ def _flatten(log_probs, targets):
     return log_probs, targets.long()
 
 
+class LossSettingsError(UserInputError, ValueError):
+    """A loss setting of the YAML (``loss``, ``class_weights``) that cannot work."""
+
+
 def _class_weight_tensor(class_weights):
     if class_weights is None or (isinstance(class_weights, str) and class_weights == "auto"):
         return None
-    if isinstance(class_weights, str):
-        raise ValueError(f"class_weights must be a list of numbers, 'auto' or null, not {class_weights!r}")
-    # float64 so that YAML values like 3.2 stay exact; cast to the loss's dtype at use.
-    weights = torch.as_tensor(class_weights, dtype=torch.float64).flatten()
+    expected = "class_weights must be a list of numbers (one per class), 'auto' or null"
+    if isinstance(class_weights, (str, bool)):
+        raise LossSettingsError(f"{expected}, not {class_weights!r}")
+    try:
+        # float64 so that YAML values like 3.2 stay exact; cast to the loss's dtype at use.
+        weights = torch.as_tensor(class_weights, dtype=torch.float64).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise LossSettingsError(f"{expected}, not {class_weights!r}") from None
     if weights.numel() == 0 or bool((weights < 0).any()) or not bool(weights.isfinite().all()):
-        raise ValueError(f"class_weights must be finite and >= 0, got {class_weights!r}")
+        raise LossSettingsError(f"class_weights must be finite and >= 0, got {class_weights!r}")
     return weights
 
 
@@ -503,4 +513,4 @@ def classification_loss(name="nll", class_weights=None, gamma=2.0, alpha=0.1, be
         return FocalLoss(gamma, class_weights)
     if name == "jeffreys":
         return JeffreysLoss(alpha, beta, class_weights=class_weights)
-    raise ValueError(f"loss must be nll, focal or jeffreys, not {name!r}")
+    raise LossSettingsError(f"loss must be nll, focal or jeffreys, not {name!r}")
