@@ -88,7 +88,7 @@ def _build_model(system, work, args):
 def _time(recognizer, clips, batch_size, device):
     recognizer.batch_size = batch_size
     began = time.perf_counter()
-    recognizer.classify_batch(clips)
+    recognizer.classify_batch(clips, sample_rate=SAMPLE_RATE)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - began

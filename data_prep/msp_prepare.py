@@ -228,17 +228,30 @@ def _added_turns(table, added, corpus):
     return turns.assign(relabeled=True)
 
 
+class _TranscriptSource:
+    """Where the transcripts come from: ``text(FileName)`` (None when missing) and
+    ``missing(FileName, split)`` (the one line that says where it should have been)."""
+
+    def __init__(self, corpus, transcripts):
+        if transcripts == "human":
+            self.text = corpus.transcript
+            self.missing = lambda name, split: (
+                f"{corpus.transcript_path(name)}: transcript missing for {name} ({split}); transcribe "
+                "the corpus with data_prep.transcribe or set missing_transcript='empty'")
+            return
+        path = Path(transcripts)
+        if not path.is_file():
+            raise PreparationError(f"{path}: transcripts file not found (run data_prep.transcribe)")
+        whisper = {name: text.strip() for name, text in read_transcripts_csv(path).items()}
+        self.text = whisper.get
+        self.missing = lambda name, split: (
+            f"{path}: no transcript row for {name} ({split}); run data_prep.transcribe again over its split "
+            "(it resumes and adds the turns it lacks) or set missing_transcript='empty'")
+
+
 def _transcript_lookup(corpus, transcripts):
-    """A function FileName → transcript or None (missing)."""
-    if transcripts is None:
-        return None
-    if transcripts == "human":
-        return corpus.transcript
-    path = Path(transcripts)
-    if not path.is_file():
-        raise PreparationError(f"{path}: transcripts file not found (run data_prep.transcribe)")
-    whisper = {name: text.strip() for name, text in read_transcripts_csv(path).items()}
-    return whisper.get
+    """The :class:`_TranscriptSource` of ``transcripts`` ("human" or a Whisper CSV), or None."""
+    return None if transcripts is None else _TranscriptSource(corpus, transcripts)
 
 
 def _read_votes(votes_csv):
@@ -301,14 +314,10 @@ def _manifest_entries(corpus, turns, transcript_lookup, missing_transcript, audi
         if votes is not None:
             entry["votes"] = votes.get(row.FileName, {})
         if transcript_lookup is not None:
-            text = transcript_lookup(row.FileName)
+            text = transcript_lookup.text(row.FileName)
             if text is None:
                 if missing_transcript == "error":
-                    raise PreparationError(
-                        f"{corpus.transcript_path(row.FileName)}: transcript missing for "
-                        f"{row.FileName} ({row.Split_Set}); transcribe the corpus with "
-                        "data_prep.transcribe or set missing_transcript='empty'"
-                    )
+                    raise PreparationError(transcript_lookup.missing(row.FileName, row.Split_Set))
                 n_missing += 1
                 text = ""
             entry["transcript"] = text

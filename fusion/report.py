@@ -15,7 +15,6 @@ Usage::
 """
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from data_prep.consensus import class_count_table
 from fusion.plots import plot_confusion_matrix, plot_f1_per_class
 from ser.calibration import plot_reliability_diagram
 from ser.io.atomic import atomic_write
+from ser.io.json_files import read_json
 from ser.metrics import format_f1_table
 from ser.training.curves import plot_training_curves
 
@@ -272,10 +272,7 @@ def write_report(fusion_dir):
     metrics_path = fusion_dir / METRICS_FILE
     if not metrics_path.is_file():
         raise FileNotFoundError(f"{metrics_path}: missing (run python -m fusion.fuse first)")
-    try:
-        metrics = json.loads(metrics_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{metrics_path}: not valid JSON ({error})") from None
+    metrics = read_json(metrics_path)
     paths = {
         "report": fusion_dir / "report.md",
         "confusion_matrix": fusion_dir / "confusion_matrix.png",

@@ -19,7 +19,6 @@ seeds (sample std, ``ddof=1``) and every seed's value; a failed run is listed wi
 makes the exit code 1.
 """
 
-import json
 import re
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import numpy as np
 
 from ser.cli import ArgumentParser, exit_with
 from ser.io.atomic import atomic_write
+from ser.io.json_files import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_SEED = 1993
@@ -81,7 +81,7 @@ def run_one(hparams_file, overrides, seed, folder, train_args):
     """Train one (variant, seed) unless its metrics exist; the metrics or None (failed)."""
     metrics_files = sorted(folder.glob(f"*/{seed}/metrics.json"))
     if metrics_files:
-        return json.loads(metrics_files[0].read_text()), None
+        return read_json(metrics_files[0]), None
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "train.log"
     command = [sys.executable, str(ROOT / "train.py"), str(hparams_file), *train_args, *overrides,
@@ -91,7 +91,7 @@ def run_one(hparams_file, overrides, seed, folder, train_args):
     metrics_files = sorted(folder.glob(f"*/{seed}/metrics.json"))
     if done.returncode != 0 or not metrics_files:
         return None, log
-    return json.loads(metrics_files[0].read_text()), None
+    return read_json(metrics_files[0]), None
 
 
 def format_table(rows, metric):

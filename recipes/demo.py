@@ -31,7 +31,6 @@ training output) go to ``<results>/logs/<stage>.log``, named on the stage's line
 (:func:`ser.console.chatter_to_log`).
 """
 
-import json
 import os
 import re
 import sys
@@ -51,6 +50,7 @@ from recipes.job_pool import Job, run_jobs
 from recipes.systems import find_systems
 from ser.cli import ArgumentParser, exit_with, non_negative_int, positive_int
 from ser.console import chatter_to_log
+from ser.io.json_files import read_json
 from ser.io.system_folder import HPARAMS_FILE
 from ser.training.overrides import plain_values
 
@@ -247,7 +247,7 @@ def train_systems(corpus, results, systems, attribute_systems=None, extra_args=(
             log = stage_log(results, f"4_{name}")
 
             def on_success(seconds, name=name, folder=folder, log=log, report=report):
-                report(name, json.loads((folder / "metrics.json").read_text()), seconds, log)
+                report(name, read_json(folder / "metrics.json"), seconds, log)
 
             def progress(known_total, folder=folder):
                 return _epochs_of(folder, known_total)
@@ -275,7 +275,7 @@ def fuse_attributes(folders, results):
     else:
         from ser.metrics import format_ccc_table
 
-        metrics = {folder.parent.name: json.loads((folder / "metrics.json").read_text())
+        metrics = {folder.parent.name: read_json(folder / "metrics.json")
                    for folder in folders}
         print(format_ccc_table(metrics))
 

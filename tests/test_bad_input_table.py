@@ -55,6 +55,8 @@ CASES = [
     ("train.py", "zero batch size", [*TRAIN, "--batch_size=0"], 2, ["--batch_size=0", "at least 1"]),
     ("train.py", "zero learning rate", [*TRAIN, "--lr_head=0"], 2, ["--lr_head=0", "above 0"]),
     ("train.py", "zero max_duration", [*TRAIN, "--max_duration=0"], 2, ["--max_duration=0", "above 0"]),
+    ("train.py", "infinite max_duration", [*TRAIN, "--max_duration=.inf"], 2,
+     ["max_duration must be a finite number above 0"]),
     (
         "train.py",
         "negative eval duration",
@@ -83,6 +85,20 @@ CASES = [
     ),
     ("train.py", "not a corpus", [*TRAIN, "--data_folder={tmp}"], 2, ["Audios", "not an MSP-Podcast layout"]),
     ("train.py", "output folder is a file", [*TRAIN, "--output_folder={file}"], 1, ["{file}"]),
+    # Loss settings: checked when the YAML is loaded, before preparation writes anything.
+    (
+        "train.py",
+        "class weights of another count",
+        [*TRAIN, "--class_weights=[1,2]"],
+        2,
+        ["class_weights: 2 weights for 8 classes", "one per class"],
+    ),
+    ("train.py", "class weights not numbers", [*TRAIN, "--class_weights=foo"], 2,
+     ["class_weights must be a list of numbers", "'foo'"]),
+    ("train.py", "negative class weight", [*TRAIN, "--class_weights=[-1,1,1,1,1,1,1,1]"], 2,
+     ["class_weights must be finite and >= 0"]),
+    ("train.py", "unknown loss", [*TRAIN, "--loss=hinge"], 2,
+     ["loss must be nll, focal or jeffreys", "'hinge'"]),
     # ---- data_prep.msp_prepare ----
     (
         "data_prep.msp_prepare",
@@ -237,6 +253,22 @@ CASES = [
     # ---- data_prep.transcribe ----
     (
         "data_prep.transcribe",
+        "unknown model name",
+        ["-m", "data_prep.transcribe", "--data_folder", "{corpus}", "--out", "{tmp}/w",
+         "--model", "large-v99"],
+        2,
+        ["large-v99: not a faster-whisper model name or path"],
+    ),
+    (
+        "data_prep.transcribe",
+        "missing openai-whisper checkpoint",
+        ["-m", "data_prep.transcribe", "--data_folder", "{corpus}", "--out", "{tmp}/w", "--backend",
+         "openai-whisper", "--model", "{tmp}/none.pt"],
+        2,
+        ["{tmp}/none.pt: no such file or folder"],
+    ),
+    (
+        "data_prep.transcribe",
         "shard 0/2",
         ["-m", "data_prep.transcribe", "--data_folder", "{corpus}", "--out", "{tmp}/w", "--shard", "0/2"],
         2,
@@ -351,7 +383,7 @@ CASES = [
         "zero turns",
         ["-m", "data_prep.mini_corpus", "--out", "{tmp}/m", "--turns", "0"],
         2,
-        ["--turns", "at least 1"],
+        ["--turns", "needs at least 24"],
     ),
     (
         "data_prep.mini_corpus",
@@ -448,6 +480,11 @@ CASES = [
         ["--device cuda", "no CUDA GPU"],
     ),
     ("ser.predict", "truncated model.ckpt", [*PREDICT, "--out", "{tmp}/p.csv"], 2, ["model.ckpt"]),
+    ("ser.predict", "missing model.ckpt", [*PREDICT, "--out", "{tmp}/p.csv"], 2,
+     ["{system}/save/CKPT+", "cannot load this checkpoint"]),
+    ("ser.predict", "empty CKPT.yaml", [*PREDICT, "--out", "{tmp}/p.csv"], 2,
+     ["CKPT.yaml: empty or not a mapping"]),
+    ("ser.predict", "malformed CKPT.yaml", [*PREDICT, "--out", "{tmp}/p.csv"], 2, ["CKPT.yaml: unreadable"]),
     (
         "ser.predict",
         "truncated fusion model",
@@ -468,7 +505,7 @@ CASES = [
         "zero turns",
         ["-m", "recipes.demo", "--results", "{tmp}/demo", "--turns", "0"],
         2,
-        ["--turns", "at least 1"],
+        ["--turns", "needs at least 24"],
     ),
     (
         "recipes.demo",
@@ -530,6 +567,13 @@ def _prepare(command, case, tmp, request, fusable_systems):
         if case == "truncated model.ckpt":
             (model_file,) = system.glob("save/CKPT+*/model.ckpt")
             model_file.write_bytes(model_file.read_bytes()[:1000])
+        (checkpoint,) = system.glob("save/CKPT+*")
+        if case == "missing model.ckpt":
+            (checkpoint / "model.ckpt").unlink()
+        if case == "empty CKPT.yaml":
+            (checkpoint / "CKPT.yaml").write_text("")
+        if case == "malformed CKPT.yaml":
+            (checkpoint / "CKPT.yaml").write_text("{{{ not: yaml\n")
         if case == "truncated fusion model":
             fusion = tmp / "fusion"
             fusion.mkdir()

@@ -196,9 +196,9 @@ def test_batched_equals_one_turn_at_a_time_for_every_encoder_family(family, tiny
         return
     system = LoadedSystem(family, tiny_models, model, None, None, Targets(classes=EMOTIONS))
     recognizer = EmotionRecognizer([system], batch_size=1)
-    alone = np.array([table(r) for r in recognizer.classify_batch(wavs)])
+    alone = np.array([table(r) for r in recognizer.classify_batch(wavs, sample_rate=RATE)])
     for batch_size in (3, 8):
         recognizer.batch_size = batch_size
-        batched = np.array([table(r) for r in recognizer.classify_batch(wavs)])
+        batched = np.array([table(r) for r in recognizer.classify_batch(wavs, sample_rate=RATE)])
         np.testing.assert_allclose(batched, alone, atol=BATCH_TOLERANCE, rtol=0)
     assert alone.std(axis=0).max() > 1e-4

@@ -293,3 +293,20 @@ def test_a_stereo_array_is_not_a_batch_of_tiny_clips(demo_package, mini_corpus):
     assert one.label == alone.label
     with pytest.raises(AudioError, match="transpose a"):
         recognizer.classify_batch([stereo.T], sample_rate=rate)
+    # An array does not say its rate: none is guessed.
+    with pytest.raises(AudioError, match="give sample_rate="):
+        recognizer.classify_batch([mono])
+    with pytest.raises(AudioError, match="give sample_rate="):
+        recognizer.classify_timeline(mono)
+
+
+def test_the_page_says_a_flac_without_a_length_has_none(mini_corpus, tmp_path):
+    """An upload whose header declares no length is refused as such, not as "10^14 s" over the limit."""
+    from ser.inference.app import Limits, _waveform
+    from ser.io.audio import AudioError
+
+    flac = tmp_path / "unknown.flac"
+    _unknown_length_flac(sorted((mini_corpus / "Audios").glob("*.wav"))[0], flac)
+    with pytest.raises(AudioError, match=r"^unknown\.flac: its header gives no usable length") as caught:
+        _waveform(str(flac), None, Limits())
+    assert " s, over the" not in str(caught.value)

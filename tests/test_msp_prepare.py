@@ -117,6 +117,17 @@ def test_whisper_transcripts_file_is_used(mini_corpus, tmp_path):
     assert {entry["transcript"] for entry in test.values()} == {"hello there"}
 
 
+def test_turn_missing_from_the_whisper_csv_names_the_csv(mini_corpus, tmp_path):
+    # The message names the file that lacks it, not a human transcript that may well exist.
+    truth = pd.read_csv(mini_corpus / "true_labels.csv").sort_values("FileName")
+    csv = tmp_path / "transcripts.csv"
+    pd.DataFrame({"FileName": truth["FileName"][1:], "Transcript": "hello"}).to_csv(csv, index=False)
+    missing = truth["FileName"].iloc[0]
+    with pytest.raises(PreparationError, match=rf"transcripts\.csv: no transcript row for {missing}"):
+        prepare_msp_podcast(mini_corpus, tmp_path / "prep", transcripts=csv,
+                            keep_all_labels=("train", "valid", "test"))
+
+
 def test_not_a_corpus_names_the_missing_path(tmp_path):
     with pytest.raises(CorpusLayoutError, match="not found"):
         prepare_msp_podcast(tmp_path / "nowhere", tmp_path / "prep")

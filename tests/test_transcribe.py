@@ -179,6 +179,22 @@ def test_cache_never_mixes_options(tmp_path):
         TranscriptCache(tmp_path, {"model": "tiny", "beam_size": 5}, "1of1")
 
 
+def test_corrupt_cache_record_of_options_ends_in_one_line(mini_corpus, tmp_path):
+    from tests.cli_helpers import assert_one_line_error, cli, python_module
+
+    command = python_module("data_prep.transcribe", "--data_folder", mini_corpus, "--out", tmp_path,
+                            "--model", bundled_tiny_en_path(), "--max_turns", "2", "--no_progress")
+    assert cli(command).returncode == 0
+    (options_file,) = (tmp_path / "cache").glob("*/options.json")
+    options_file.write_text('{"model": "tiny.en", "beam')  # cut short
+    cache_files = {p: p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file()}
+    done = cli(command)
+    assert done.returncode == 2
+    assert_one_line_error(done, "data_prep.transcribe: error:", f"{options_file}: corrupt",
+                          "move that folder")
+    assert {p: p.read_bytes() for p in cache_files} == cache_files
+
+
 def test_cli_resumes_after_sigkill_without_redoing_or_losing_turns(mini_corpus, tmp_path):
     n_turns = 16
     out = tmp_path / "out"

@@ -43,7 +43,7 @@ import soundfile
 from ser.cli import ArgumentParser, exit_with
 from ser.emotions import EMOTION_NAMES, EMOTIONS
 from ser.errors import UserInputError
-from ser.io.audio import SAMPLE_RATE, AudioError, as_mono_waveform, load_waveform
+from ser.io.audio import SAMPLE_RATE, AudioError, as_mono_waveform, length_problem, load_waveform
 from ser.io.system_folder import HPARAMS_FILE
 
 logger = logging.getLogger(__name__)
@@ -212,6 +212,10 @@ def _waveform(upload, recording, limits):
         except (RuntimeError, soundfile.LibsndfileError, OSError) as error:
             raise AudioError(f"{path.name}: not an audio file this page can read (WAV, FLAC, OGG): "
                              f"{str(error).split(':')[-1].strip() or error}") from None
+        # A header that declares no usable length (a streamed FLAC) says so, not "10^14 s".
+        problem = length_problem(info.frames, info.samplerate)
+        if problem:
+            raise AudioError(f"{path.name}: {problem}")
         if info.duration > limits.max_seconds:
             raise AudioError(f"{path.name}: {info.duration:.0f} s, over the {limits.max_seconds:g} s limit")
         try:

@@ -68,6 +68,7 @@ from ser.inference.package import (
 )
 from ser.io import SAMPLE_RATE
 from ser.io.atomic import write_json_atomic
+from ser.io.json_files import read_json
 from ser.io.model_source import resolve_model_source
 from ser.io.safe_paths import refuse_output_over_inputs
 from ser.io.system_folder import (
@@ -489,7 +490,7 @@ def _is_package(folder):
 def _dev_summary(metrics_path):
     if not metrics_path.is_file():
         return None
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    metrics = read_json(metrics_path)
     return {key: metrics[key] for key in ("macro_f1", "accuracy", "mean_ccc", "ccc") if key in metrics}
 
 
@@ -513,7 +514,7 @@ def _export_attribute_fusion(model, fusion_dir, target):
         joblib.dump(model, stream)
     metrics_path = Path(fusion_dir) / ATTRIBUTE_FUSION_METRICS
     if metrics_path.is_file():
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        metrics = read_json(metrics_path)
         metrics.pop("systems", None)  # their training folders: paths of this machine
         write_json_atomic(target / ATTRIBUTE_FUSION_METRICS, metrics)
     return target.name

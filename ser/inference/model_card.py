@@ -14,11 +14,11 @@ and names no corpus. What a system was trained on is read at export time from it
 there, which MSP-Podcast never holds.
 """
 
-import json
 from pathlib import Path
 
 from ser.emotions import EMOTION_NAMES, EMOTIONS
 from ser.io import SAMPLE_RATE
+from ser.io.json_files import read_json
 from ser.metrics import format_ccc_table, format_f1_table
 
 __all__ = ["render_model_card", "write_model_card", "build_card_data", "training_data_kind", "base_model_id",
@@ -101,7 +101,7 @@ def _data_kind(manifest):
 
 def _read_json(path):
     path = Path(path)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def _task1_columns(package, manifest, fusion_dir):

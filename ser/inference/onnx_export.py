@@ -464,8 +464,8 @@ def check_parity(reference, exported, clips, labels=None):
         ``max_abs_diff`` and ``mean_abs_diff`` of the probabilities (and the macro-F1 of both); the
         same for the ensemble (fused or averaged) under ``ensemble``; ``clips``: how many.
     """
-    ref = reference.classify_batch(clips)
-    exp = exported.classify_batch(clips)
+    ref = reference.classify_batch(clips, sample_rate=SAMPLE_RATE)
+    exp = exported.classify_batch(clips, sample_rate=SAMPLE_RATE)
     classes = reference.classes
     truth = labels if labels is not None and any(label is not None for label in labels) else None
     report = {"clips": len(clips), "systems": {}}

@@ -296,7 +296,7 @@ class EmotionRecognizer:
         return self.classify_files([path], embeddings=embeddings)[0]
 
     @torch.inference_mode()
-    def classify_batch(self, wavs, sample_rate=SAMPLE_RATE, wav_lens=None, embeddings=False):
+    def classify_batch(self, wavs, sample_rate=None, wav_lens=None, embeddings=False):
         """Classify waveforms held in memory (SpeechBrain's name); one :class:`Result` each.
 
         Parameters
@@ -305,7 +305,8 @@ class EmotionRecognizer:
             One waveform ``(samples,)``, a padded batch ``(batch, samples)``, or a list of
             waveforms of any lengths; floats in [-1, 1] or integer PCM.
         sample_rate : int
-            Their sample rate (resampled to 16 kHz when it differs).
+            Their sample rate (resampled to 16 kHz when it differs). Required: an array does not
+            say its rate, and a guessed one would give confident answers on a stretched signal.
         wav_lens : sequence of float, optional
             Relative lengths of a padded batch (SpeechBrain's convention); all 1 if not given.
         embeddings : bool
@@ -313,8 +314,12 @@ class EmotionRecognizer:
         Raises
         ------
         ser.io.audio.AudioError
-            If a waveform is empty, not finite or of more than two dimensions.
+            If a waveform is empty, not finite or of more than two dimensions, or no
+            ``sample_rate`` is given.
         """
+        if sample_rate is None:
+            raise AudioError(f"classify_batch: give sample_rate= (the rate of these waveforms; the "
+                             f"systems take {SAMPLE_RATE} Hz and resample others)")
         waveforms = _as_waveform_list(wavs, wav_lens)
         wavs = [as_mono_waveform(w, sample_rate, name=f"waveform {i}") for i, w in enumerate(waveforms)]
         results = [Result(file=f"waveform {i}", flag=audio_flag(wav)) for i, wav in enumerate(wavs)]
@@ -353,8 +358,10 @@ class EmotionRecognizer:
             raise ValueError(f"window and hop must be positive seconds, got {window} and {hop}")
         if isinstance(audio, (str, Path)):
             wav = load_waveform(audio)
+        elif sample_rate is None:
+            raise AudioError("classify_timeline: give sample_rate= with a waveform (a file says its own)")
         else:
-            wav = as_mono_waveform(audio, sample_rate or SAMPLE_RATE)
+            wav = as_mono_waveform(audio, sample_rate)
         if segment == "vad":
             from ser.inference.vad import speech_segments
 
@@ -394,8 +401,10 @@ class EmotionRecognizer:
         """
         if isinstance(audio, (str, Path)):
             wav = load_waveform(audio)
+        elif sample_rate is None:
+            raise AudioError("classify_timeline: give sample_rate= with a waveform (a file says its own)")
         else:
-            wav = as_mono_waveform(audio, sample_rate or SAMPLE_RATE)
+            wav = as_mono_waveform(audio, sample_rate)
         bounds = []
         for start, end in segments:
             first, last = round(start * SAMPLE_RATE), min(len(wav), round(end * SAMPLE_RATE))

@@ -30,8 +30,10 @@ from pathlib import Path
 import numpy as np
 import speechbrain as sb
 import torch
+import yaml
 from speechbrain.utils.checkpoints import (
     CKPT_PREFIX,
+    METAFNAME,
     Checkpoint,
     Checkpointer,
     mark_as_loader,
@@ -104,11 +106,39 @@ class AtomicCheckpointer(Checkpointer):
         sb.utils.distributed.ddp_barrier()
         return checkpoint
 
+    def list_checkpoints(self):
+        """SpeechBrain's list; an unreadable, empty or malformed ``CKPT.yaml`` is a :class:`CheckpointError`.
+
+        Example
+        -------
+        >>> import tempfile, torch
+        >>> checkpointer = AtomicCheckpointer(tempfile.mkdtemp(), {"layer": torch.nn.Linear(2, 2)})
+        >>> ckpt = checkpointer.save_checkpoint(meta={"macro_f1": 0.5})
+        >>> _ = (ckpt.path / "CKPT.yaml").write_text("")
+        >>> checkpointer.find_checkpoint()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ser.io.checkpoints.CheckpointError: .../CKPT.yaml: empty or not a mapping of checkpoint facts; ...
+        """
+        checkpoints = []
+        for folder in self._list_checkpoint_dirs():
+            meta_file = folder / METAFNAME
+            advice = f"restore it, or delete {folder} to fall back on an earlier checkpoint"
+            try:
+                (checkpoint,) = self._construct_checkpoint_objects([folder])
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+                reason = " ".join(str(error).split())[:160]
+                raise CheckpointError(f"{meta_file}: unreadable ({reason}); {advice}") from None
+            if not isinstance(checkpoint.meta, dict):
+                raise CheckpointError(f"{meta_file}: empty or not a mapping of checkpoint facts; {advice}")
+            checkpoints.append(checkpoint)
+        return checkpoints
+
     def load_checkpoint(self, checkpoint):
         """Load ``checkpoint``; a damaged file is a :class:`CheckpointError` naming its folder."""
         try:
             super().load_checkpoint(checkpoint)
-        except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as error:
+        except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, KeyError) as error:
             raise CheckpointError(
                 f"{checkpoint.path}: cannot load this checkpoint ({error}); it is damaged (a copy cut "
                 "short?): restore it, or delete the folder to fall back on an earlier checkpoint"

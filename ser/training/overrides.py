@@ -88,7 +88,7 @@ _RANGES = (
      lambda v: v >= 1, "at least 1"),
     (lambda key: key == "num_workers" or key.startswith("ckpt_interval"), lambda v: v >= 0, "0 or more"),
     (lambda key: key.startswith("lr_") or key == "lr" or key.endswith("duration"),
-     lambda v: 0 < v < float("inf"), "above 0"),
+     lambda v: 0 < v < float("inf"), "a finite number above 0"),
     (lambda key: key.endswith("threshold") or key.endswith("factor") or key.startswith("jeffreys_"),
      lambda v: 0 <= v <= 1, "between 0 and 1"),
 )
