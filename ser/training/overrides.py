@@ -255,10 +255,11 @@ def merge_overrides(hparams_file, profile=None, cli_overrides=""):
     profile : str, optional
         A profile YAML; its values that the system defines are applied.
     cli_overrides : str or dict
-        Overrides from the command line. They win over the profile; one that
-        names a key of the profile only (e.g. ``tiny_models_folder``) is
-        applied to the profile itself. They are checked by :func:`check_overrides`
-        (unknown key or wrong type: :class:`OverrideError`).
+        Overrides from the command line. They win over the profile: one that
+        names a key of the profile replaces it before the profile is evaluated
+        (so ``--tiny_models_folder`` moves what the profile builds, and a model the
+        profile would build for an overridden key is not built). They are checked
+        by :func:`check_overrides` (unknown key or wrong type: :class:`OverrideError`).
 
     Returns
     -------
@@ -277,6 +278,9 @@ def merge_overrides(hparams_file, profile=None, cli_overrides=""):
     epochs: 5
     lr: 0.1
     <BLANKLINE>
+    >>> _ = open(profile, "w").write("lr: !apply:builtins.open [/no/such/model]\n")
+    >>> merge_overrides(system, profile, {"lr": 0.5})  # the profile's lr is never evaluated
+    'lr: 0.5\n'
     """
     with open(hparams_file) as stream:
         system_keys = top_level_keys(stream.read())
@@ -288,10 +292,12 @@ def merge_overrides(hparams_file, profile=None, cli_overrides=""):
     if profile:
         with open(profile) as stream:
             profile_text = stream.read()
-        profile_keys = top_level_keys(profile_text) - system_keys
-        profile_only = {key: value for key, value in cli.items() if key in profile_keys}
-        cli = {key: value for key, value in cli.items() if key not in profile_only}
-        values = load_hyperpyyaml(profile_text, overrides=profile_only or None)
+        in_profile = top_level_keys(profile_text)
+        # Every override the profile holds replaces its value before the profile is evaluated:
+        # what the profile would build for that key (a converted model) is then not built.
+        given = {key: value for key, value in cli.items() if key in in_profile}
+        cli = {key: value for key, value in cli.items() if key not in in_profile - system_keys}
+        values = load_hyperpyyaml(profile_text, overrides=given or None)
         merged.update({key: _plain(value) for key, value in values.items() if key in system_keys})
     merged.update(cli)
     return yaml.safe_dump(merged, sort_keys=True) if merged else ""
