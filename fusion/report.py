@@ -25,8 +25,10 @@ from fusion.plots import plot_confusion_matrix, plot_f1_per_class
 from ser.calibration import plot_reliability_diagram
 from ser.io.atomic import atomic_write
 from ser.io.json_files import read_json
+from ser.io.system_folder import HPARAMS_FILE
 from ser.metrics import format_f1_table
 from ser.training.curves import plot_training_curves
+from ser.training.overrides import plain_values
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +285,12 @@ def write_report(fusion_dir):
         train_log = Path(system["folder"]) / "train_log.txt"
         if train_log.is_file():
             relative = f"training_curves/{system['name'].lower().replace(' ', '_')}.png"
-            if plot_training_curves(train_log, fusion_dir / relative, f"{system['name']}: training curves"):
+            hparams = Path(system["folder"]) / HPARAMS_FILE
+            # A run that scored each epoch on part of dev says so on its curve.
+            own = plain_values(hparams.read_text(encoding="utf-8")) if hparams.is_file() else {}
+            subset = own.get("epoch_dev_turns")
+            if plot_training_curves(train_log, fusion_dir / relative, f"{system['name']}: training curves",
+                                    epoch_dev_turns=subset if isinstance(subset, int) else None):
                 curves[system["name"]] = relative
     with atomic_write(paths["report"]) as stream:
         stream.write(render_report(metrics, curves))

@@ -52,7 +52,8 @@ from ser.cli import ArgumentParser, exit_with, non_negative_int, positive_int
 from ser.console import chatter_to_log
 from ser.io.json_files import read_json
 from ser.io.system_folder import HPARAMS_FILE
-from ser.training.overrides import plain_values
+from ser.nn.tiny_models import TINY_HIDDEN_SIZE
+from ser.training.overrides import plain_values, top_level_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "hparams" / "profiles" / "demo.yaml"
@@ -162,6 +163,21 @@ def _train_command(corpus, results, yaml, extra_args):
 TEXT_SYSTEM_EPOCHS = 4
 
 
+def text_system_speech_branch(yaml, models_folder):
+    """Overrides that give the systems reading transcripts the tiny random-init WavLM as speech branch.
+
+    The profile's speech encoder (Whisper tiny.en's, 4.6x a tiny-WavLM training step) made D, E
+    and task2_d cost 1.8-2.7x their time with the tiny WavLM (bench/speedup.sh, 2026-12-04: D 152
+    vs 82 s, E 215 vs 80 s, task2_d 178 vs 99 s), the whole demo 1.37x. Their MiniLM text branch
+    carries them either way, so they keep the speech branch (and its settings: CNN trained, rate
+    5e-4) the demo gave them before; the speech-only systems A, B, C get the pretrained encoder.
+    """
+    overrides = {"wavlm_hub": Path(models_folder) / "wavlm", "speech_dim": TINY_HIDDEN_SIZE,
+                 "freeze_feature_extractor": False, "lr_speech": 0.0005}
+    defined = top_level_keys(Path(yaml).read_text())  # another folder's system may lack some
+    return [f"--{key}={value}" for key, value in overrides.items() if key in defined]
+
+
 def uses_transcripts(yaml):
     """Whether a system YAML reads Whisper transcripts (it names a ``whisper_model``)."""
     return re.search(r"^whisper_model:", Path(yaml).read_text(), re.M) is not None
@@ -244,6 +260,8 @@ def train_systems(corpus, results, systems, attribute_systems=None, extra_args=(
             folder = folders[name] = results / name / str(SEED)
             reads_text = uses_transcripts(yaml)
             epochs = [f"--number_of_epochs={TEXT_SYSTEM_EPOCHS}"] if reads_text and not epochs_given else []
+            if reads_text:
+                epochs += text_system_speech_branch(yaml, results / "models")
             log = stage_log(results, f"4_{name}")
 
             def on_success(seconds, name=name, folder=folder, log=log, report=report):

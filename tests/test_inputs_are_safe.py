@@ -71,6 +71,15 @@ def test_export_inside_a_run_folder_is_refused(training):
     assert not (run_dir / "package").exists()
 
 
+def test_export_under_a_file_names_it_before_any_work(training, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    done = export(training / "system_a" / "1993", "--out", a_file / "package")
+    assert done.returncode == 1  # an output that cannot be written (ser/cli.py)
+    assert_one_line_error(done, f"{a_file}: is a file, not a folder")
+    assert a_file.read_text() == "not a folder"
+
+
 def test_overwrite_replaces_only_a_package(training, tmp_path):
     mine = tmp_path / "my_files"
     mine.mkdir()

@@ -67,7 +67,7 @@ from ser.inference.package import (
     fingerprint_package_files,
 )
 from ser.io import SAMPLE_RATE
-from ser.io.atomic import write_json_atomic
+from ser.io.atomic import ensure_writable_folder, write_json_atomic
 from ser.io.json_files import read_json
 from ser.io.model_source import resolve_model_source
 from ser.io.safe_paths import refuse_output_over_inputs
@@ -374,7 +374,7 @@ def export_package(system_dirs, out, fusion_dir=None, whisper_by_name=False, ove
     attribute_labels, attribute_fusion = {}, None
     if attribute_fusion_dir is not None:
         attribute_labels, attribute_fusion = _attribute_fusion_labels(attribute_fusion_dir, folders)
-    out.absolute().parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable_folder(out.absolute().parent)  # a file on the way is named, not "File exists"
     # A fresh staging folder of its own (never an existing one, which might be the user's).
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.absolute().parent))
     roots = [f.parent.parent for f in folders] + [Path(d) for d in (fusion_dir, attribute_fusion_dir) if d]

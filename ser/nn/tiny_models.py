@@ -48,8 +48,11 @@ STAMP_NAME = "tiny_model_stamp.json"
 _CONV_KERNEL = (10, 3, 3, 3, 3, 2, 2)
 _CONV_STRIDE = (5, 2, 2, 2, 2, 2, 2)
 
+#: Width of the tiny speech and text models (a profile gives it as ``speech_dim``/``hubert_dim``).
+TINY_HIDDEN_SIZE = 64
+
 _SPEECH_OPTIONS = {
-    "hidden_size": 64,
+    "hidden_size": TINY_HIDDEN_SIZE,
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "intermediate_size": 128,
@@ -68,7 +71,7 @@ _SPEECH_OPTIONS = {
 }
 
 _ROBERTA_OPTIONS = {
-    "hidden_size": 64,
+    "hidden_size": TINY_HIDDEN_SIZE,
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "intermediate_size": 128,

@@ -61,8 +61,11 @@ def read_train_log(path):
     return {key: [values.get(key) for values in ordered] for key in keys}
 
 
-def plot_training_curves(train_log, path, title=""):
+def plot_training_curves(train_log, path, title="", epoch_dev_turns=None):
     """Draw losses, dev scores and learning rates per epoch of ``train_log`` into a PNG.
+
+    ``epoch_dev_turns``: the run scored each epoch on that many dev turns (its YAML's
+    ``epoch_dev_turns``), said in the dev panel's title; None: on all of dev.
 
     Returns
     -------
@@ -98,7 +101,7 @@ def plot_training_curves(train_log, path, title=""):
     for key, style in (("valid macro_f1", "-o"), ("valid accuracy", "--s")):
         if key in curves:
             scores.plot(epochs, curves[key], style, label=key.replace("valid ", "dev "))
-    scores.set_title("dev scores")
+    scores.set_title(f"dev scores ({epoch_dev_turns} dev turns)" if epoch_dev_turns else "dev scores")
     scores.set_ylim(0, 1)
     for key in (k for k in curves if k.startswith("lr")):
         rates.plot(epochs, curves[key], "-o", label=key)
