@@ -164,7 +164,7 @@ def load_system(system, work, models, args):
                                         ("text_hub", "roberta", "text_dim", 768)):
             if f"\n{key}:" in text:
                 overrides.update({key: str(models[name]), dim_key: dim})
-        overrides.update(without_bundled_models(text, models["wavlm"]))
+        overrides.update(without_bundled_models(text, models["wavlm"], models["roberta"]))
     return load_hyperpyyaml(text, merge_overrides(str(yaml_path), str(PROFILE), overrides))
 
 

