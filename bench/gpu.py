@@ -85,7 +85,9 @@ LOG = {"file": None}  # the run's log file: the scripts' stderr (library message
 
 def run(command, stdout=None):
     """Run a Python script of the repository: its stdout (the figures) to ours, its stderr to the log."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # The repository first, then what the caller had on the path (packages installed beside the image).
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with open(LOG["file"], "a") as log:
         log.write(f"\n$ python {' '.join(map(str, command))}\n")
         log.flush()
