@@ -284,7 +284,7 @@ def analyse(recognizer, upload=None, recording=None, limits=None, segment="vad",
             for first in range(0, len(segments), ROWS_PER_STEP):
                 report(0.35 + 0.65 * first / len(segments), desc=f"timeline {first}/{len(segments)}")
                 step = segments[first : first + ROWS_PER_STEP]
-                analysis.timeline += recognizer.classify_segments(wav, step)
+                analysis.timeline += recognizer.classify_segments(wav, step, sample_rate=SAMPLE_RATE)
         report(1.0, desc="done")
         return analysis
     except (UserInputError, ValueError) as error:

@@ -365,7 +365,7 @@ class EmotionRecognizer:
         if segment == "vad":
             from ser.inference.vad import speech_segments
 
-            return self.classify_segments(wav, speech_segments(wav, vad))
+            return self.classify_segments(wav, speech_segments(wav, vad), sample_rate=SAMPLE_RATE)
         size, step = max(1, round(window * SAMPLE_RATE)), max(1, round(hop * SAMPLE_RATE))
         starts = timeline_starts(len(wav), size, step)
         pieces = [wav[start : start + size] for start in starts]
@@ -389,10 +389,11 @@ class EmotionRecognizer:
         Parameters
         ----------
         audio : str, Path, array-like or torch.Tensor
-            A file, or a waveform (16 kHz unless ``sample_rate`` says otherwise).
+            A file, or a waveform (then give ``sample_rate``).
         segments : sequence of (float, float)
             Start and end seconds; an end past the audio is clipped to it.
         sample_rate : int, optional
+            The waveform's rate (required for a waveform; a file says its own).
 
         Raises
         ------
@@ -402,7 +403,7 @@ class EmotionRecognizer:
         if isinstance(audio, (str, Path)):
             wav = load_waveform(audio)
         elif sample_rate is None:
-            raise AudioError("classify_timeline: give sample_rate= with a waveform (a file says its own)")
+            raise AudioError("classify_segments: give sample_rate= with a waveform (a file says its own)")
         else:
             wav = as_mono_waveform(audio, sample_rate)
         bounds = []
