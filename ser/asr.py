@@ -504,10 +504,10 @@ def _load_failure(backend, model, error):
         reason = reason[:197] + "..."
     local = Path(str(model)).expanduser()
     if local.exists():
-        return f"{model}: not a {backend} model that loads ({type(error).__name__}: {reason})"
+        return f"{model}: not a model {backend} can load ({type(error).__name__}: {reason})"
     if os.sep in str(model) or str(model).endswith((".pt", ".bin")):
         return f"{model}: no such file or folder ({backend} model)"
     if "urlopen" in reason or "connect" in reason.lower() or "offline" in reason.lower():
-        return (f"{model}: a {backend} model name, but it is not cached here and cannot be downloaded "
-                f"(offline?); give a local model path ({reason})")
-    return f"{model}: not a {backend} model name or path ({reason})"
+        return (f"{model}: a model name for {backend}, but it is not cached here and cannot be "
+                f"downloaded (offline?); give a local model path ({reason})")
+    return f"{model}: not a model name or path for {backend} ({reason})"

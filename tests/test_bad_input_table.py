@@ -257,7 +257,7 @@ CASES = [
         ["-m", "data_prep.transcribe", "--data_folder", "{corpus}", "--out", "{tmp}/w",
          "--model", "large-v99"],
         2,
-        ["large-v99: not a faster-whisper model name or path"],
+        ["large-v99: not a model name or path for faster-whisper"],
     ),
     (
         "data_prep.transcribe",
