@@ -260,7 +260,7 @@ def write_report(fusion_dir):
 
     Example
     -------
-    >>> import tempfile
+    >>> import json, tempfile
     >>> from ser.metrics import classification_report
     >>> r = classification_report(list("AN"), list("AA"))
     >>> folder = Path(tempfile.mkdtemp())
