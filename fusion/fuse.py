@@ -60,6 +60,7 @@ from ser.calibration import (
     scaled_softmax,
 )
 from ser.cli import ArgumentParser, positive_float, positive_int, run_command
+from ser.console import progress_wanted
 from ser.fusion_model import MODEL_FILE, MODEL_INFO_FILE
 from ser.io.atomic import atomic_write, ensure_writable_folder, write_json_atomic
 from ser.io.posteriors import write_posteriors
@@ -77,7 +78,8 @@ def _cross_validated_scores(features, labels, speakers, systems, folds, seed, gr
     """Out-of-fold decision values of dev, fold by fold (``folds``: :func:`speaker_folds`)."""
     scores = np.full((len(labels), len(classes)), -np.inf)
     per_fold = []
-    for index, (train, test) in enumerate(tqdm(folds, desc="fusion CV folds")):
+    # A bar only on a terminal: piped to a file it would be escape codes in the log.
+    for index, (train, test) in enumerate(tqdm(folds, desc="fusion CV folds", disable=not progress_wanted())):
         model = fit_fusion_model(features[train], labels[train], speakers[train], systems, seed=seed,
                                  classes=classes, **grid)
         scores[test] = model.decision_scores(features[test])
