@@ -150,6 +150,33 @@ def audio_flag(waveform):
     return None
 
 
+#: Most padding a batch may hold, as a fraction of its shortest window: a batch of a 1.5 s and a
+#: 6 s clip computes 12 s for 7.5 s of audio, and on a CPU a real-size encoder gains nothing from
+#: batching to pay that back (bench/rtf.py: batches of mixed lengths ran at half the speed of one
+#: clip per pass); small models still gain from batches of similar lengths.
+MAX_PADDING = 0.25
+
+
+def length_batches(lengths, batch_size, max_padding=MAX_PADDING):
+    """``(first, last)`` slices of length-sorted items: at most ``batch_size`` each, and none whose
+    longest item exceeds its shortest by more than ``max_padding`` (a fraction).
+
+    Example
+    -------
+    >>> length_batches([10, 11, 12, 20, 21, 60], batch_size=2)
+    [(0, 2), (2, 3), (3, 5), (5, 6)]
+    >>> length_batches([10, 11, 12, 13], batch_size=8)  # 13 > 1.25 x 10
+    [(0, 3), (3, 4)]
+    """
+    bounds, first = [], 0
+    for index in range(1, len(lengths) + 1):
+        if index == len(lengths) or index - first == batch_size or \
+                lengths[index] > (1 + max_padding) * lengths[first]:
+            bounds.append((first, index))
+            first = index
+    return bounds
+
+
 class EmotionRecognizer:
     """Classify audio files with one or more trained sub-systems, optionally fused.
 
@@ -505,8 +532,8 @@ class EmotionRecognizer:
                 "attributes": torch.zeros(len(wavs), len(system.targets.attributes), dtype=torch.float64)}
         counts = torch.zeros(len(wavs), dtype=torch.float64)
         pooled = [[] for _ in wavs]
-        for start in range(0, len(items), self.batch_size):
-            batch = items[start : start + self.batch_size]
+        for first, last in length_batches([len(window) for _, _, window in items], self.batch_size):
+            batch = items[first:last]
             rows = torch.tensor([row for row, _, _ in batch])
             lengths = torch.tensor([len(window) for _, _, window in batch], dtype=torch.float32)
             padded = torch.nn.utils.rnn.pad_sequence([w for _, _, w in batch], batch_first=True)
