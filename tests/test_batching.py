@@ -1,6 +1,5 @@
 """Batching (``ser.training.batching``: bucketed, duration, random), its use by train.py, benches."""
 
-import socket
 import sys
 from pathlib import Path
 
@@ -21,12 +20,6 @@ from tests.conftest import run, train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_BATCH_S = 60.0
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def msp_like_dataset(n_turns=600, seed=0):
@@ -198,7 +191,7 @@ def test_ddp_with_duration_batching(mini_corpus, tiny_models, tmp_path):
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        f"--master_port={_free_port()}",
+        "--standalone",  # torchrun binds a free port itself: no race for one picked here
     ]
     extra = ["--debug", "--distributed_backend=gloo", "--batching=duration", "--max_batch_duration=6.0"]
     command = train_command("a", mini_corpus, tmp_path, tiny_models, *extra)

@@ -5,7 +5,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -120,15 +119,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(mini_corpus, tiny_models, t
     assert (tmp_path / "system_a" / "1993" / "posteriors" / "test.csv").is_file()
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_ddp_two_processes_on_cpu(mini_corpus, tiny_models, tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                f"--master_port={_free_port()}"]
+                "--standalone"]  # torchrun binds a free port itself: no race for one picked here
     command = train_command("a", mini_corpus, tmp_path, tiny_models, "--debug", "--distributed_backend=gloo")
     done = run(torchrun + command[1:])
     assert (tmp_path / "system_a" / "1993" / "posteriors" / "valid.csv").is_file(), done.stderr[-2000:]
