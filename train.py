@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 import speechbrain as sb
+import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from data_prep.system_prep import prepare_system_data
@@ -151,6 +152,11 @@ def main(argv):
         # Each target's class order (Task 2 attributes: their column order).
         declared = {"classes": list(targets.classes), "attributes": list(targets.attributes)}
         write_identity(output, Path(hparams_file).stem, declared, brain.evaluated_checkpoint.path)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Every process reaches here together; a gloo group left to the interpreter's exit can
+        # abort a process in its C++ teardown ("terminate called without an active exception").
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def _set_auto_class_weights(hparams, train_manifest, targets):
