@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,10 @@ from recipes.systems import find_systems
 # Nothing is ever fetched from a model hub: tests use local models only.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Remembered fingerprints (ser.io.fingerprints) go to a file of this run, not the home folder.
+os.environ.setdefault(
+    "SER_FINGERPRINT_CACHE", os.path.join(tempfile.gettempdir(), f"msp-ser-fingerprints-{os.getpid()}.json")
+)
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from ser.emotions import EMOTION_NAMES
 from ser.fusion_model import FusionFolderError, load_attribute_fusion
 from ser.inference.loading import OrderedFusion, load_checked_fusion, load_packaged, load_system
-from ser.inference.package import read_manifest, resolve_package
+from ser.inference.package import files_checked_meanwhile, resolve_package
 from ser.inference.timeline import timeline_starts, window_starts
 from ser.io.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, as_mono_waveform, load_waveform, path_problem
 from ser.io.system_folder import display_name, folder_system_name, short_names
@@ -280,10 +280,10 @@ class EmotionRecognizer:
             Hugging Face cache folder for Hub ids.
         """
         folder = resolve_package(source, cache_dir)
-        manifest = read_manifest(folder)
-        systems = [load_packaged(folder, entry, device) for entry in manifest["systems"]]
-        transcribers = {settings: settings.load(device)
-                        for settings in dict.fromkeys(s.whisper for s in systems if s.whisper)}
+        with files_checked_meanwhile(folder) as manifest:
+            systems = [load_packaged(folder, entry, device) for entry in manifest["systems"]]
+            transcribers = {settings: settings.load(device)
+                            for settings in dict.fromkeys(s.whisper for s in systems if s.whisper)}
         fusion = None
         if manifest.get("fusion"):
             # The fusion takes exactly the systems it recorded (identities), as from folders.

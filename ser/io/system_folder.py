@@ -31,13 +31,13 @@ folder is. ``targets`` maps each kind of target to its order (``classes``, ``att
 another kind of target fits beside them.
 """
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ser.errors import UserInputError
 from ser.io.atomic import write_json_atomic
+from ser.io.fingerprints import fingerprint_file
 
 IDENTITY_FILE = "system.json"
 HPARAMS_FILE = "hyperparams.yaml"
@@ -175,24 +175,6 @@ def display_name(name):
     """
     prefix = "system_"
     return f"Sub-System {name[len(prefix):].upper()}" if name.startswith(prefix) and name != prefix else name
-
-
-def fingerprint_file(path, chunk=1 << 22):
-    """``sha256:<hex>`` of a file's bytes (read in chunks: checkpoints can be gigabytes).
-
-    Example
-    -------
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "model.ckpt")
-    >>> _ = open(path, "wb").write(b"weights")
-    >>> fingerprint_file(path)[:15]
-    'sha256:9a129038'
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while block := stream.read(chunk):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
 
 
 def write_identity(folder, name, targets, checkpoint_dir, hparams=HPARAMS_FILE):

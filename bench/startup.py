@@ -1,0 +1,106 @@
+"""Start-up of an exported package against the time of classifying one clip, in fresh processes.
+
+Each run is a new Python process, as ``python -m ser.predict --model PKG`` is, and times in turn:
+
+- *import torch*, then *import ser* (:mod:`ser.inference.recognizer`);
+- *import model code*: the modules the package's networks are built from (transformers' model
+  classes, SpeechBrain's wrappers), which any program running these networks imports;
+- *load*: :meth:`~ser.inference.recognizer.EmotionRecognizer.from_pretrained`, the package's own
+  start-up (networks built, weights loaded, every file's fingerprint checked);
+- *first clip* and *next clip*: ``classify_batch`` on one clip of ``--seconds`` of noise.
+
+Loads are measured with the fingerprints hashed (``SER_FINGERPRINT_CACHE=off``, as on a package's
+first load) and remembered (every later load of an unchanged package; :mod:`ser.io.fingerprints`),
+alternating, and the median of ``--repeats`` runs of each is printed with its
+ratio to the next clip's time.
+
+Usage::
+
+    python bench/startup.py --model PKG [--seconds 3] [--repeats 3]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("import torch", "import ser", "import model code", "load", "first clip", "next clip")
+
+
+def measure(model, seconds):
+    """One process's figures: seconds per stage (printed as JSON by ``--one``)."""
+    times, began = {}, time.perf_counter()
+
+    def lap(stage):
+        nonlocal began
+        now = time.perf_counter()
+        times[stage], began = now - began, now
+
+    import torch
+
+    lap("import torch")
+    from ser.inference.recognizer import EmotionRecognizer
+
+    lap("import ser")
+    import ser.nn.encoders  # noqa: F401  the modules every package's YAML names
+    import ser.nn.model  # noqa: F401
+    import ser.nn.pooling  # noqa: F401
+
+    lap("import model code")
+    recognizer = EmotionRecognizer.from_pretrained(model)
+    lap("load")
+    clip = torch.randn(int(seconds * 16000)).mul_(0.1)
+    recognizer.classify_batch(clip, sample_rate=16000)
+    lap("first clip")
+    recognizer.classify_batch(clip, sample_rate=16000)
+    lap("next clip")
+    return times
+
+
+def run_child(model, seconds, memory):
+    env = {**os.environ, "SER_FINGERPRINT_CACHE": memory, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, __file__, "--model", str(model), "--seconds", str(seconds), "--one"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"bench/startup.py: the measuring process failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="package folder (python -m ser.export)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of the clip classified")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print("RESULT " + json.dumps(measure(args.model, args.seconds)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        memory = str(Path(tmp) / "fingerprints.json")
+        run_child(args.model, args.seconds, memory)  # fills the memory (and the page cache)
+        runs = {"hashed": [], "remembered": []}
+        for _ in range(args.repeats):
+            runs["hashed"].append(run_child(args.model, args.seconds, "off"))
+            runs["remembered"].append(run_child(args.model, args.seconds, memory))
+    median = {kind: {stage: statistics.median(r[stage] for r in rows) for stage in STAGES}
+              for kind, rows in runs.items()}
+    clip = statistics.median(r["next clip"] for rows in runs.values() for r in rows)
+    print(f"{args.model}: median of {args.repeats} fresh processes each; one {args.seconds:g} s clip "
+          f"classifies in {clip:.2f} s")
+    print("| stage | fingerprints hashed, s | remembered, s | remembered / one clip |")
+    print("|---|---:|---:|---:|")
+    for stage in STAGES:
+        hashed, remembered = median["hashed"][stage], median["remembered"][stage]
+        print(f"| {stage} | {hashed:.2f} | {remembered:.2f} | {remembered / clip:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
