@@ -235,6 +235,9 @@ def print_tables(rows, args, exports):
               f"{r['load_s']:.1f} | {_fmt(r['rtf_batch1'])} | {_fmt(r['rtf_batched'])} | "
               f"{_fmt(speedup, 2)}x | {_fmt(versus, 2)}x | {r['peak_rss_gb']:.2f}{gpu} |")
     whisper = [r for r in rows if r["runtime"] == "ctranslate2"]
+    if set(ENSEMBLE) - {r["system"] for r in rows}:
+        print(f"\n(The ensemble's table needs systems {' '.join(sorted(ENSEMBLE))}: --systems a c d.)")
+        return
     print("\nEnsemble A-E + fusion (2 A + C + 2 D + one Whisper tiny.en; B = A, E = D), batched:")
     print("| runtime | threads | RTF networks | RTF with Whisper | 1 h of audio | peak RSS GB, all loaded "
           "(estimate: sum of the systems' peaks) |")
