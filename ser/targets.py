@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import torch
 
 from ser.errors import UserInputError
-from ser.metrics import attribute_report, classification_report
 
 #: Task 2 attribute names, as in ``labels_consensus.csv``.
 ATTRIBUTES = ("EmoAct", "EmoVal", "EmoDom")
@@ -130,6 +129,10 @@ class Targets:
         (dict or None, dict or None)
             :func:`ser.metrics.classification_report` and :func:`ser.metrics.attribute_report`.
         """
+        # Here, not at the top: scikit-learn (and its scipy and pandas, 1 s) is for scoring, so
+        # classifying with a package that has no fusion never imports it.
+        from ser.metrics import attribute_report, classification_report
+
         class_report = attribute_scores = None
         if self.classes:
             labels = collected["labels"]

@@ -20,7 +20,6 @@ from ser.emotions import EMOTIONS
 from ser.fusion_model import load_fusion, load_fusion_identities
 from ser.inference.package import load_packaged_system
 from ser.io.audio import SAMPLE_RATE
-from ser.io.checkpoints import AtomicCheckpointer, dev_score_rank
 from ser.io.system_folder import (
     CHECKPOINTS_DIR,
     HPARAMS_FILE,
@@ -95,6 +94,10 @@ def load_system(folder, name=None, device="cpu"):
     yaml_path = folder / HPARAMS_FILE
     if not yaml_path.is_file():
         raise SystemFolderError(f"{folder}: no hyperparams.yaml (not a system folder written by train.py)")
+    # Here, not at the top: SpeechBrain's checkpointer (and its import of SpeechBrain, 0.6 s) is for
+    # train.py folders only, so a program loading an ONNX package never imports it.
+    from ser.io.checkpoints import AtomicCheckpointer, dev_score_rank
+
     identity = read_identity(folder, required=False)
     with open(yaml_path, encoding="utf-8") as stream:
         hparams = load_hyperpyyaml(stream, _TRAINING_ONLY)
