@@ -3,8 +3,9 @@
 Each run is a new Python process, as ``python -m ser.predict --model PKG`` is, and times in turn:
 
 - *import torch*, then *import ser* (:mod:`ser.inference.recognizer`);
-- *import model code*: the modules the package's networks are built from (transformers' model
-  classes, SpeechBrain's wrappers), which any program running these networks imports;
+- *import model code*: what the package's runtime needs: the modules its PyTorch networks are
+  built from (transformers' model classes, SpeechBrain's wrappers), or onnxruntime, which any
+  program running these networks imports;
 - *load*: :meth:`~ser.inference.recognizer.EmotionRecognizer.from_pretrained`, the package's own
   start-up (networks built, weights loaded, every file's fingerprint checked);
 - *first clip* and *next clip*: ``classify_batch`` on one clip of ``--seconds`` of noise.
@@ -48,10 +49,7 @@ def measure(model, seconds):
     from ser.inference.recognizer import EmotionRecognizer
 
     lap("import ser")
-    import ser.nn.encoders  # noqa: F401  the modules every package's YAML names
-    import ser.nn.model  # noqa: F401
-    import ser.nn.pooling  # noqa: F401
-
+    import_model_code(model)
     lap("import model code")
     recognizer = EmotionRecognizer.from_pretrained(model)
     lap("load")
@@ -61,6 +59,19 @@ def measure(model, seconds):
     recognizer.classify_batch(clip, sample_rate=16000)
     lap("next clip")
     return times
+
+
+def import_model_code(model):
+    """Import what the package's runtimes run: PyTorch networks' modules, or onnxruntime."""
+    import importlib
+
+    manifest = json.loads((Path(model) / "ser_package.json").read_text(encoding="utf-8"))
+    runtimes = {entry.get("runtime", "pytorch") for entry in manifest["systems"]}
+    modules = ["ser.inference.onnx_runtime", "onnxruntime"] if runtimes - {"pytorch"} else []
+    if "pytorch" in runtimes:  # the modules a packaged system's YAML names
+        modules += ["ser.nn.encoders", "ser.nn.model", "ser.nn.pooling"]
+    for module in modules:
+        importlib.import_module(module)
 
 
 def run_child(model, seconds, memory):
