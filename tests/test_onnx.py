@@ -219,3 +219,24 @@ def test_onnx_runtime_without_its_graphs_is_one_clear_error(demo_package, tmp_pa
     (package / "ser_package.json").write_text(json.dumps(manifest))
     with pytest.raises(PackageError, match=r"onnx/graphs.json: missing, but the manifest says runtime onnx"):
         EmotionRecognizer.from_pretrained(package)
+
+
+def test_graphs_are_saved_optimized_and_a_graph_onnxruntime_cannot_load_is_named(exported, tmp_path):
+    """The branches' graphs hold onnxruntime's portable fusions; one it cannot read is one line."""
+    import shutil
+
+    import onnx
+
+    from ser.inference.package import PackageError
+
+    _, spec, model = exported
+    assert spec["optimized_by"].startswith("onnxruntime ")
+    folder = tmp_path / "graphs"
+    shutil.copytree(model.folder, folder)
+    graph = onnx.load(str(folder / spec["speech"][0]["graph"]))
+    # Saved after the fusions: onnxruntime's fused operators (GELU, fused and quantized MatMul).
+    assert any(node.domain == "com.microsoft" for node in graph.graph.node)
+    (folder / spec["speech"][0]["graph"]).write_bytes(b"not a graph")
+    expected = r"speech_0.onnx: onnxruntime .* cannot load this graph .*written by onnxruntime .*, or export"
+    with pytest.raises(PackageError, match=expected):
+        OnnxEmotionModel(folder)

@@ -19,18 +19,27 @@ import torch
 __all__ = ["OnnxEmotionModel", "load_onnx_system"]
 
 
-def _session(path, threads):
+def _session(path, threads, written_by=None):
+    from ser.inference.package import PackageError
+
     try:
         import onnxruntime
     except ImportError:
-        from ser.inference.package import PackageError
-
         raise PackageError(f"{path}: an ONNX graph needs onnxruntime: pip install 'msp-ser[onnx]'") from None
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # The graphs hold the portable optimizations already; "all" adds those tuned to this CPU.
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # noqa: BLE001 - onnxruntime's errors share no base class
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        made = ""
+        if written_by:
+            made = f"; it was written by {written_by}: install that onnxruntime or a newer one"
+        raise PackageError(f"{path}: onnxruntime {onnxruntime.__version__} cannot load this graph "
+                           f"({first_line}){made}, or export the package again") from None
 
 
 class OnnxEmotionModel(torch.nn.Module):
@@ -50,9 +59,11 @@ class OnnxEmotionModel(torch.nn.Module):
     def __init__(self, folder, pytorch_model=None, threads=None):
         super().__init__()
         folder = Path(folder)
+        self.folder = folder
         self.spec = json.loads((folder / "graphs.json").read_text(encoding="utf-8"))
         self.runtime = self.spec["runtime"]
         threads = int(threads or torch.get_num_threads())
+        written_by = self.spec.get("optimized_by")
         # Sessions are plain attributes (not modules); the PyTorch branches kept are submodules.
         self._speech, self._text = [], []
         self.pytorch_branches = torch.nn.ModuleList()
@@ -75,12 +86,11 @@ class OnnxEmotionModel(torch.nn.Module):
                     from transformers import AutoTokenizer
 
                     tokenizer = AutoTokenizer.from_pretrained(folder.parent / row["tokenizer"])
-                    kept.append(
-                        ("onnx", (_session(folder / row["graph"], threads), tokenizer, row["max_length"]))
-                    )
+                    session = _session(folder / row["graph"], threads, written_by)
+                    kept.append(("onnx", (session, tokenizer, row["max_length"])))
                 else:
-                    kept.append(("onnx", _session(folder / row["graph"], threads)))
-        self._head = _session(folder / self.spec["head"]["graph"], threads)
+                    kept.append(("onnx", _session(folder / row["graph"], threads, written_by)))
+        self._head = _session(folder / self.spec["head"]["graph"], threads, written_by)
         self._head_outputs = list(self.spec["head"]["outputs"])
 
     @property
