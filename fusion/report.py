@@ -14,7 +14,6 @@ Usage::
     python -m fusion.report --fusion results/fusion
 """
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import pandas as pd
 from data_prep.consensus import class_count_table
 from fusion.plots import plot_confusion_matrix, plot_f1_per_class
 from ser.calibration import plot_reliability_diagram
+from ser.cli import ArgumentParser, exit_with
+from ser.fusion_model import FusionFolderError
 from ser.io.atomic import atomic_write
 from ser.io.json_files import read_json
 from ser.io.system_folder import HPARAMS_FILE
@@ -273,7 +274,7 @@ def write_report(fusion_dir):
     fusion_dir = Path(fusion_dir)
     metrics_path = fusion_dir / METRICS_FILE
     if not metrics_path.is_file():
-        raise FileNotFoundError(f"{metrics_path}: missing (run python -m fusion.fuse first)")
+        raise FusionFolderError(f"{metrics_path}: missing (run python -m fusion.fuse first)")
     metrics = read_json(metrics_path)
     paths = {
         "report": fusion_dir / "report.md",
@@ -312,7 +313,7 @@ def write_report(fusion_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Write the fusion report (Table 1, Figure 4).")
+    parser = ArgumentParser(prog="fusion.report", description="Write the fusion report (Table 1, Figure 4).")
     parser.add_argument("--fusion", required=True, help="fusion output folder (holds fusion_metrics.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -323,4 +324,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    exit_with("fusion.report", main, interrupted="each file is written whole or not at all; run the same "
+              "command again to write the report")

@@ -491,6 +491,15 @@ def load_backend(name, model, options=None, device="auto", compute_type=None):
         return OpenAIWhisperBackend(model, options, device=device)
     except (OSError, ValueError, RuntimeError, KeyError, EOFError) as error:
         raise WhisperModelError(_load_failure(name, model, error)) from None
+    except Exception as error:
+        # The tokenizers library raises a bare Exception for a damaged tokenizer.json (the one
+        # file of a faster-whisper folder it reads); any other type is not a model's fault.
+        tokenizer = Path(str(model)).expanduser() / "tokenizer.json"
+        if type(error) is not Exception or not tokenizer.is_file():
+            raise
+        reason = " ".join(str(error).split())[:200]
+        raise WhisperModelError(f"{tokenizer}: not a tokenizer {name} can load ({reason}); damaged or cut "
+                                "short: restore the model folder") from None
 
 
 class WhisperModelError(UserInputError, RuntimeError):

@@ -22,6 +22,7 @@ before any work.
 """
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -63,15 +64,45 @@ def run_command(prog, main, argv=None, interrupted=DEFAULT_INTERRUPTED):
     >>> code, stderr.getvalue()
     (2, 'demo: error: data/x: no such corpus folder\\n')
     """
+    log_failures = []
     try:
-        code = main(argv)
+        with _log_files_that_fail(log_failures):
+            code = main(argv)
     except UserInputError as error:
         return _fail(prog, str(error), EXIT_BAD_INPUT)
     except OSError as error:
         return _fail(prog, describe_os_error(error), EXIT_PARTIAL)
     except KeyboardInterrupt:
         return _fail(prog, f"interrupted: {interrupted}", EXIT_INTERRUPTED)
+    if log_failures:  # the work is done, but its log file is not whole
+        return _fail(prog, describe_os_error(log_failures[0]), EXIT_PARTIAL)
     return EXIT_OK if code is None else int(code)
+
+
+@contextlib.contextmanager
+def _log_files_that_fail(failures):
+    """Collect the failed writes of ``logging`` file handlers (e.g. SpeechBrain's ``log.txt``).
+
+    ``logging`` prints a traceback per record it cannot write (a full disk fails every one). The
+    first failure is kept instead, with the handler's file named (a failed ``write`` names none),
+    and the command goes on: its own next write on that disk fails and says so, or the command
+    ends in that one line. A handler that handles its own errors keeps doing so.
+    """
+    original = logging.FileHandler.handleError
+
+    def handle_error(handler, record):
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            original(handler, record)
+        elif not failures:
+            filename = error.filename if error.filename is not None else handler.baseFilename
+            failures.append(OSError(error.errno, error.strerror, filename) if error.errno else error)
+
+    logging.FileHandler.handleError = handle_error
+    try:
+        yield
+    finally:
+        logging.FileHandler.handleError = original
 
 
 def _fail(prog, message, code):

@@ -75,6 +75,57 @@ def test_bad_input_gets_a_message(recognizer, bad_files, mini_corpus):
     assert good.error is None and good.label in EMOTIONS and not good.timeline
 
 
+def _damaged_copy(package, folder, relative, how):
+    """``package`` hard-linked into ``folder`` (no copy of its weights), then one file damaged.
+
+    A damaged file is written anew (never through its link, which the original shares).
+    """
+    import json
+    import shutil
+
+    from ser.inference.package import MANIFEST, fingerprint_package_files
+
+    shutil.copytree(package, folder, copy_function=os.link)
+    (path,) = folder.glob(relative)
+    data = path.read_bytes()
+    path.unlink()
+    if how != "remove":
+        path.write_bytes(data[: len(data) // 2])
+    if how == "truncate, fingerprints rewritten":
+        # As a package exported from a damaged model folder, or edited to pass the fingerprint check.
+        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest["files"] = fingerprint_package_files(folder)
+        (folder / MANIFEST).unlink()
+        (folder / MANIFEST).write_text(json.dumps(manifest))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("relative", "how"),
+    [
+        ("systems/system_a/model.safetensors", "truncate"),
+        ("whisper/*/model.bin", "truncate"),
+        ("whisper/*/tokenizer.json", "truncate"),
+        ("systems/system_d/transcriber.json", "remove"),
+        ("systems/system_a/model.safetensors", "truncate, fingerprints rewritten"),
+        ("whisper/*/tokenizer.json", "truncate, fingerprints rewritten"),
+    ],
+)
+def test_a_damaged_package_stops_the_app_at_start_up(demo_package, tmp_path, relative, how):
+    """``python -m ser.app`` exits with one line naming the damaged file (exit 2); it does not serve."""
+    pytest.importorskip("gradio")
+    damaged = _damaged_copy(demo_package[0], tmp_path / "package", relative, how)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "OMP_NUM_THREADS": THREADS}
+    # A server that started would still run at the timeout, and fail the test.
+    done = subprocess.run([sys.executable, "-m", "ser.app", "--model", str(tmp_path / "package"), "--port",
+                           str(_free_port())], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("ser.app: error:")]
+    assert len(errors) == 1 and str(damaged) in errors[0], done.stderr[-3000:]
+
+
 def _free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

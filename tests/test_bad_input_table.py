@@ -1,10 +1,11 @@
 """Every command against a table of bad inputs (issue 11): one line, a documented exit code.
 
 Each row runs a real command in a subprocess (``train.py``, ``python -m data_prep.*``,
-``fusion.fuse``, ``ser.predict``, ``recipes.demo``) and checks, through the one edge they share
-(:mod:`ser.cli`): the exit code (2 bad input, 1 a file that cannot be written), that one stderr
-line ``<command>: error: ...`` names the path or key, that no traceback is printed, and that every
-file that existed before (earlier outputs, the inputs) is byte-identical afterwards.
+``fusion.fuse``, ``fusion.report``, ``ser.predict``, ``ser.export``, ``recipes.demo``) and
+checks, through the one edge they share (:mod:`ser.cli`): the exit code (2 bad input, 1 a file
+that cannot be written), that one stderr line ``<command>: error: ...`` names the path or key,
+that no traceback is printed, and that every file that existed before (earlier outputs, the
+inputs) is byte-identical afterwards.
 
 A row is ``(command, case, arguments, exit code, fragments)``; arguments and fragments may name
 ``{corpus}``, ``{models}``, ``{tmp}``, ``{system}`` (a trained system A), ``{systems}`` (two
@@ -35,6 +36,8 @@ TRAIN = [
     "--debug",
 ]
 PREDICT = ["-m", "ser.predict", "{corpus}/Audios", "--systems", "{system}", "--no_progress"]
+#: ser.export to a fresh package folder; the systems follow.
+EXPORT = ["-m", "ser.export", "--out", "{tmp}/pkg"]
 
 CASES = [
     # ---- train.py: overrides checked for range as well as type, before anything is built ----
@@ -499,6 +502,54 @@ CASES = [
         2,
         ["{tmp}: no fusion model", "fusion_model.joblib"],
     ),
+    # ---- ser.export: every bad input is refused before anything is written to --out ----
+    ("ser.export", "missing system folder", [*EXPORT, "{tmp}/none"], 2,
+     ["{tmp}/none", "no such system folder"]),
+    ("ser.export", "a file as system folder", [*EXPORT, "{file}"], 2,
+     ["{file}: is a file, not a system folder"]),
+    ("ser.export", "not a system folder", [*EXPORT, "{corpus}/Audios"], 2,
+     ["{corpus}/Audios", "not a system folder written by train.py"]),
+    ("ser.export", "no checkpoint", [*EXPORT, "{system}"], 2, ["{system}/save: no checkpoint"]),
+    ("ser.export", "malformed CKPT.yaml", [*EXPORT, "{system}"], 2, ["CKPT.yaml: unreadable"]),
+    ("ser.export", "malformed hyperparams.yaml", [*EXPORT, "{system}"], 2,
+     ["{system}/hyperparams.yaml: not valid YAML"]),
+    ("ser.export", "corrupt metrics.json", [*EXPORT, "{system}"], 2,
+     ["{system}/metrics.json: not valid JSON"]),
+    ("ser.export", "truncated fusion model", [*EXPORT, "{system}", "--fusion", "{fusion}"], 2,
+     ["{fusion}/fusion_model.joblib", "cannot be loaded"]),
+    ("ser.export", "fusion of systems not given", [*EXPORT, "{system}", "--fusion", "{fusion}"], 2,
+     ["{fusion}: the fusion was trained on system_a, system_b", "not among the systems given"]),
+    ("ser.export", "--out under a file", ["-m", "ser.export", "{system}", "--out", "{file}/pkg"], 1,
+     ["{file}: is a file, not a folder"]),
+    ("ser.export", "parity option without --onnx",
+     [*EXPORT, "{system}", "--parity_audio", "{corpus}/Audios"], 2,
+     ["--parity_audio goes with --onnx or --int8"]),
+    ("ser.export", "min_agreement 150", [*EXPORT, "{system}", "--onnx", "--min_agreement", "150"], 2,
+     ["--min_agreement", "from 0 to 100, got 150"]),
+    ("ser.export", "min_agreement -1", [*EXPORT, "{system}", "--onnx", "--min_agreement", "-1"], 2,
+     ["--min_agreement", "from 0 to 100, got -1"]),
+    ("ser.export", "parity_clips 0", [*EXPORT, "{system}", "--onnx", "--parity_clips", "0"], 2,
+     ["--parity_clips", "at least 1, got 0"]),
+    ("ser.export", "missing parity audio folder",
+     [*EXPORT, "{system}", "--onnx", "--parity_audio", "{tmp}/none"], 2,
+     ["{tmp}/none: not a folder of audio files (--parity_audio)"]),
+    ("ser.export", "parity audio folder without audio",
+     [*EXPORT, "{system}", "--onnx", "--parity_audio", "{corpus}/Labels"], 2,
+     ["{corpus}/Labels: no audio file in it (--parity_audio)"]),
+    ("ser.export", "parity audio that is not audio",
+     [*EXPORT, "{system}", "--onnx", "--parity_audio", "{tmp}/not_audio"], 2,
+     ["{tmp}/not_audio/turn.wav: unreadable audio file"]),
+    ("ser.export", "malformed parity labels",
+     [*EXPORT, "{system}", "--onnx", "--parity_audio", "{corpus}/Audios", "--parity_labels", "{file}"], 2,
+     ["{file}: needs columns FileName and EmoClass"]),
+    ("ser.export", "parity labels without audio",
+     [*EXPORT, "{system}", "--onnx", "--parity_labels", "{corpus}/Labels/labels_consensus.csv"], 2,
+     ["--parity_labels", "give --parity_audio too"]),
+    # ---- fusion.report ----
+    ("fusion.report", "no fusion_metrics.json", ["-m", "fusion.report", "--fusion", "{tmp}"], 2,
+     ["{tmp}/fusion_metrics.json: missing"]),
+    ("fusion.report", "corrupt fusion_metrics.json", ["-m", "fusion.report", "--fusion", "{fusion}"], 2,
+     ["{fusion}/fusion_metrics.json: not valid JSON"]),
     # ---- recipes.demo ----
     (
         "recipes.demo",
@@ -526,7 +577,7 @@ CASES = [
 #: Cases per command (the closing note of issue 11 quotes them).
 CASES_PER_COMMAND = Counter(command for command, *_ in CASES)
 NEEDS_GPU_ABSENT = {"cuda without a GPU"}
-NEEDS_TRAINED_SYSTEM = {"ser.predict"}
+NEEDS_TRAINED_SYSTEM = {"ser.predict", "ser.export"}
 
 
 def _snapshot(*roots):
@@ -560,14 +611,27 @@ def _prepare(command, case, tmp, request, fusable_systems):
     elif case == "header-only posteriors":
         valid.write_text(valid.read_text().splitlines()[0] + "\n")
     if command in NEEDS_TRAINED_SYSTEM:
-        trained = request.getfixturevalue("debug_results") / "system_a" / "1993"
+        results = request.getfixturevalue("debug_results")
         system = tmp / "system_a" / "1993"
-        shutil.copytree(trained, system)
+        # Inference loads the model alone: the optimizers' states would only fill the disk.
+        shutil.copytree(results / "system_a" / "1993", system, ignore=shutil.ignore_patterns("optimizer_*"))
         paths["system"] = system
+        if case == "no checkpoint":
+            shutil.rmtree(system / "save")
+        if case == "malformed hyperparams.yaml":
+            (system / "hyperparams.yaml").write_text("model: [unclosed\n")
+        if case == "corrupt metrics.json":
+            (system / "metrics.json").write_text("{not json")
+        if case == "fusion of systems not given":
+            from fusion.fuse import fuse_systems
+
+            paths["fusion"] = tmp / "fusion"
+            fuse_systems([results / "system_a" / "1993", results / "system_b" / "1993"], paths["fusion"],
+                         folds=2)
         if case == "truncated model.ckpt":
             (model_file,) = system.glob("save/CKPT+*/model.ckpt")
             model_file.write_bytes(model_file.read_bytes()[:1000])
-        (checkpoint,) = system.glob("save/CKPT+*")
+        (checkpoint,) = system.glob("save/CKPT+*") if case != "no checkpoint" else (None,)
         if case == "missing model.ckpt":
             (checkpoint / "model.ckpt").unlink()
         if case == "empty CKPT.yaml":
@@ -579,6 +643,13 @@ def _prepare(command, case, tmp, request, fusable_systems):
             fusion.mkdir()
             (fusion / "fusion_model.joblib").write_bytes(b"\x80\x04\x95 cut short")
             paths["fusion"] = fusion
+    if case == "parity audio that is not audio":
+        (tmp / "not_audio").mkdir()
+        (tmp / "not_audio" / "turn.wav").write_text("not audio\n")
+    if case == "corrupt fusion_metrics.json":
+        paths["fusion"] = tmp / "fusion"
+        paths["fusion"].mkdir()
+        (paths["fusion"] / "fusion_metrics.json").write_text('{"per_system": ')
     return paths
 
 
@@ -623,5 +694,7 @@ def test_every_command_has_rows():
         "data_prep.mini_corpus",
         "fusion.fuse",
         "ser.predict",
+        "ser.export",
+        "fusion.report",
         "recipes.demo",
     }

@@ -4,6 +4,9 @@ Read-only folders and full disks are simulated in a private mount namespace (``u
 a read-only bind mount, and a tiny ``tmpfs`` filled to the brim, which gives a true ENOSPC.
 """
 
+import contextlib
+import io
+import logging
 import os
 import resource
 import shlex
@@ -14,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from ser.cli import run_command
 from ser.training.overrides import merge_overrides
 from tests.cli_helpers import assert_one_line_error, cli, fake_systems, fusion_command, python_module
 from tests.conftest import ROOT, train_command
@@ -96,8 +100,11 @@ def run_with_read_only(folder, command):
         folder.chmod(0o755)
 
 
-def run_with_full_disk(folder, command, size_kib):
-    """A ``size_kib`` tmpfs on ``folder``; with ``size_kib`` 4, filled up before ``command`` starts."""
+def run_with_full_disk(folder, command, size_kib, inputs=()):
+    """A ``size_kib`` tmpfs on ``folder``; with ``size_kib`` 4, filled up before ``command`` starts.
+
+    ``inputs`` are files copied onto the tmpfs first (for a command that writes beside what it reads).
+    """
     if not MOUNTS:
         pytest.skip("no unshare: cannot mount a small tmpfs to fill up")
     folder.mkdir(parents=True, exist_ok=True)
@@ -105,6 +112,8 @@ def run_with_full_disk(folder, command, size_kib):
     setup = f"mount -t tmpfs -o size={size_kib}k tmpfs {quoted}"
     if size_kib == 4:
         setup += f" && (dd if=/dev/zero of={quoted}/filler bs=1k count=8 2>/dev/null || true)"
+    for path in inputs:
+        setup += f" && cp {shlex.quote(str(path))} {quoted}/"
     return cli(in_mount_namespace(setup, command))
 
 
@@ -135,31 +144,109 @@ def output_commands(mini_corpus, tiny_models, request, tmp_path_factory):
         ]
         return python_module("data_prep.transcribe", "--data_folder", mini_corpus, "--out", out, *options)
 
+    def trained(system):
+        return request.getfixturevalue("debug_results") / system / "1993"
+
+    def export(out):
+        return python_module("ser.export", trained("system_a"), "--out", out / "package")
+
+    def timeline(out):
+        return [*predict(out), "--timeline", "--window", "1", "--hop", "0.5"]
+
+    report_inputs = tmp_path_factory.mktemp("report_inputs")
+    assert cli(fusion_command(fusion_inputs, report_inputs)).returncode == 0
+
     return {
         # 48 KiB: SpeechBrain's own small files fit, the manifests (written by this project) do not.
         "train.py": (train, 48),
         "ser.predict": (predict, 4),
         "fusion.fuse": (lambda out: fusion_command(fusion_inputs, out), 4),
         "data_prep.transcribe": (transcribe, 4),
+        # Writes whose library lost the file's name (or raised an error of its own):
+        # SpeechBrain's train_log.txt and log.txt (a traceback per log record) ...
+        "train.py: logs": (train, 76),
+        # ... torch.save's zip writer ("unexpected pos", no OS error) ...
+        "train.py: checkpoint": (lambda out: [*train(out), "--debug_persistently"], 1000),
+        # ... matplotlib's PNG writer ...
+        "ser.predict: timeline figure": (timeline, 8),
+        "fusion.fuse: training curves": (
+            lambda out: fusion_command([trained("system_a"), trained("system_b")], out), 32),
+        # ... soundfile writing a WAV into an open file (an assert fails after its callbacks) ...
+        "data_prep.mini_corpus": (lambda out: python_module("data_prep.mini_corpus", "--out", out / "corpus",
+                                                            "--turns", "24"), 200),
+        # ... a write() of the package's YAML, safetensors' own error, a copy naming its source.
+        "ser.export": (export, 4),
+        "ser.export: weights": (export, 1000),
+        # fusion.report writes beside the fusion_metrics.json it reads (copied in).
+        "fusion.report": (lambda out: python_module("fusion.report", "--fusion", out),
+                          _pages_kib(report_inputs / "fusion_metrics.json") + 4,
+                          [report_inputs / "fusion_metrics.json"]),
     }
+
+
+def _pages_kib(path):
+    """KiB of tmpfs that ``path`` takes (whole 4 KiB pages)."""
+    return -(-path.stat().st_size // 4096) * 4
 
 
 @pytest.mark.parametrize("tool", ["train.py", "ser.predict", "fusion.fuse", "data_prep.transcribe"])
 def test_read_only_output_folder(tool, output_commands, tmp_path):
     """Case 12: a read-only output folder is named in one line, before any long work."""
     out = tmp_path / "out"
-    command, _ = output_commands[tool]
+    command, *_ = output_commands[tool]
     done = run_with_read_only(out, command(out))
     assert_one_line_error(done, out, "read-only file system" if MOUNTS else "ermission denied")
 
 
-@pytest.mark.parametrize("tool", ["train.py", "ser.predict", "fusion.fuse", "data_prep.transcribe"])
-def test_full_disk_under_the_output_folder(tool, output_commands, tmp_path):
-    """Case 12: no space left: one line naming the file or folder that could not be written."""
+@pytest.mark.parametrize(
+    ("tool", "names"),
+    [
+        ("train.py", "manifests/"),
+        ("train.py: logs", ""),
+        ("train.py: checkpoint", "/save:"),
+        ("ser.predict", ""),
+        ("ser.predict: timeline figure", "_timeline/"),
+        ("fusion.fuse", ""),
+        ("fusion.fuse: training curves", "training_curves/"),
+        ("data_prep.transcribe", ""),
+        ("data_prep.mini_corpus", "/Audios/"),
+        ("ser.export", "package"),
+        ("ser.export: weights", "package/systems/system_a/model.safetensors"),
+        ("fusion.report", ""),
+    ],
+)
+def test_full_disk_under_the_output_folder(tool, names, output_commands, tmp_path):
+    """Case 12: no space left: one line naming the file or folder that could not be written, exit 1."""
     out = tmp_path / "out"
-    command, size_kib = output_commands[tool]
-    done = run_with_full_disk(out, command(out), size_kib)
-    assert_one_line_error(done, out, "no space left on the device")
+    command, size_kib, *inputs = output_commands[tool]
+    done = run_with_full_disk(out, command(out), size_kib, *inputs)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert_one_line_error(done, out, names, "no space left on the device")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full to write to")
+def test_a_log_file_that_cannot_be_written_ends_in_one_line_naming_it():
+    """Case 12: logging prints a traceback per record it cannot write; the command names the file once."""
+    handler = logging.FileHandler("/dev/full")  # every write fails with ENOSPC
+    chatty = logging.getLogger("tests.full_log")
+    chatty.propagate = False
+
+    def main(argv):
+        chatty.addHandler(handler)
+        for line in range(3):
+            chatty.warning("line %d", line)
+        chatty.removeHandler(handler)
+
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            code = run_command("tool", main, [])
+    finally:
+        with contextlib.suppress(OSError):
+            handler.close()
+    assert code == 1
+    assert stderr.getvalue() == ("tool: error: /dev/full: cannot write (no space left on the device: "
+                                 "free some space or write elsewhere)\n")
 
 
 def test_transcription_that_hits_a_file_size_limit_resumes_from_its_cache(mini_corpus, tmp_path):

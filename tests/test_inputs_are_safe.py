@@ -6,6 +6,7 @@ that every file that was there before is still there, byte for byte.
 
 import hashlib
 import json
+import re
 import shutil
 import sys
 
@@ -149,14 +150,41 @@ def test_a_package_without_its_identities_does_not_load(demo_package, mini_corpu
     assert_one_line_error(done, str(package / missing), "missing from the package")
 
 
-def test_copied_systems_and_fusion_export_as_they_predict(demo_package, tmp_path):
-    """A copied system + fusion pair that ser.predict accepts exports too (matched by identity)."""
+def test_copied_systems_and_fusion_export_as_they_predict(demo_package, mini_corpus, tmp_path):
+    """A copied system + fusion pair: ser.predict and ser.export both take it, or both refuse it.
+
+    The copies (``cp -r``) keep the training paths in their YAML; both commands match them to the
+    fusion by identity, take a system's parent holding one seed folder, and refuse a text system
+    whose Whisper model is gone, naming it.
+    """
     _, training = demo_package
-    moved = tmp_path / "moved"
-    shutil.copytree(training, moved)
-    folders = [moved / f"system_{s}" / "1993" for s in "abcde" if (moved / f"system_{s}").is_dir()]
-    done = export(*folders, "--fusion", moved / "fusion", "--out", tmp_path / "pkg")
-    assert done.returncode == 0, done.stderr[-3000:]
+    wav = sorted((mini_corpus / "Audios").glob("*.wav"))[0]
+    letters = [s for s in "abcde" if (training / f"system_{s}").is_dir()]
+    flat = tmp_path / "flat"  # renamed: nothing left of the training layout
+    for letter in letters:
+        shutil.copytree(training / f"system_{letter}" / "1993", flat / letter)
+    shutil.copytree(training / "fusion", flat / "fused")
+    nested = tmp_path / "nested"
+    shutil.copytree(training, nested)
+
+    def both(folders, fusion):
+        predicted = cli([sys.executable, "-m", "ser.predict", wav, "--systems", *folders, "--fusion", fusion,
+                         "--out", tmp_path / "preds.csv", "--no_progress"], timeout=600)
+        exported = export(*folders, "--fusion", fusion, "--out", tmp_path / "pkg", "--overwrite")
+        return predicted, exported
+
+    for folders, fusion in (([flat / s for s in letters], flat / "fused"),
+                            ([nested / f"system_{s}" for s in letters], nested / "fusion")):
+        for done in both(folders, fusion):
+            assert done.returncode == 0, done.stderr[-3000:]
+
+    hparams = flat / "d" / "hyperparams.yaml"  # system D reads Whisper transcripts
+    gone = tmp_path / "whisper_gone"
+    hparams.write_text(re.sub(r"(?m)^whisper_model:.*(\n\s+\S.*)?$", f"whisper_model: {gone}",
+                              hparams.read_text()))
+    for done in both([flat / s for s in letters], flat / "fused"):
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert_one_line_error(done, str(gone))
 
 
 # ---- train.py: a finished run keeps its settings; one writer per folder ----

@@ -188,22 +188,28 @@ def test_int8_export_prints_parity_table(demo_package, tmp_path):
     assert {entry["runtime"] for entry in manifest["systems"]} == {"onnx-int8"}
 
 
-def test_export_refuses_below_the_agreement_threshold(demo_package, tmp_path):
-    # No runtime can agree on more than 100 % of the labels: the refusal path, with real graphs.
-    env = {**os.environ, "OMP_NUM_THREADS": THREADS, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    done = subprocess.run(
-        _export_command(demo_package, tmp_path / "refused", "--onnx", "--min_agreement", "100.5"),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 2, done.stderr[-3000:]
-    errors = [line for line in done.stderr.splitlines() if line.startswith("ser.export: error:")]
-    assert len(errors) == 1 and "agrees with PyTorch on 100.0 % of the labels" in errors[0]
-    assert "Traceback" not in done.stderr
+def test_export_refuses_below_the_agreement_threshold(demo_package, tmp_path, monkeypatch):
+    # No runtime agrees on more than 100 % of the labels, and --min_agreement stops at 100: a
+    # default threshold above it takes the refusal path, with real graphs, through the command's
+    # own main and edge (in this process, where the default can be changed).
+    import contextlib
+    import io
+
+    from ser.cli import run_command
+    from ser.inference.export import main
+    from ser.inference.onnx_export import DEFAULT_MIN_AGREEMENT
+
+    monkeypatch.setitem(DEFAULT_MIN_AGREEMENT, "onnx", 100.5)
+    argv = _export_command(demo_package, tmp_path / "refused", "--onnx")[3:]  # after python -m ser.export
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        code = run_command("ser.export", main, argv)
+    assert code == 2, stderr.getvalue()[-3000:]
+    errors = [line for line in stderr.getvalue().splitlines() if line.startswith("ser.export: error:")]
+    assert len(errors) == 1 and "--min_agreement 100.5: onnx agrees with PyTorch on 100.0 % of the labels" \
+        in errors[0], errors
     assert not (tmp_path / "refused").exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # nor its staging folder
 
 
 def test_onnx_runtime_without_its_graphs_is_one_clear_error(demo_package, tmp_path):

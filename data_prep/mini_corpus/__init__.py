@@ -34,6 +34,7 @@ class-balanced (:mod:`data_prep.mini_corpus.plan`). Sentences and prosody come f
 files.
 """
 
+import io
 import json
 import logging
 import time
@@ -216,8 +217,12 @@ def generate_mini_corpus(out, seed=0, n_turns=DEFAULT_TURNS, release=DEFAULT_REL
     synthesizer = EspeakSynthesizer(TARGET_RATE)
     for turn in tqdm(turns, desc="mini corpus", unit="turn", disable=None):
         wav = _speak(rng, synthesizer, turn)
+        # Encoded in memory first: soundfile writing to the file itself swallows a failed write (a
+        # full disk) in its callbacks and fails later on an assert, with tracebacks but no file name.
+        encoded = io.BytesIO()
+        sf.write(encoded, wav, TARGET_RATE, subtype="PCM_16", format="WAV")
         with atomic_write(out / "Audios" / turn.file_name, "wb") as stream:
-            sf.write(stream, wav, TARGET_RATE, subtype="PCM_16", format="WAV")
+            stream.write(encoded.getvalue())
         if turn.split != "Test3":
             _write_text(out / "Transcripts" / f"{Path(turn.file_name).stem}.txt", turn.text + "\n")
     _write_tables(out, turns, release)

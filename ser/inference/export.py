@@ -22,11 +22,11 @@ empty. ``--out`` may not be, contain or lie inside a system, fusion or parity in
 never deletes what it reads. Bad input exits 2 with one line, as every command does.
 """
 
+import argparse
 import io
 import json
 import logging
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -35,7 +35,7 @@ import ruamel.yaml
 from ruamel.yaml.comments import TaggedScalar
 from safetensors.torch import save_file
 
-from ser.cli import ArgumentParser, exit_with
+from ser.cli import ArgumentParser, exit_with, positive_int
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
 from ser.fusion_model import (
@@ -53,8 +53,8 @@ from ser.inference.model_card import base_model_id, training_data_kind, write_mo
 from ser.inference.onnx_export import (
     DEFAULT_MIN_AGREEMENT,
     PARITY_FILE,
-    ParityError,
     add_onnx_runtime,
+    check_parity_inputs,
     parity_table,
 )
 from ser.inference.package import (
@@ -67,7 +67,7 @@ from ser.inference.package import (
     fingerprint_package_files,
 )
 from ser.io import SAMPLE_RATE
-from ser.io.atomic import ensure_writable_folder, write_json_atomic
+from ser.io.atomic import ensure_writable_folder, named_write_failure, naming_output, write_json_atomic
 from ser.io.json_files import read_json
 from ser.io.model_source import resolve_model_source
 from ser.io.safe_paths import refuse_output_over_inputs
@@ -97,6 +97,8 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msg
 # Keys of the training YAML that inference reads besides the network.
 INFERENCE_KEYS = ("eval_max_duration", "n_classes", "classes", "attributes", "attribute_scale")
 FIGURES = ("confusion_matrix.png", "f1_per_class.png")
+#: Clips of the ONNX parity check unless ``--parity_clips`` says otherwise.
+PARITY_CLIPS = 24
 #: The package folder of the Task 2 fusion.
 ATTRIBUTE_FUSION_FOLDER = "fusion_task2"
 
@@ -308,7 +310,8 @@ def _export_system(folder, name, target, device="cpu"):
     for node, source, encoder_name in zip(nodes, sources, names, strict=True):
         _copy_encoder_config(source, node.get("save_path"), target / "encoders" / encoder_name)
     state = {key: value.detach().cpu().contiguous() for key, value in system.model.state_dict().items()}
-    save_file(state, target / WEIGHTS, metadata={"format": "pt", "system": name})
+    with naming_output(target / WEIGHTS):  # safetensors wraps a failed write in an error of its own
+        save_file(state, target / WEIGHTS, metadata={"format": "pt", "system": name})
     for extra in (metrics_file(folder, "valid").name, IDENTITY_FILE):
         if (folder / extra).is_file():
             shutil.copy2(folder / extra, target / extra)
@@ -361,12 +364,17 @@ def export_package(system_dirs, out, fusion_dir=None, whisper_by_name=False, ove
         ``out``.
     """
     out = Path(out)
+    for given in system_dirs:
+        if Path(given).is_file():
+            raise ExportError(f"{given}: is a file, not a system folder written by train.py")
     folders = [run_folder(d) for d in system_dirs]
     # Nothing the export reads may be replaced by the package or removed with an old one.
     inputs = [*system_dirs, *folders, fusion_dir, attribute_fusion_dir,
               *((parity or {}).get(key) for key in ("parity_audio", "parity_labels"))]
     refuse_output_over_inputs(out, inputs)
     _check_replaceable(out, overwrite)
+    if runtime != "pytorch":  # now, not after the graphs are exported
+        check_parity_inputs(**(parity or {}))
     if len({f.resolve() for f in folders}) != len(folders):
         raise ExportError("a system folder is given twice")
     names = short_names(folders)
@@ -395,13 +403,19 @@ def export_package(system_dirs, out, fusion_dir=None, whisper_by_name=False, ove
                         roots.append(model.parent)
                     whisper = {**whisper, "model": packaged, "packaged": True}
                 elif model.is_absolute():
+                    if not model.exists() and not whisper_by_name:
+                        # ser.predict refuses this folder too: a package would name a model
+                        # that no machine has.
+                        raise ExportError(f"{folder}: its Whisper model {model} does not exist here; "
+                                          "restore it, or pass --whisper_by_name to keep its name only")
                     whisper = {**whisper, "model": model.name, "packaged": False}
                     logger.warning("%s: Whisper model %s kept by name only (%s)", name, model, model.name)
                 else:
                     whisper = {**whisper, "packaged": False}
                 write_json_atomic(target / TRANSCRIBER, whisper)
             entry = {"name": name, "label": label, "folder": f"systems/{name}",
-                     "uses_text": whisper is not None, "metrics": _dev_summary(target / "metrics.json"),
+                     "uses_text": whisper is not None,
+                     "metrics": _dev_summary(metrics_file(folder, "valid")),  # a bad one is named
                      **_provenance(folder)}
             attribute_label = attribute_labels.get(len(entries))
             if attribute_label is not None and attribute_label != label:
@@ -455,8 +469,13 @@ def export_package(system_dirs, out, fusion_dir=None, whisper_by_name=False, ove
             _check_replaceable(out, overwrite)
             shutil.rmtree(out)
         staging.rename(out)
-    except BaseException:
+    except BaseException as error:
+        # A failed write names the file under --out it was for, not the staging folder it went to;
+        # looked at before the cleanup frees the space a full disk shows by.
+        named = named_write_failure(error, out, staging) if isinstance(error, Exception) else None
         shutil.rmtree(staging, ignore_errors=True)
+        if named is not None:
+            raise named from error
         raise
     return out
 
@@ -541,7 +560,8 @@ def package_size(folder):
 
 def build_parser():
     parser = ArgumentParser(prog="ser.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("systems", nargs="+", metavar="SYSTEM_DIR", help="system folders written by train.py")
+    parser.add_argument("systems", nargs="+", metavar="SYSTEM_DIR",
+                        help="system folders written by train.py (or a parent holding one seed folder)")
     parser.add_argument("--fusion", metavar="DIR", action="append",
                         help="fusion folder of python -m fusion.fuse (Task 1) or python -m fusion.attributes "
                              "(Task 2); give --fusion twice for both")
@@ -554,7 +574,7 @@ def build_parser():
                       "the package then runs in onnxruntime")
     onnx.add_argument("--int8", action="store_true",
                       help="as --onnx, with the encoders' linear layers in int8")
-    onnx.add_argument("--min_agreement", type=float, metavar="PERCENT",
+    onnx.add_argument("--min_agreement", type=_percentage, metavar="PERCENT",
                       help="refuse the export when a system agrees with PyTorch on fewer labels "
                            f"(default: {DEFAULT_MIN_AGREEMENT['onnx']:g} for --onnx, "
                            f"{DEFAULT_MIN_AGREEMENT['onnx-int8']:g} for --int8)")
@@ -563,25 +583,39 @@ def build_parser():
                            "default: synthetic clips")
     onnx.add_argument("--parity_labels", metavar="CSV",
                       help="FileName,EmoClass of --parity_audio (labels_consensus.csv): adds macro-F1")
-    onnx.add_argument("--parity_clips", type=int, default=24, metavar="N",
-                      help="clips of the parity check (at most N files of --parity_audio)")
+    onnx.add_argument("--parity_clips", type=positive_int, metavar="N",
+                      help=f"clips of the parity check (at most N files of --parity_audio; default "
+                           f"{PARITY_CLIPS})")
     return parser
 
 
-def main(argv=None):
-    """Run the CLI; returns the exit code (0 done, 1 failed, 2 bad arguments)."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def _percentage(text):
     try:
-        fusion_dir, attribute_fusion_dir = split_fusion_dirs(args.fusion)
-        runtime = "onnx-int8" if args.int8 else "onnx" if args.onnx else "pytorch"
-        parity = {"min_agreement": args.min_agreement, "parity_audio": args.parity_audio,
-                  "parity_labels": args.parity_labels, "parity_clips": args.parity_clips}
-        out = export_package(args.systems, args.out, fusion_dir, args.whisper_by_name, args.overwrite,
-                             attribute_fusion_dir, runtime, parity)
-    except ParityError as error:  # the exported runtime would change answers: nothing written
-        print(f"ser.export: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"a percentage of labels, from 0 to 100, got {text}")
+    return value
+
+
+def main(argv=None):
+    """Run the CLI; returns the exit code (0 done, 1 a file could not be written, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    runtime = "onnx-int8" if args.int8 else "onnx" if args.onnx else "pytorch"
+    parity_given = [f"--{key}" for key in ("min_agreement", "parity_audio", "parity_labels", "parity_clips")
+                    if getattr(args, key) is not None]
+    if runtime == "pytorch" and parity_given:
+        # Without an ONNX runtime there is no parity check: the options would be ignored unseen.
+        parser.error(f"{parity_given[0]} goes with --onnx or --int8 (the parity check of an ONNX runtime)")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    fusion_dir, attribute_fusion_dir = split_fusion_dirs(args.fusion)
+    parity = {"min_agreement": args.min_agreement, "parity_audio": args.parity_audio,
+              "parity_labels": args.parity_labels, "parity_clips": args.parity_clips or PARITY_CLIPS}
+    # A runtime that would change answers (ParityError), like any bad input, ends in one line, exit 2.
+    out = export_package(args.systems, args.out, fusion_dir, args.whisper_by_name, args.overwrite,
+                         attribute_fusion_dir, runtime, parity)
     if runtime != "pytorch":
         print(parity_table(json.loads((out / PARITY_FILE).read_text(encoding="utf-8")), runtime))
     print(f"Package written to {out} ({package_size(out) / 1e6:.1f} MB); load it with "

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from ruamel.yaml import YAMLError
 
 from ser.asr import WhisperSettings
 from ser.emotions import EMOTIONS
 from ser.fusion_model import load_fusion, load_fusion_identities
-from ser.inference.package import load_packaged_system
+from ser.inference.package import WEIGHTS, PackageError, load_packaged_system
 from ser.io.audio import SAMPLE_RATE
 from ser.io.system_folder import (
     CHECKPOINTS_DIR,
@@ -100,7 +101,12 @@ def load_system(folder, name=None, device="cpu"):
 
     identity = read_identity(folder, required=False)
     with open(yaml_path, encoding="utf-8") as stream:
-        hparams = load_hyperpyyaml(stream, _TRAINING_ONLY)
+        try:
+            hparams = load_hyperpyyaml(stream, _TRAINING_ONLY)
+        except YAMLError as error:
+            reason = " ".join(str(error).split())[:200]
+            raise SystemFolderError(f"{yaml_path}: not valid YAML ({reason}); damaged: restore it from a "
+                                    "copy of this run") from None
     model = hparams["model"]
     # The checkpoint folder is found next to the YAML, so a moved results folder still loads.
     checkpointer = AtomicCheckpointer(folder / CHECKPOINTS_DIR, recoverables={"model": model})
@@ -133,7 +139,15 @@ def load_packaged(folder, entry, device="cpu"):
 
         hparams, model, transcriber = load_onnx_system(Path(folder) / entry["folder"], runtime, device)
     else:
-        hparams, model, transcriber = load_packaged_system(Path(folder) / entry["folder"], device)
+        from safetensors import SafetensorError
+
+        try:
+            hparams, model, transcriber = load_packaged_system(Path(folder) / entry["folder"], device)
+        except SafetensorError as error:
+            # Damaged after its fingerprint was taken (or its fingerprints rewritten to fit).
+            reason = " ".join(str(error).split())[:200]
+            raise PackageError(f"{Path(folder) / entry['folder'] / WEIGHTS}: unreadable weights ({reason}); "
+                               "damaged: restore it or export the package again") from None
     whisper = WhisperSettings.from_dict(transcriber) if transcriber is not None else None
     # Its identity (system.json) is what the package's fusion checks, as for folders.
     identity = read_identity(Path(folder) / entry["folder"], required=True)

@@ -62,7 +62,7 @@ from ser.console import chatter_to_log, progress_wanted
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
 from ser.io.atomic import atomic_write
-from ser.io.system_folder import HPARAMS_FILE
+from ser.io.system_folder import HPARAMS_FILE, SystemFolderError, run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -267,7 +267,8 @@ def build_parser():
     parser.add_argument("inputs", nargs="+", help="audio files or folders (.wav .flac .ogg)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--systems", nargs="+", metavar="DIR",
-                        help="system folders written by train.py (e.g. results/demo/system_d/1993)")
+                        help="system folders written by train.py (e.g. results/demo/system_d/1993, or "
+                             "results/demo/system_d when it holds one seed folder)")
     source.add_argument("--model", metavar="PACKAGE",
                         help="a package written by python -m ser.export (folder or Hugging Face id)")
     parser.add_argument("--fusion", metavar="DIR", action="append",
@@ -316,10 +317,8 @@ def main(argv=None):
                               max_segment=args.max_segment, padding=args.speech_padding)
     if args.fusion and args.model:
         raise UserInputError("--fusion goes with --systems; a --model package holds its own fusion")
-    not_systems = [d for d in args.systems or () if not (Path(d) / HPARAMS_FILE).is_file()]
-    if not_systems:
-        raise UserInputError(f"--systems {not_systems[0]}: not a system folder (no hyperparams.yaml); "
-                             "give the audio inputs before --systems, or after --")
+    if args.systems:
+        args.systems = [str(_run_folder(given)) for given in args.systems]
     if args.out is None and args.timeline:
         raise UserInputError("--timeline writes <out stem>_timeline.csv beside the predictions: give --out")
     if args.out is not None:
@@ -340,6 +339,17 @@ def main(argv=None):
         code = classify(args)
     print(f"Messages of the libraries: {log}")
     return code
+
+
+def _run_folder(given):
+    """The train.py folder ``given`` names: itself, or its one seed folder (as ``ser.export`` reads it)."""
+    try:
+        return run_folder(given)
+    except SystemFolderError as error:
+        if Path(given).is_dir() and len(list(Path(given).glob(f"*/{HPARAMS_FILE}"))) > 1:
+            raise UserInputError(f"--systems {error}") from None  # several seeds: which one
+        raise UserInputError(f"--systems {given}: not a system folder (no hyperparams.yaml); "
+                             "give the audio inputs before --systems, or after --") from None
 
 
 def classify(args):

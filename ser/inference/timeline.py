@@ -6,6 +6,7 @@ draws the 8 probabilities against time, with the predicted class of each row, na
 """
 
 import csv
+from pathlib import Path
 
 import numpy as np
 
@@ -198,5 +199,12 @@ def plot_timeline(rows, path, title="", xlim=None, time_label="time (s)"):
         if width > 12:
             strip.text((left + right) / 2, 0.5, text, ha="center", va="center", fontsize=8,
                        color="black" if label in LIGHT else "white", clip_on=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    try:
+        if hasattr(path, "write"):  # a file object (the web page draws into memory)
+            figure.savefig(path, format="png", dpi=100)
+        else:
+            # Whole or not at all, and a full disk names the figure (matplotlib's write loses the name).
+            with atomic_write(path, "wb") as stream:
+                figure.savefig(stream, format=Path(path).suffix.lstrip(".") or "png", dpi=100)
+    finally:
+        plt.close(figure)

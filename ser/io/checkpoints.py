@@ -42,7 +42,7 @@ from speechbrain.utils.checkpoints import (
 )
 
 from ser.errors import UserInputError
-from ser.io.atomic import atomic_write
+from ser.io.atomic import atomic_write, write_error_code
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +86,12 @@ class AtomicCheckpointer(Checkpointer):
                 meta=meta, end_of_epoch=end_of_epoch, name=None, verbosity=logging.DEBUG
             )
         except RuntimeError as error:
-            # torch.save reports a full disk as a RuntimeError of its zip writer: say where.
+            # torch.save reports a full disk as a RuntimeError of its zip writer ("unexpected pos"),
+            # without the OS error: told by the space left, looked at before the cleanup frees some.
+            code = write_error_code(error, staging_dir)
             shutil.rmtree(staging_dir, ignore_errors=True)
+            if code is not None:
+                raise OSError(code, os.strerror(code), str(self.checkpoints_dir)) from error
             raise OSError(
                 f"{self.checkpoints_dir}: could not write a checkpoint ({error}); is the disk full?"
             ) from error

@@ -14,6 +14,7 @@ import logging
 
 import speechbrain as sb
 
+from ser.io.atomic import naming_output
 from ser.io.checkpoints import CheckpointError, dev_score_rank, drop_epochs_after, epoch_loggers
 from ser.targets import Targets, checkpoint_meta, headline
 from ser.training.batching import ProcessShare
@@ -22,6 +23,16 @@ from ser.training.optimizer_groups import group_parameters
 from ser.training.preemption import TrainingStopped
 
 logger = logging.getLogger(__name__)
+
+
+def _log_stats(train_logger, *args, **kwargs):
+    """``train_logger.log_stats``; a write that fails names the logger's file (SpeechBrain's lose it)."""
+    where = getattr(train_logger, "save_file", None) or getattr(train_logger, "save_dir", None)
+    if where is None:
+        train_logger.log_stats(*args, **kwargs)
+        return
+    with naming_output(where):
+        train_logger.log_stats(*args, **kwargs)
 
 
 class EmotionBrain(sb.Brain):
@@ -73,8 +84,8 @@ class EmotionBrain(sb.Brain):
             scale = getattr(self.hparams, "attribute_scale", None)  # only attribute systems have one
             self._files.write(self.targets, collected, stage_loss, *reports, scale)
         if self._files.has_metrics(*reports):
-            self.hparams.train_logger.log_stats({"evaluation": str(self._files.metrics)},
-                                                test_stats=headline(*reports))
+            _log_stats(self.hparams.train_logger, {"evaluation": str(self._files.metrics)},
+                       test_stats=headline(*reports))
 
     def _end_of_epoch(self, epoch, stage_loss, class_report, attribute_scores):
         metric = self.hparams.selection_metric if hasattr(self.hparams, "selection_metric") else "macro_f1"
@@ -87,7 +98,8 @@ class EmotionBrain(sb.Brain):
             learning_rates[f"lr_{name}"] = old_lr
         valid_stats = {"loss": stage_loss, **headline(class_report, attribute_scores)}
         for train_logger in self.epoch_loggers:
-            train_logger.log_stats({"epoch": epoch, **learning_rates}, {"loss": self.train_loss}, valid_stats)
+            _log_stats(train_logger, {"epoch": epoch, **learning_rates}, {"loss": self.train_loss},
+                       valid_stats)
         meta = checkpoint_meta(epoch, score, class_report, attribute_scores)
         self.checkpointer.save_and_keep_only(meta=meta, importance_keys=[dev_score_rank])
 

@@ -11,6 +11,8 @@ fusion report links one per system).
 
 from pathlib import Path
 
+from ser.io.atomic import atomic_write
+
 __all__ = ["read_train_log", "plot_training_curves"]
 
 
@@ -116,7 +118,10 @@ def plot_training_curves(train_log, path, title="", epoch_dev_turns=None):
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
+    # Whole or not at all, and a full disk names the figure (matplotlib's write loses the name).
+    try:
+        with atomic_write(path, "wb") as stream:
+            figure.savefig(stream, format=Path(path).suffix.lstrip(".") or "png", dpi=90)
+    finally:
+        plt.close(figure)
     return Path(path)
