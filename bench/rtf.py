@@ -113,7 +113,7 @@ def run_one(system, runtime, threads, work, args):
         # A branch the export left in PyTorch (the demo's Whisper encoder) needs the PyTorch network.
         hybrid = any(row.get("pytorch") for row in spec["speech"] + spec["text"])
         pytorch_model = _build_model(system, work, args) if hybrid else None
-        model = OnnxEmotionModel(folder, pytorch_model, threads=threads)
+        model = OnnxEmotionModel(folder, pytorch_model, threads=threads, pack_weights=True)
     load_s = time.perf_counter() - began
     whisper = "fixed transcripts" if model.uses_text else None
     loaded = LoadedSystem(system, work, model, None, whisper, Targets(classes=EMOTIONS))

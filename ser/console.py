@@ -53,11 +53,15 @@ class _ChatterFile(logging.FileHandler):
             pass
 
 
-class _OwnWarningsAndAllErrors(logging.Filter):
+class _OwnRecordsAndAllErrors(logging.Filter):
+    def __init__(self, own_level):
+        super().__init__()
+        self.own_level = own_level
+
     def filter(self, record):
         if record.levelno >= logging.ERROR:
             return True
-        return record.levelno >= logging.WARNING and record.name.split(".")[0] in OWN_PACKAGES
+        return record.levelno >= self.own_level and record.name.split(".")[0] in OWN_PACKAGES
 
 
 #: The logger whose conversion warnings (:func:`ser.io.audio.as_mono_waveform`) are summed up.
@@ -143,7 +147,7 @@ def _hugging_face_quiet():
 
 
 @contextlib.contextmanager
-def chatter_to_log(log_file, mode="w"):
+def chatter_to_log(log_file, mode="w", own_level=logging.WARNING):
     """Route library logging, warnings and Hugging Face progress bars to ``log_file``.
 
     Parameters
@@ -152,6 +156,9 @@ def chatter_to_log(log_file, mode="w"):
         The file that receives every log record at INFO or above (its folder is created).
     mode : {"w", "a"}
         Start the file afresh, or append to it.
+    own_level : int
+        The least level of this project's own records shown on the console too (``logging.INFO``
+        for a command whose stages are logged as they start).
 
     Yields
     ------
@@ -175,7 +182,7 @@ def chatter_to_log(log_file, mode="w"):
     to_file.setFormatter(logging.Formatter(LOG_FORMAT))
     to_console = logging.StreamHandler(sys.stderr)
     to_console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    to_console.addFilter(_OwnWarningsAndAllErrors())
+    to_console.addFilter(_OwnRecordsAndAllErrors(own_level))
     conversions = AudioConversions()
     to_console.addFilter(conversions)
     root = logging.getLogger()

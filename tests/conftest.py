@@ -170,8 +170,8 @@ def task2_results(mini_corpus, tiny_models, tmp_path_factory):
 def demo_package(debug_results, tmp_path_factory):
     """The five debug systems and their fusion, exported by ``ser.export`` from copies of their folders.
 
-    Returns ``(package, training)``: the package folder and the copied training folders (which a
-    test may delete).
+    Returns ``(package, training)``: the package folder and the copied training folders (shared by
+    the tests of a worker: a test that needs them gone renames them away and back).
     """
     import shutil
 

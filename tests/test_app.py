@@ -126,6 +126,44 @@ def test_a_damaged_package_stops_the_app_at_start_up(demo_package, tmp_path, rel
     assert len(errors) == 1 and str(damaged) in errors[0], done.stderr[-3000:]
 
 
+@pytest.mark.slow
+def test_systems_parent_folder_holding_one_seed_is_served_and_two_seeds_are_refused(demo_package, tmp_path):
+    """``--systems results/system_a`` stands for its one seed folder, as in ser.predict and ser.export."""
+    pytest.importorskip("gradio")
+    import shutil
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "OMP_NUM_THREADS": THREADS}
+    parent = tmp_path / "system_a"
+    shutil.copytree(demo_package[1] / "system_a" / "1993", parent / "1993")
+    port = _free_port()
+    log = tmp_path / "app.log"
+    with open(log, "w") as stream:
+        process = subprocess.Popen([sys.executable, "-m", "ser.app", "--systems", str(parent),
+                                    "--port", str(port)],
+                                   cwd=ROOT, env=env, stdout=stream, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 300
+        while True:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                break
+            except OSError:
+                assert process.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+                time.sleep(1)
+        assert "gradio" in page.lower()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    shutil.copytree(parent / "1993", parent / "2024")
+    done = subprocess.run([sys.executable, "-m", "ser.app", "--systems", str(parent),
+                           "--port", str(_free_port())],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("ser.app: error:")]
+    assert len(errors) == 1 and "several runs hold hyperparams.yaml (1993, 2024)" in errors[0], done.stderr
+
+
 def _free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

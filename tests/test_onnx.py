@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,6 +115,29 @@ def test_onnx_batched_equals_one_by_one(exported):
     torch.testing.assert_close(batched, alone, atol=1e-3 if int8 else 1e-5, rtol=0)
 
 
+def test_graph_weights_are_mapped_from_their_own_file_and_packing_changes_no_answer(exported):
+    import onnx
+
+    int8, spec, onnx_model = exported
+    folder = onnx_model.folder
+    for row in spec["speech"] + spec["text"]:
+        graph = folder / row["graph"]
+        weights = folder / f"{row['graph']}.data"
+        # Every weight but the smallest (under 1 kB) lives beside the graph.
+        structure = onnx.load(str(graph), load_external_data=False)
+        inline = [t for t in structure.graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+        external = [t for t in structure.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+        assert external and all(len(t.raw_data) < 1024 for t in inline)
+        assert weights.stat().st_size >= 1024 * len(external)
+    packed = OnnxEmotionModel(folder, pack_weights=True)
+    wavs, lens = _batch([0.5, 7.3, 2.2], seed=5)
+    with torch.inference_mode():
+        mapped_out = onnx_model(wavs, lens, TEXTS[:3])
+        packed_out = packed(wavs, lens, TEXTS[:3])
+    for name in ("log_probs", "attributes"):
+        torch.testing.assert_close(packed_out[name], mapped_out[name], atol=1e-5, rtol=0)
+
+
 def test_synthetic_clips_span_half_a_second_to_twenty():
     clips = synthetic_clips(6)
     assert [round(len(c) / RATE, 1) for c in clips][::5] == [0.5, 20.0]
@@ -174,7 +198,7 @@ def _export_command(demo_package, out, *extra):
 def test_int8_export_prints_parity_table(demo_package, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": THREADS, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run(
-        _export_command(demo_package, tmp_path / "int8", "--int8"),
+        _export_command(demo_package, tmp_path / "int8", "--int8", "--log", str(tmp_path / "export.log")),
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -184,6 +208,13 @@ def test_int8_export_prints_parity_table(demo_package, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Parity of onnx-int8 against PyTorch on 4 clips:" in done.stdout
     assert "| ensemble |" in done.stdout
+    # The console keeps the stage lines; the libraries' messages (the quantizer names every tensor,
+    # SpeechBrain its seeds and checkpoints) go to the log beside the package.
+    assert "exporting system_a to onnx-int8" in done.stderr
+    assert not [line for line in done.stderr.splitlines() if "speechbrain" in line or "Quantization" in line]
+    log = done.stdout.split("Messages of the libraries: ")[1].splitlines()[0]
+    text = Path(log).read_text()
+    assert "speechbrain.utils.checkpoints INFO" in text and "root INFO: Quantization" in text
     manifest = json.loads((tmp_path / "int8" / "ser_package.json").read_text())
     assert {entry["runtime"] for entry in manifest["systems"]} == {"onnx-int8"}
 

@@ -44,7 +44,7 @@ from ser.cli import ArgumentParser, exit_with
 from ser.emotions import EMOTION_NAMES, EMOTIONS
 from ser.errors import UserInputError
 from ser.io.audio import SAMPLE_RATE, AudioError, as_mono_waveform, length_problem, load_waveform
-from ser.io.system_folder import HPARAMS_FILE
+from ser.io.system_folder import HPARAMS_FILE, SystemFolderError, run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -489,7 +489,8 @@ def build_parser():
     parser = ArgumentParser(prog="ser.app", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", metavar="PACKAGE", help="package written by python -m ser.export")
-    source.add_argument("--systems", nargs="+", metavar="DIR", help="system folders written by train.py")
+    source.add_argument("--systems", nargs="+", metavar="DIR",
+                        help="system folders written by train.py (or a parent holding one seed folder)")
     parser.add_argument("--fusion", metavar="DIR", help="fusion folder (with --systems)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: localhost only)")
     parser.add_argument("--port", type=int, default=7860)
@@ -518,6 +519,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.fusion and not args.systems:
         parser.error("--fusion goes with --systems")
+    try:  # a system's parent folder holding one seed folder stands for it, as in ser.predict
+        args.systems = args.systems and [str(run_folder(given)) for given in args.systems]
+    except SystemFolderError as error:
+        parser.error(f"--systems {error}")
     sizes = [args.max_seconds, args.window, args.hop, args.live_window, args.live_hop, args.live_history]
     if min(sizes) <= 0 or (args.max_mb is not None and args.max_mb <= 0):
         parser.error("--max_seconds, --max_mb, --window, --hop and the --live_ options must be positive")
@@ -535,7 +540,8 @@ def main(argv=None):
 
     try:
         if args.model:
-            recognizer = EmotionRecognizer.from_pretrained(args.model, args.device)
+            # A server runs for long: ONNX weights repacked for this CPU, for faster clips.
+            recognizer = EmotionRecognizer.from_pretrained(args.model, args.device, pack_weights=True)
         else:
             recognizer = EmotionRecognizer.from_folders(args.systems, args.fusion, args.device)
         model_info = describe_model(recognizer, args.model, args.systems)

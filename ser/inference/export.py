@@ -36,6 +36,7 @@ from ruamel.yaml.comments import TaggedScalar
 from safetensors.torch import save_file
 
 from ser.cli import ArgumentParser, exit_with, positive_int
+from ser.console import chatter_to_log
 from ser.emotions import EMOTIONS
 from ser.errors import UserInputError
 from ser.fusion_model import (
@@ -569,6 +570,8 @@ def build_parser():
     parser.add_argument("--whisper_by_name", action="store_true",
                         help="do not copy a local Whisper model folder in; keep its name")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--log", help="file for the libraries' messages (default: ser_export.log in the "
+                                      "temporary folder)")
     onnx = parser.add_argument_group("ONNX runtime (pip install 'msp-ser[onnx]'; ser.inference.onnx_export)")
     onnx.add_argument("--onnx", action="store_true", help="also export each network to ONNX (fp32); "
                       "the package then runs in onnxruntime")
@@ -609,13 +612,18 @@ def main(argv=None):
     if runtime == "pytorch" and parity_given:
         # Without an ONNX runtime there is no parity check: the options would be ignored unseen.
         parser.error(f"{parity_given[0]} goes with --onnx or --int8 (the parity check of an ONNX runtime)")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     fusion_dir, attribute_fusion_dir = split_fusion_dirs(args.fusion)
     parity = {"min_agreement": args.min_agreement, "parity_audio": args.parity_audio,
               "parity_labels": args.parity_labels, "parity_clips": args.parity_clips or PARITY_CLIPS}
-    # A runtime that would change answers (ParityError), like any bad input, ends in one line, exit 2.
-    out = export_package(args.systems, args.out, fusion_dir, args.whisper_by_name, args.overwrite,
-                         attribute_fusion_dir, runtime, parity)
+    # Not beside --out: a refused export leaves nothing there, nor replaces an earlier export's log.
+    log = Path(args.log) if args.log else Path(tempfile.gettempdir()) / "ser_export.log"
+    # Loading systems and quantizing graphs is chatty (onnxruntime lists every tensor it quantizes):
+    # the console keeps this command's stage lines, its warnings and the results.
+    with chatter_to_log(log, own_level=logging.INFO):
+        # A runtime that would change answers (ParityError), like any bad input, ends in one line, exit 2.
+        out = export_package(args.systems, args.out, fusion_dir, args.whisper_by_name, args.overwrite,
+                             attribute_fusion_dir, runtime, parity)
+    print(f"Messages of the libraries: {log}")
     if runtime != "pytorch":
         print(parity_table(json.loads((out / PARITY_FILE).read_text(encoding="utf-8")), runtime))
     print(f"Package written to {out} ({package_size(out) / 1e6:.1f} MB); load it with "

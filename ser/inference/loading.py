@@ -128,16 +128,18 @@ def load_system(folder, name=None, device="cpu"):
     return _loaded_system(name or folder.name, folder, hparams, model, whisper, identity=identity)
 
 
-def load_packaged(folder, entry, device="cpu"):
+def load_packaged(folder, entry, device="cpu", pack_weights=False):
     """A system of an exported package (:mod:`ser.inference.package`), ``entry`` being its manifest row.
 
-    The row's ``runtime`` (``onnx``, ``onnx-int8``; PyTorch when absent) picks the network that runs.
+    The row's ``runtime`` (``onnx``, ``onnx-int8``; PyTorch when absent) picks the network that runs;
+    ``pack_weights`` is :class:`ser.inference.onnx_runtime.OnnxEmotionModel`'s (ONNX only).
     """
     runtime = entry.get("runtime", "pytorch")
     if runtime != "pytorch":
         from ser.inference.onnx_runtime import load_onnx_system
 
-        hparams, model, transcriber = load_onnx_system(Path(folder) / entry["folder"], runtime, device)
+        hparams, model, transcriber = load_onnx_system(Path(folder) / entry["folder"], runtime, device,
+                                                          pack_weights)
     else:
         from safetensors import SafetensorError
 

@@ -6,7 +6,8 @@ folder of ONNX graphs that :mod:`ser.inference.onnx_runtime` runs with onnxrunti
     systems/system_a/onnx/           (onnx_int8/ with --int8)
       graphs.json                    which graph does what; what inference needs of the YAML
       speech_0.onnx                  speech branch 0: (wav, wav_lens) -> pooled (batch, dim)
-      text_0.onnx                    text branch 0: (input_ids, attention_mask) -> pooled
+      speech_0.onnx.data             its weights (mapped into memory by onnxruntime)
+      text_0.onnx, text_0.onnx.data  text branch 0: (input_ids, attention_mask) -> pooled
       head.onnx                      pooled (batch, dim) -> log_probs and/or attributes
 
 One graph per branch, not one per system: each stays under protobuf's 2 GB limit (system C holds
@@ -20,11 +21,13 @@ against PyTorch right after its export, and kept only when it matches (to
 which the tracer cannot export: a Whisper speech branch stays in PyTorch.
 
 Each branch's graph is saved with onnxruntime's basic and extended optimizations applied (node
-fusions: attention, GELU, layer norm, quantized matrix products): building a session then skips
-them, which halves a real-size graph's start-up (WavLM-large int8: 1.0 s to 0.45 s on a 2-core
-CPU). These levels are the portable ones; the layout optimizations tuned to the CPU (onnxruntime's
-"all" level) are left to the machine that loads the graph. ``graphs.json`` records which
-onnxruntime wrote them (``optimized_by``).
+fusions: attention, GELU, layer norm, quantized matrix products), and its weights in a file of
+their own that onnxruntime maps into memory: a session skips the fusions and the parsing, and
+starts on the mapped weights (WavLM-large int8: 1.0 s to 0.1 s on a 2-core CPU; see
+``pack_weights`` in :class:`ser.inference.onnx_runtime.OnnxEmotionModel`). These levels are the
+portable ones; the layout optimizations tuned to the CPU (onnxruntime's "all" level) are left to
+the machine that loads the graph. ``graphs.json`` records which onnxruntime wrote them
+(``optimized_by``).
 
 ``--int8`` quantizes the linear layers of the encoders' graphs dynamically (onnxruntime's
 ``quantize_dynamic``: int8 weights per output channel, activations quantized on the fly, matrix
@@ -251,8 +254,19 @@ def _quantize(fp32_path, int8_path):
     )
 
 
+def weights_file(graph):
+    """The file beside ``graph`` that holds its weights (``speech_0.onnx`` -> ``speech_0.onnx.data``)."""
+    return graph.with_name(f"{graph.name}.data")
+
+
 def _optimize(path):
-    """Replace the graph at ``path`` by itself with onnxruntime's portable optimizations applied."""
+    """Replace the graph at ``path`` by itself with onnxruntime's portable optimizations applied.
+
+    Its weights go to :func:`weights_file`: onnxruntime maps such a file into memory instead of
+    parsing and copying the weights out of the graph, which halves a session's start-up, and lets
+    sessions start without copying them at all (``pack_weights=False`` in
+    :class:`ser.inference.onnx_runtime.OnnxEmotionModel`).
+    """
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -261,6 +275,11 @@ def _optimize(path):
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     optimized = path.with_name(f"{path.stem}.optimized.onnx")
     options.optimized_model_filepath = str(optimized)
+    # The graph records the weights' file by name, relative to its own folder: the final name.
+    options.add_session_config_entry(
+        "session.optimized_model_external_initializers_file_name", weights_file(path).name)
+    options.add_session_config_entry(
+        "session.optimized_model_external_initializers_min_size_in_bytes", "1024")
     onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     optimized.replace(path)
 

@@ -294,7 +294,7 @@ def load_packaged_system(folder, device="cpu"):
         hparams = load_hyperpyyaml(stream, {PACKAGE_KEY: str(folder)})
     model = hparams["model"]
     try:
-        model.load_state_dict(load_file(folder / WEIGHTS), strict=True)
+        model.load_state_dict(load_file(folder / WEIGHTS), strict=True, assign=True)
     except RuntimeError as error:
         raise PackageError(f"{folder / WEIGHTS}: does not fit {folder / HPARAMS} ({error})") from None
     model.to(device).eval()

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import torch
 from tqdm import tqdm
 
@@ -39,7 +38,14 @@ from ser.fusion_model import FusionFolderError, load_attribute_fusion
 from ser.inference.loading import OrderedFusion, load_checked_fusion, load_packaged, load_system
 from ser.inference.package import files_checked_meanwhile, resolve_package
 from ser.inference.timeline import timeline_starts, window_starts
-from ser.io.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, as_mono_waveform, load_waveform, path_problem
+from ser.io.audio import (
+    MIN_SAMPLES,
+    SAMPLE_RATE,
+    AudioError,
+    as_mono_waveform,
+    duration_seconds,
+    load_waveform,
+)
 from ser.io.system_folder import display_name, folder_system_name, short_names
 
 logger = logging.getLogger(__name__)
@@ -266,7 +272,7 @@ class EmotionRecognizer:
         return cls(systems, transcribers, fusion, device, batch_size, attribute_fusion)
 
     @classmethod
-    def from_pretrained(cls, source, device="cpu", batch_size=8, cache_dir=None):
+    def from_pretrained(cls, source, device="cpu", batch_size=8, cache_dir=None, pack_weights=False):
         """Load an exported package (``python -m ser.export``): a folder or a Hugging Face id.
 
         Parameters
@@ -278,10 +284,14 @@ class EmotionRecognizer:
         batch_size : int
         cache_dir : str or Path, optional
             Hugging Face cache folder for Hub ids.
+        pack_weights : bool
+            For ONNX systems: start at once on the graphs' mapped weights (False), or repack them
+            for this CPU first, for slightly faster clips over long jobs
+            (:class:`ser.inference.onnx_runtime.OnnxEmotionModel`). PyTorch systems ignore it.
         """
         folder = resolve_package(source, cache_dir)
         with files_checked_meanwhile(folder) as manifest:
-            systems = [load_packaged(folder, entry, device) for entry in manifest["systems"]]
+            systems = [load_packaged(folder, entry, device, pack_weights) for entry in manifest["systems"]]
             transcribers = {settings: settings.load(device)
                             for settings in dict.fromkeys(s.whisper for s in systems if s.whisper)}
         fusion = None
@@ -308,7 +318,7 @@ class EmotionRecognizer:
         """
         paths = [str(p) for p in paths]
         results = [None] * len(paths)
-        order = sorted(range(len(paths)), key=lambda i: _duration(paths[i]))
+        order = sorted(range(len(paths)), key=lambda i: duration_seconds(paths[i]))
         with tqdm(total=len(paths), desc="classifying", unit="file", disable=not progress) as bar:
             for start in range(0, len(order), FILES_PER_CHUNK):
                 chunk = order[start : start + FILES_PER_CHUNK]
@@ -580,15 +590,5 @@ def _as_waveform_list(wavs, wav_lens=None):
     if lens.shape != (len(array),) or ((lens <= 0) | (lens > 1 + 1e-6)).any():
         raise ValueError(f"wav_lens must be {len(array)} relative lengths in (0, 1], got {lens.tolist()}")
     return [row[: max(1, round(length * array.shape[1]))] for row, length in zip(array, lens, strict=True)]
-
-
-def _duration(path):
-    # Opening a FIFO or device blocks until a writer comes: only regular files are asked.
-    if path_problem(path) is not None:
-        return 0.0
-    try:
-        return soundfile.info(path).duration
-    except Exception:  # noqa: BLE001 - unreadable files sort first; load_waveform reports them
-        return 0.0
 
 

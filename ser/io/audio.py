@@ -83,6 +83,28 @@ def path_problem(path):
     return None
 
 
+def duration_seconds(path):
+    """An audio file's length in seconds from its header; 0.0 when it cannot be read.
+
+    For ordering and planning work only: :func:`load_waveform` is what reports a bad file.
+
+    Example
+    -------
+    >>> import tempfile, pathlib, numpy, soundfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> soundfile.write(folder / "a.wav", numpy.zeros(24000), 16000)
+    >>> duration_seconds(folder / "a.wav"), duration_seconds(folder / "none.wav")
+    (1.5, 0.0)
+    """
+    # Opening a FIFO or device blocks until a writer comes: only regular files are asked.
+    if path_problem(path) is not None:
+        return 0.0
+    try:
+        return soundfile.info(str(path)).duration
+    except Exception:  # noqa: BLE001 - unreadable files count as empty; load_waveform reports them
+        return 0.0
+
+
 def wav_truncation(path):
     """Why a WAV file holds less audio than its header declares (cut short), or None.
 
