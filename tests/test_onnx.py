@@ -208,13 +208,14 @@ def test_int8_export_prints_parity_table(demo_package, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Parity of onnx-int8 against PyTorch on 4 clips:" in done.stdout
     assert "| ensemble |" in done.stdout
-    # The console keeps the stage lines; the libraries' messages (the quantizer names every tensor,
-    # SpeechBrain its seeds and checkpoints) go to the log beside the package.
+    # The console keeps the stage lines and this project's warnings (the demo's Whisper branch stays
+    # in PyTorch); the libraries' messages (SpeechBrain's seeds and checkpoints) go to the log.
     assert "exporting system_a to onnx-int8" in done.stderr
-    assert not [line for line in done.stderr.splitlines() if "speechbrain" in line or "Quantization" in line]
+    assert "stays in PyTorch" in done.stderr
+    assert not [line for line in done.stderr.splitlines() if "speechbrain" in line]
     log = done.stdout.split("Messages of the libraries: ")[1].splitlines()[0]
-    text = Path(log).read_text()
-    assert "speechbrain.utils.checkpoints INFO" in text and "root INFO: Quantization" in text
+    assert log == str(tmp_path / "export.log")
+    assert "speechbrain.utils.checkpoints INFO" in Path(log).read_text()
     manifest = json.loads((tmp_path / "int8" / "ser_package.json").read_text())
     assert {entry["runtime"] for entry in manifest["systems"]} == {"onnx-int8"}
 
