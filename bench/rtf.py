@@ -208,6 +208,35 @@ def _child(args, work, *what):
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def matmul_rate(rows, threads, inner=1024, outer=4096, seconds=1.0):
+    """GFLOP/s of one of WavLM-large's feed-forward matrix products (``rows`` frames) on this CPU."""
+    torch.set_num_threads(threads)
+    weight, frames = torch.randn(outer, inner), torch.randn(rows, inner)
+    with torch.inference_mode():
+        torch.nn.functional.linear(frames, weight)
+        count, began = 0, time.perf_counter()
+        while time.perf_counter() - began < seconds:
+            torch.nn.functional.linear(frames, weight)
+            count += 1
+    return 2 * rows * inner * outer * count / (time.perf_counter() - began) / 1e9
+
+
+def print_batching_ceiling(args):
+    """What batching can gain on this CPU at most: matrix-product throughput, one clip vs a batch.
+
+    Most of a real-size encoder's time goes to matrix products with one row per frame (50 per
+    second of audio). On a CPU they are near their peak already with one clip's rows, so a batch
+    only adds the gain of a taller matrix; a GPU, far from its peak with one clip, gains more.
+    """
+    clip_rows = int((args.shortest + args.longest) / 2 * 50)
+    print(f"\nBatching ceiling, WavLM-large's 1024x4096 matrix product on this CPU ({clip_rows} rows = one "
+          f"{clip_rows / 50:g} s clip; x{args.batch_size} = a batch):")
+    for threads in args.threads:
+        one, batch = matmul_rate(clip_rows, threads), matmul_rate(clip_rows * args.batch_size, threads)
+        print(f"  {threads} thread(s): {one:.0f} GFLOP/s one clip, {batch:.0f} batched: the products can "
+              f"run at most {batch / one:.2f}x faster in batches")
+
+
 def _fmt(value, digits=3):
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -308,6 +337,8 @@ def main(argv=None):
                 rows.append(_child(args, work, "whisper", str(threads)))
                 print(json.dumps(rows[-2]), json.dumps(rows[-1]), flush=True)
         print_tables(rows, args, exports)
+        if not args.gpu:
+            print_batching_ceiling(args)
 
 
 if __name__ == "__main__":
