@@ -53,7 +53,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.real_size import build_models, load_system  # noqa: E402
-from ser.inference.onnx_export import export_onnx_model, synthetic_clips  # noqa: E402
+from ser.inference.onnx_export import export_onnx_model  # noqa: E402
+from ser.inference.onnx_parity import synthetic_clips  # noqa: E402
 
 SAMPLE_RATE = 16000
 RUNTIMES = ("pytorch", "onnx", "onnx-int8")

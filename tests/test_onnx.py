@@ -13,13 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ser.inference.onnx_export import (
-    DEFAULT_MIN_AGREEMENT,
-    GRAPHS_FILE,
-    PARITY_FILE,
-    export_onnx_model,
-    synthetic_clips,
-)
+from ser.inference.onnx_export import GRAPHS_FILE, export_onnx_model
+from ser.inference.onnx_parity import DEFAULT_MIN_AGREEMENT, PARITY_FILE, synthetic_clips
 from ser.inference.onnx_runtime import OnnxEmotionModel
 from ser.nn.encoders import SpeechEncoder, TextEncoder
 from ser.nn.model import EmotionClassifier, SpeechBranch, TargetHeads, TextBranch
@@ -229,7 +224,7 @@ def test_export_refuses_below_the_agreement_threshold(demo_package, tmp_path, mo
 
     from ser.cli import run_command
     from ser.inference.export import main
-    from ser.inference.onnx_export import DEFAULT_MIN_AGREEMENT
+    from ser.inference.onnx_parity import DEFAULT_MIN_AGREEMENT
 
     monkeypatch.setitem(DEFAULT_MIN_AGREEMENT, "onnx", 100.5)
     argv = _export_command(demo_package, tmp_path / "refused", "--onnx")[3:]  # after python -m ser.export

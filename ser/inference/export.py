@@ -51,13 +51,8 @@ from ser.fusion_model import (
 )
 from ser.inference.loading import load_system
 from ser.inference.model_card import base_model_id, training_data_kind, write_model_card
-from ser.inference.onnx_export import (
-    DEFAULT_MIN_AGREEMENT,
-    PARITY_FILE,
-    add_onnx_runtime,
-    check_parity_inputs,
-    parity_table,
-)
+from ser.inference.onnx_export import add_onnx_runtime
+from ser.inference.onnx_parity import DEFAULT_MIN_AGREEMENT, PARITY_FILE, check_parity_inputs, parity_table
 from ser.inference.package import (
     FORMAT,
     HPARAMS,
