@@ -23,7 +23,6 @@ never deletes what it reads. Bad input exits 2 with one line, as every command d
 """
 
 import argparse
-import io
 import json
 import logging
 import shutil
@@ -32,13 +31,11 @@ from pathlib import Path
 
 import joblib
 import ruamel.yaml
-from ruamel.yaml.comments import TaggedScalar
 from safetensors.torch import save_file
 
 from ser.cli import ArgumentParser, exit_with, positive_int
 from ser.console import chatter_to_log
 from ser.emotions import EMOTIONS
-from ser.errors import UserInputError
 from ser.fusion_model import (
     ATTRIBUTE_FUSION_METRICS,
     ATTRIBUTE_MODEL_FILE,
@@ -51,13 +48,19 @@ from ser.fusion_model import (
 )
 from ser.inference.loading import load_system
 from ser.inference.model_card import base_model_id, training_data_kind, write_model_card
+from ser.inference.network_files import (
+    ExportError,
+    copy_encoder_config,
+    encoder_nodes,
+    inference_yaml,
+    unique_folder_name,
+)
 from ser.inference.onnx_export import add_onnx_runtime
 from ser.inference.onnx_parity import DEFAULT_MIN_AGREEMENT, PARITY_FILE, check_parity_inputs, parity_table
 from ser.inference.package import (
     FORMAT,
     HPARAMS,
     MANIFEST,
-    PACKAGE_KEY,
     TRANSCRIBER,
     WEIGHTS,
     fingerprint_package_files,
@@ -65,7 +68,6 @@ from ser.inference.package import (
 from ser.io import SAMPLE_RATE
 from ser.io.atomic import ensure_writable_folder, named_write_failure, naming_output, write_json_atomic
 from ser.io.json_files import read_json
-from ser.io.model_source import resolve_model_source
 from ser.io.safe_paths import refuse_output_over_inputs
 from ser.io.system_folder import (
     IDENTITY_FILE,
@@ -77,158 +79,16 @@ from ser.io.system_folder import (
     run_folder,
     short_names,
 )
-from ser.nn.tiny_models import STAMP_NAME as TINY_MODEL_STAMP
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ExportError", "export_package", "inference_yaml"]
 
-ENCODER_TAGS = (
-    "!new:ser.nn.encoders.SpeechEncoder",
-    "!new:ser.nn.encoders.WhisperSpeechEncoder",
-    "!new:ser.nn.encoders.TextEncoder",
-)
-# Weight files of a pretrained encoder's folder: the package's model.safetensors replaces them.
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".ot")
-# Keys of the training YAML that inference reads besides the network.
-INFERENCE_KEYS = ("eval_max_duration", "n_classes", "classes", "attributes", "attribute_scale")
 FIGURES = ("confusion_matrix.png", "f1_per_class.png")
 #: Clips of the ONNX parity check unless ``--parity_clips`` says otherwise.
 PARITY_CLIPS = 24
 #: The package folder of the Task 2 fusion.
 ATTRIBUTE_FUSION_FOLDER = "fusion_task2"
-
-
-class ExportError(UserInputError, ValueError):
-    """Systems or a fusion that cannot be exported (names the folder and the problem)."""
-
-
-def _tagged(value, tag):
-    return TaggedScalar(value=value, tag=tag)
-
-
-def _encoder_nodes(node):
-    """Every mapping of ``node`` (recursively) that builds a SpeechEncoder or TextEncoder."""
-    found = []
-    if isinstance(node, dict):
-        tag = getattr(getattr(node, "tag", None), "value", None)
-        if tag in ENCODER_TAGS:
-            found.append(node)
-        for value in node.values():
-            found.extend(_encoder_nodes(value))
-    elif isinstance(node, list):
-        for value in node:
-            found.extend(_encoder_nodes(value))
-    unique = {id(n): n for n in found}  # an encoder shared by two branches appears twice
-    return list(unique.values())
-
-
-def inference_yaml(yaml_text, encoder_names):
-    """The network part of a system's ``hyperparams.yaml``, encoders pointing into the package.
-
-    Keeps ``model`` (with everything it builds) and :data:`INFERENCE_KEYS`; each encoder gets
-    ``source: !ref <system_folder>/encoders/<name>`` and ``pretrained: False`` (its weights
-    come from ``model.safetensors``).
-
-    Parameters
-    ----------
-    yaml_text : str
-        The ``hyperparams.yaml`` train.py saved (references resolved, objects anchored).
-    encoder_names : list of str
-        One folder name per encoder, in the order they appear in the YAML.
-
-    Returns
-    -------
-    (str, list of str)
-        The YAML text and the original ``source`` of each encoder.
-
-    Example
-    -------
-    >>> text = '''
-    ... data_folder: /data/msp
-    ... eval_max_duration: 30.0
-    ... enc: &id1 !new:ser.nn.encoders.TextEncoder
-    ...   source: /home/me/roberta
-    ...   save_path: /home/me/cache
-    ... model: !new:ser.nn.model.EmotionClassifier
-    ...   head: !new:torch.nn.Linear
-    ...     in_features: 4
-    ...     out_features: 8
-    ...   text_branches:
-    ...   - !new:ser.nn.model.TextBranch
-    ...     encoder: *id1
-    ...     pooling: !new:ser.nn.pooling.MeanPooling
-    ... '''
-    >>> out, sources = inference_yaml(text, ["roberta"])
-    >>> sources, "/home" in out, "/data" in out
-    (['/home/me/roberta'], False, False)
-    >>> print(out.split("model:")[1].split("head:")[0].strip())
-    !new:ser.nn.model.EmotionClassifier
-    >>> "source: !ref <system_folder>/encoders/roberta" in out
-    True
-    """
-    yaml = ruamel.yaml.YAML()
-    document = yaml.load(yaml_text)
-    if "model" not in document:
-        raise ExportError("the hyperparameters define no 'model'")
-    encoders = _encoder_nodes(document["model"])
-    if len(encoders) != len(encoder_names):
-        raise ExportError(f"{len(encoders)} encoders in the model, {len(encoder_names)} names given")
-    sources = []
-    for node, name in zip(encoders, encoder_names, strict=True):
-        sources.append(str(node["source"]))
-        node["source"] = _tagged(f"<{PACKAGE_KEY}>/encoders/{name}", "!ref")
-        node["save_path"] = _tagged(f"<{PACKAGE_KEY}>/encoders", "!ref")
-        node["pretrained"] = False
-    kept = ruamel.yaml.comments.CommentedMap()
-    kept[PACKAGE_KEY] = _tagged("", "!PLACEHOLDER")
-    for key in INFERENCE_KEYS:
-        if key in document:
-            kept[key] = document[key]
-    kept["model"] = document["model"]
-    stream = io.StringIO()
-    yaml.dump(kept, stream)
-    # The training file's comments land in odd places once keys are dropped: leave them out.
-    lines = stream.getvalue().splitlines()
-    body = [line for line in lines if line.strip() and not line.strip().startswith("#")]
-    header = ["# Inference hyperparameters of an exported system (python -m ser.export).",
-              f"# <{PACKAGE_KEY}> is set by the loader to this system's folder in the package."]
-    return "\n".join(header + body) + "\n", sources
-
-
-def _encoder_name(source, taken):
-    base = Path(str(source).rstrip("/")).name or "encoder"
-    name, index = base, 2
-    while name in taken:
-        name, index = f"{base}_{index}", index + 1
-    taken.add(name)
-    return name
-
-
-def _copy_encoder_config(source, cache, target):
-    """Copy what builds an encoder (config, preprocessor, tokenizer), not its weights."""
-    local = Path(resolve_model_source(source, cache))
-    target.mkdir(parents=True)
-    for path in sorted(local.iterdir()):
-        # The tiny models' build stamp records the inputs they were made from, not how to build one.
-        if path.is_file() and not path.name.endswith(_WEIGHT_SUFFIXES) and path.name != TINY_MODEL_STAMP:
-            if path.suffix == ".json":
-                _write_clean_json(path, target / path.name)
-            else:
-                shutil.copy2(path, target / path.name)
-
-
-def _write_clean_json(source, target):
-    """Copy a JSON file, dropping the ``_name_or_path`` entries that record where it was built."""
-    try:
-        data = json.loads(source.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        shutil.copy2(source, target)
-        return
-    if isinstance(data, dict):
-        for key in ("_name_or_path", "name_or_path"):
-            data.pop(key, None)
-    target.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _fusion_labels(fusion_dir, folders):
@@ -295,16 +155,16 @@ def _export_system(folder, name, target, device="cpu"):
                           "folder (it only evaluates and writes it), then export")
     text = (folder / HPARAMS).read_text(encoding="utf-8")
     document = ruamel.yaml.YAML().load(text)
-    nodes = _encoder_nodes(document["model"])
+    nodes = encoder_nodes(document["model"])
     # An encoder is named by its YAML key (wavlm, hubert, text_encoder), else by its source folder.
     top_level = {id(value): key for key, value in document.items()}
     taken = {top_level[id(node)] for node in nodes if id(node) in top_level}
-    names = [top_level.get(id(node)) or _encoder_name(node["source"], taken) for node in nodes]
+    names = [top_level.get(id(node)) or unique_folder_name(node["source"], taken) for node in nodes]
     packaged_yaml, sources = inference_yaml(text, names)
     target.mkdir(parents=True)
     (target / HPARAMS).write_text(packaged_yaml, encoding="utf-8")
     for node, source, encoder_name in zip(nodes, sources, names, strict=True):
-        _copy_encoder_config(source, node.get("save_path"), target / "encoders" / encoder_name)
+        copy_encoder_config(source, node.get("save_path"), target / "encoders" / encoder_name)
     state = {key: value.detach().cpu().contiguous() for key, value in system.model.state_dict().items()}
     with naming_output(target / WEIGHTS):  # safetensors wraps a failed write in an error of its own
         save_file(state, target / WEIGHTS, metadata={"format": "pt", "system": name})
@@ -393,7 +253,7 @@ def export_package(system_dirs, out, fusion_dir=None, whisper_by_name=False, ove
                 if model.is_dir() and not whisper_by_name:
                     packaged = whisper_models.get(str(model))
                     if packaged is None:
-                        packaged = f"whisper/{_encoder_name(model, set(whisper_models.values()))}"
+                        packaged = f"whisper/{unique_folder_name(model, set(whisper_models.values()))}"
                         shutil.copytree(model, staging / packaged)
                         whisper_models[str(model)] = packaged
                         roots.append(model.parent)
@@ -517,7 +377,7 @@ def _provenance(folder):
     of the YAML's ``data_folder``.
     """
     document = ruamel.yaml.YAML().load((folder / HPARAMS).read_text(encoding="utf-8"))
-    sources = [str(node["source"]) for node in _encoder_nodes(document.get("model"))]
+    sources = [str(node["source"]) for node in encoder_nodes(document.get("model"))]
     base_models = list(dict.fromkeys(s for s in map(base_model_id, sources) if s))
     return {"base_models": base_models, "training_data": training_data_kind(document.get("data_folder"))}
 
