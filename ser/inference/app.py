@@ -334,7 +334,7 @@ class LiveTimeline:
 
     def add(self, recognizer, rate, samples):
         """Add one streamed chunk; classify when a hop is due. Returns whether it did."""
-        from ser.inference.recognizer import TimelineRow
+        from ser.inference.results import TimelineRow
 
         arrived = time.perf_counter()
         wav = as_mono_waveform(samples, rate, name="microphone chunk").numpy()

@@ -130,7 +130,7 @@ def write_predictions(path, results, classes=EMOTIONS, attributes=None, top_k=No
     Example
     -------
     >>> import tempfile, os
-    >>> from ser.inference.recognizer import Result
+    >>> from ser.inference.results import Result
     >>> out = os.path.join(tempfile.mkdtemp(), "preds.csv")
     >>> ok = Result("a.wav", "N", {c: 0.125 for c in EMOTIONS})
     >>> write_predictions(out, [ok, Result("b.wav", error="b.wav: empty audio file")])
@@ -173,7 +173,7 @@ def format_results_table(results, classes=EMOTIONS, attributes=(), top_k=1):
 
     Example
     -------
-    >>> from ser.inference.recognizer import Result
+    >>> from ser.inference.results import Result
     >>> ok = Result("a.wav", "N", {"A": 0.2, "H": 0.1, "N": 0.7}, transcript="hello there")
     >>> print(format_results_table([ok, Result("b.wav", error="b.wav: empty audio file")], "AHN", top_k=2))
     File   Emotion                       Transcript
@@ -213,7 +213,7 @@ def write_embeddings(folder, results):
     Example
     -------
     >>> import tempfile, numpy as np
-    >>> from ser.inference.recognizer import Result
+    >>> from ser.inference.results import Result
     >>> folder = Path(tempfile.mkdtemp())
     >>> write_embeddings(folder, [Result("a/x.wav", "N", embeddings={"system_a": np.ones((2, 4))})])
     >>> print((folder / "index.csv").read_text().strip())

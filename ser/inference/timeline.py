@@ -60,7 +60,7 @@ def write_timeline(path, timelines):
     Example
     -------
     >>> import tempfile, os
-    >>> from ser.inference.recognizer import TimelineRow
+    >>> from ser.inference.results import TimelineRow
     >>> out = os.path.join(tempfile.mkdtemp(), "timeline.csv")
     >>> write_timeline(out, {"a.wav": [TimelineRow(0.0, 3.0, "N", {c: 0.125 for c in EMOTIONS})]})
     >>> open(out).read().splitlines()[1]
@@ -82,7 +82,7 @@ def label_runs(rows):
 
     Example
     -------
-    >>> from ser.inference.recognizer import TimelineRow
+    >>> from ser.inference.results import TimelineRow
     >>> rows = [TimelineRow(0, 3, "H", None), TimelineRow(1, 4, "H", None), TimelineRow(2, 5, "S", None),
     ...         TimelineRow(9, 11, "S", None)]
     >>> label_runs(rows)
@@ -105,7 +105,7 @@ def strip_spans(rows):
 
     Example
     -------
-    >>> from ser.inference.recognizer import TimelineRow
+    >>> from ser.inference.results import TimelineRow
     >>> strip_spans([TimelineRow(0, 3, "H", None), TimelineRow(1, 4, "H", None)])
     [(0, 2.0), (2.0, 4)]
     >>> strip_spans([TimelineRow(0, 2, "H", None), TimelineRow(5, 6, "S", None)])
@@ -143,7 +143,7 @@ def plot_timeline(rows, path, title="", xlim=None, time_label="time (s)"):
     Example
     -------
     >>> import tempfile, os
-    >>> from ser.inference.recognizer import TimelineRow
+    >>> from ser.inference.results import TimelineRow
     >>> rows = [TimelineRow(s, s + 3.0, "H", {c: (0.3 if c == "H" else 0.1) for c in EMOTIONS})
     ...         for s in range(0, 10)]
     >>> png = os.path.join(tempfile.mkdtemp(), "t.png")
