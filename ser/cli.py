@@ -165,7 +165,7 @@ def check_device(device, option="--device"):
         )
 
 
-def check_output_file(out, option="--out"):
+def check_output_file(out, option="--out", example="predictions.csv"):
     """Refuse an output file that cannot be written, before any work (naming it, not a temp file).
 
     Example
@@ -178,7 +178,7 @@ def check_output_file(out, option="--out"):
     """
     out = Path(out)
     if out.is_dir():
-        example = out / "predictions.csv"
+        example = out / example
         raise UserInputError(f"{option} {out}: is a folder; give the file to write, e.g. {example}")
     # A read-only or missing output folder is reported now, not after hours of work.
     ensure_writable_folder(out.absolute().parent)

@@ -454,6 +454,8 @@ CASES = [
     ),
     # ---- ser.predict ----
     ("ser.predict", "output is a folder", [*PREDICT, "--out", "{tmp}"], 2, ["--out {tmp}", "is a folder"]),
+    ("ser.predict", "--log is a folder", [*PREDICT, "--out", "{tmp}/p.csv", "--log", "{tmp}"], 2,
+     ["--log {tmp}: is a folder", "{tmp}/ser_predict.log"]),
     (
         "ser.predict",
         "output folder is a file",
@@ -505,6 +507,8 @@ CASES = [
     # ---- ser.export: every bad input is refused before anything is written to --out ----
     ("ser.export", "missing system folder", [*EXPORT, "{tmp}/none"], 2,
      ["{tmp}/none", "no such system folder"]),
+    ("ser.export", "--log is a folder", [*EXPORT, "{system}", "--log", "{tmp}"], 2,
+     ["--log {tmp}: is a folder", "{tmp}/ser_export.log"]),
     ("ser.export", "a file as system folder", [*EXPORT, "{file}"], 2,
      ["{file}: is a file, not a system folder"]),
     ("ser.export", "not a system folder", [*EXPORT, "{corpus}/Audios"], 2,

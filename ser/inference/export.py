@@ -33,7 +33,7 @@ import joblib
 import ruamel.yaml
 from safetensors.torch import save_file
 
-from ser.cli import ArgumentParser, exit_with, positive_int
+from ser.cli import ArgumentParser, check_output_file, exit_with, positive_int
 from ser.console import chatter_to_log
 from ser.emotions import EMOTIONS
 from ser.fusion_model import (
@@ -472,6 +472,7 @@ def main(argv=None):
               "parity_labels": args.parity_labels, "parity_clips": args.parity_clips or PARITY_CLIPS}
     # Not beside --out: a refused export leaves nothing there, nor replaces an earlier export's log.
     log = Path(args.log) if args.log else Path(tempfile.gettempdir()) / "ser_export.log"
+    check_output_file(log, "--log", "ser_export.log")
     # Loading systems and quantizing graphs is chatty (onnxruntime lists every tensor it quantizes):
     # the console keeps this command's stage lines, its warnings and the results.
     with chatter_to_log(log, own_level=logging.INFO):

@@ -343,7 +343,7 @@ def main(argv=None):
         log = Path(tempfile.gettempdir()) / "ser_predict.log"
     if args.out is not None and log == Path(args.out):
         log = Path(f"{args.out}.log")
-    check_output_file(log)
+    check_output_file(log, "--log", "ser_predict.log")
     with chatter_to_log(log):  # loading systems is chatty: keep the console for the results
         code = classify(args)
     print(f"Messages of the libraries: {log}")
