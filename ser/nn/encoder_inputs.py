@@ -9,7 +9,13 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["absolute_lengths", "checked_wav_lens", "masked_standardize", "model_type"]
+__all__ = [
+    "FramesOfPaddedWaveforms",
+    "absolute_lengths",
+    "checked_wav_lens",
+    "masked_standardize",
+    "model_type",
+]
 
 
 def masked_standardize(x, mask, dims, eps):
@@ -74,3 +80,43 @@ def model_type(local_source):
         return json.loads((Path(local_source) / "config.json").read_text()).get("model_type")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+class FramesOfPaddedWaveforms:
+    """How many output frames each padded waveform of a batch makes, for a speech encoder.
+
+    A mixin for encoders that define ``frame_lengths(sample_lengths)`` (output frames of that
+    many samples) and ``receptive_field`` (samples one frame needs): WavLM/HuBERT
+    (:class:`ser.nn.encoders.SpeechEncoder`) and Whisper's encoder
+    (:class:`ser.nn.whisper_encoder.WhisperSpeechEncoder`).
+
+    Example
+    -------
+    >>> class Strided(FramesOfPaddedWaveforms):
+    ...     receptive_field = 400
+    ...     def frame_lengths(self, sample_lengths):
+    ...         return torch.as_tensor(sample_lengths) // 320
+    >>> relative = Strided().relative_frame_lengths(torch.tensor([0.5, 0.01]), n_samples=3200)
+    >>> (relative * 10).round().tolist()  # of 10 frames; 32 samples still make one frame
+    [5.0, 1.0]
+    """
+
+    def relative_frame_lengths(self, wav_lens, n_samples):
+        """Exact relative lengths of the output frames of waveforms padded to ``n_samples``.
+
+        ``round(result[b] * frames)`` is exactly the number of valid frames of turn ``b``;
+        ``wav_lens`` itself can be one frame off at the edge.
+        """
+        sample_lengths = self._valid_sample_lengths(wav_lens, n_samples)
+        n_frames = self.frame_lengths(torch.tensor(n_samples, device=wav_lens.device))
+        return self.frame_lengths(sample_lengths).to(wav_lens.dtype) / n_frames
+
+    def _valid_sample_lengths(self, wav_lens, n_samples):
+        """Samples of each turn the encoder treats as signal: at least its receptive field.
+
+        A turn shorter than the receptive field (400 samples, 25 ms, for WavLM and HuBERT; one
+        STFT window for Whisper) would give no frame at all and break the pooling; it is taken
+        with its zero padding up to one frame, as :mod:`ser.inference` pads a short file.
+        """
+        lengths = absolute_lengths(wav_lens, n_samples)
+        return lengths.clamp(min=min(self.receptive_field, n_samples))

@@ -32,7 +32,7 @@ from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2
 
 from ser.io.model_source import resolve_model_source
 from ser.nn.cnn_layout import contiguous_layer_norm_cnn
-from ser.nn.encoder_inputs import absolute_lengths, checked_wav_lens, masked_standardize, model_type
+from ser.nn.encoder_inputs import FramesOfPaddedWaveforms, checked_wav_lens, masked_standardize, model_type
 from ser.nn.text_encoder import TextEncoder
 from ser.nn.whisper_encoder import WhisperSpeechEncoder
 
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["SPEECH_ENCODERS", "SpeechEncoder", "TextEncoder", "WhisperSpeechEncoder"]
 
 
-class SpeechEncoder(Wav2Vec2):
+class SpeechEncoder(FramesOfPaddedWaveforms, Wav2Vec2):
     """WavLM, HuBERT or wav2vec 2.0 encoder, through SpeechBrain's Hugging Face integration.
 
     Parameters
@@ -177,26 +177,6 @@ class SpeechEncoder(Wav2Vec2):
     def frame_lengths(self, sample_lengths):
         """Number of output frames the CNN makes from ``sample_lengths`` samples (any shape)."""
         return self.model._get_feat_extract_output_lengths(sample_lengths)
-
-    def relative_frame_lengths(self, wav_lens, n_samples):
-        """Exact relative lengths of the output frames of waveforms padded to ``n_samples``.
-
-        ``round(result[b] * frames)`` is exactly the number of valid frames of turn ``b``;
-        ``wav_lens`` itself can be one frame off at the edge.
-        """
-        sample_lengths = self._valid_sample_lengths(wav_lens, n_samples)
-        n_frames = self.frame_lengths(torch.tensor(n_samples, device=wav_lens.device))
-        return self.frame_lengths(sample_lengths).to(wav_lens.dtype) / n_frames
-
-    def _valid_sample_lengths(self, wav_lens, n_samples):
-        """Samples of each turn the encoder treats as signal: at least its receptive field.
-
-        A turn shorter than the receptive field (400 samples, 25 ms) would give no frame at
-        all and break the pooling; it is taken with its zero padding up to one frame, as
-        :mod:`ser.inference` pads a short file.
-        """
-        lengths = absolute_lengths(wav_lens, n_samples)
-        return lengths.clamp(min=min(self.receptive_field, n_samples))
 
     @property
     def receptive_field(self):

@@ -13,7 +13,7 @@ from torch import nn
 
 from ser.io import SAMPLE_RATE
 from ser.io.model_source import ModelNotAvailableError, resolve_model_source
-from ser.nn.encoder_inputs import absolute_lengths, checked_wav_lens, masked_standardize, model_type
+from ser.nn.encoder_inputs import FramesOfPaddedWaveforms, checked_wav_lens, masked_standardize, model_type
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def _whisper_encoder_weights(folder):
     return state
 
 
-class WhisperSpeechEncoder(nn.Module):
+class WhisperSpeechEncoder(FramesOfPaddedWaveforms, nn.Module):
     """Whisper's encoder (log-mel, two convolutions, transformer) as a fine-tuned speech backbone.
 
     Same interface as :class:`SpeechEncoder` (``forward(wav, wav_lens)``, ``output_size``,
@@ -214,17 +214,6 @@ class WhisperSpeechEncoder(nn.Module):
         sample_lengths = torch.as_tensor(sample_lengths)
         return torch.div(torch.div(sample_lengths, self.hop_length, rounding_mode="floor") + 1, 2,
                          rounding_mode="floor")
-
-    def relative_frame_lengths(self, wav_lens, n_samples):
-        """Exact relative lengths of the output frames of waveforms padded to ``n_samples``."""
-        sample_lengths = self._valid_sample_lengths(wav_lens, n_samples)
-        n_frames = self.frame_lengths(torch.tensor(n_samples, device=wav_lens.device))
-        return self.frame_lengths(sample_lengths).to(wav_lens.dtype) / n_frames
-
-    def _valid_sample_lengths(self, wav_lens, n_samples):
-        """Samples of each turn treated as signal: at least one STFT window (as SpeechEncoder)."""
-        lengths = absolute_lengths(wav_lens, n_samples)
-        return lengths.clamp(min=min(self.receptive_field, n_samples))
 
     def log_mel(self, wav, n_mel_frames, mel_lengths=None):
         """Whisper's log-mel spectrogram of waveforms, ``(batch, mels, n_mel_frames)``.
