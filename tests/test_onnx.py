@@ -175,6 +175,28 @@ def test_onnx_package_records_runtime_and_parity(onnx_package, demo_package):
         assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in a.probabilities) < 1e-4
 
 
+def test_predict_packs_weights_on_request_with_the_same_answers(onnx_package, mini_corpus, tmp_path):
+    """``ser.predict --pack_weights yes`` and ``no`` on an ONNX package: the same predictions."""
+    import csv
+
+    clips = [str(p) for p in sorted((mini_corpus / "Audios").glob("*.wav"))[:3]]
+    env = {**os.environ, "OMP_NUM_THREADS": THREADS, "HF_HUB_OFFLINE": "1"}
+    tables = {}
+    for choice in ("yes", "no"):
+        out = tmp_path / f"{choice}.csv"
+        done = subprocess.run([sys.executable, "-m", "ser.predict", *clips, "--model", str(onnx_package),
+                               "--out", str(out), "--pack_weights", choice, "--no_progress"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        with open(out, newline="") as stream:
+            tables[choice] = list(csv.DictReader(stream))
+    assert len(tables["yes"]) == 3
+    assert [row["EmoClass"] for row in tables["yes"]] == [row["EmoClass"] for row in tables["no"]]
+    for packed, mapped in zip(tables["yes"], tables["no"], strict=True):
+        for letter in "ACDFHNSU":
+            assert abs(float(packed[letter]) - float(mapped[letter])) < 1e-4, (letter, packed, mapped)
+
+
 def _export_command(demo_package, out, *extra):
     _, training = demo_package
     return [

@@ -61,7 +61,7 @@ class OnnxEmotionModel(torch.nn.Module):
         Whether onnxruntime copies the weight matrices into the layout of this CPU's kernels when
         the sessions start ("prepacking"). Without it (the default) a session starts at once on
         the weights mapped from the graph's weights file, and each clip takes a little longer.
-        Measured on WavLM-large with a 2-core AVX-512 CPU, side by side: packing adds 1.0 s to
+        Measured on WavLM-large with a 2-core AVX-512 CPU, side by side: packing adds 1.1 s to
         the start-up in fp32 (0.3 s in int8) and saves 0-12 % of each clip's time, so it pays
         from a few minutes of audio on (``python -m ser.predict`` packs from
         :data:`ser.inference.predict.PACK_FROM_SECONDS` of audio).

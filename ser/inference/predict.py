@@ -361,6 +361,25 @@ def _run_folder(given):
                              "give the audio inputs before --systems, or after --") from None
 
 
+def _audio_reaches(files, seconds, duration):
+    """Whether ``files`` last ``seconds`` in all (headers read only until they do).
+
+    Example
+    -------
+    >>> lengths = {"a.wav": 50.0, "b.wav": 80.0, "c.wav": 1.0}
+    >>> _audio_reaches(["a.wav", "b.wav", "c.wav"], 120.0, lengths.get)
+    True
+    >>> _audio_reaches(["a.wav"], 120.0, lengths.get)
+    False
+    """
+    total = 0.0
+    for path in files:
+        total += duration(path)
+        if total >= seconds:
+            return True
+    return False
+
+
 def classify(args):
     """Classify the inputs and write ``--out``; returns the exit code."""
     files = find_audio_files(args.inputs)
@@ -373,7 +392,7 @@ def classify(args):
 
     if args.model:
         pack = args.pack_weights == "yes" or (
-            args.pack_weights == "auto" and sum(map(duration_seconds, files)) >= PACK_FROM_SECONDS)
+            args.pack_weights == "auto" and _audio_reaches(files, PACK_FROM_SECONDS, duration_seconds))
         recognizer = EmotionRecognizer.from_pretrained(args.model, args.device, args.batch_size,
                                                        pack_weights=pack)
     else:
